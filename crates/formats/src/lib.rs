@@ -1,0 +1,1 @@
+//! sparetire formats crate.

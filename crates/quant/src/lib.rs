@@ -1,0 +1,1 @@
+//! sparetire quant crate.
