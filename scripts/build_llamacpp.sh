@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build the llama.cpp reference that sparetire is compared against.
+#
+# Reference: llama.cpp 0c1e57098, as vendored in llama-cpp-python 0.3.36 (source package).
+#
+# Usage: scripts/build_llamacpp.sh [DIR]
+#   DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/sparetire-ref
+#
+# Result:
+#   DIR/llama_cpp_python-0.3.36/                         unpacked source package (Python bindings)
+#   DIR/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin  llama-bench, llama-perplexity,
+#       llama-completion, llama-tokenize, llama-quantize and libllama.so / libggml*.so
+#
+# Idempotent: each step is skipped when its output already exists.
+# Env: JOBS (parallel build jobs, default: nproc).
+set -euo pipefail
+
+VERSION=0.3.36
+DIR="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire-ref}"
+PKG="llama_cpp_python-${VERSION}"
+SRC="$DIR/$PKG"
+LLAMA="$SRC/vendor/llama.cpp"
+BIN="$LLAMA/build/bin"
+TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize)
+JOBS="${JOBS:-$(nproc)}"
+
+mkdir -p "$DIR"
+
+# 1. Source package (sdist; contains vendor/llama.cpp).
+if [ ! -f "$LLAMA/CMakeLists.txt" ]; then
+    if ! ls "$DIR/$PKG".tar.gz >/dev/null 2>&1; then
+        echo ">> downloading llama-cpp-python==$VERSION source package" >&2
+        python3 -m pip download --no-deps --no-binary llama-cpp-python \
+            "llama-cpp-python==$VERSION" -d "$DIR"
+    fi
+    echo ">> unpacking $PKG.tar.gz" >&2
+    # Unpack into a scratch directory first so an interrupted run never leaves a half tree.
+    rm -rf "$DIR/.unpack" "$SRC"
+    mkdir -p "$DIR/.unpack"
+    tar -xzf "$DIR/$PKG.tar.gz" -C "$DIR/.unpack"
+    mv "$DIR/.unpack/$PKG" "$SRC"
+    rmdir "$DIR/.unpack"
+fi
+[ -f "$LLAMA/CMakeLists.txt" ] || { echo "error: $LLAMA/CMakeLists.txt missing after unpack" >&2; exit 1; }
+
+# 2. Build tools.
+if ! command -v cmake >/dev/null 2>&1; then
+    echo ">> installing cmake" >&2
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update
+    $SUDO apt-get install -y cmake
+fi
+
+# 3. Build (skipped when every target and libllama.so already exist).
+built=1
+for t in "${TARGETS[@]}"; do
+    [ -x "$BIN/$t" ] || built=0
+done
+[ -e "$BIN/libllama.so" ] || built=0
+
+if [ "$built" -eq 0 ]; then
+    echo ">> building llama.cpp in $LLAMA/build (jobs: $JOBS; takes minutes)" >&2
+    (
+        cd "$LLAMA"
+        cmake -B build -DCMAKE_BUILD_TYPE=Release \
+            -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF
+        cmake --build build -j"$JOBS" --target "${TARGETS[@]}"
+    )
+else
+    echo ">> llama.cpp already built in $BIN" >&2
+fi
+
+for t in "${TARGETS[@]}"; do
+    [ -x "$BIN/$t" ] || { echo "error: $BIN/$t missing after build" >&2; exit 1; }
+done
+[ -e "$BIN/libllama.so" ] || { echo "error: $BIN/libllama.so missing after build" >&2; exit 1; }
+
+# The Python bindings need numpy and diskcache (no pip install of the package itself).
+python3 -c "import numpy, diskcache" 2>/dev/null \
+    || echo "note: the Python bindings need numpy and diskcache: python3 -m pip install numpy diskcache" >&2
+
+cat <<EOF
+# llama.cpp reference (0c1e57098, llama-cpp-python $VERSION) is ready:
+export LLAMA_CPP_BIN=$BIN
+export PYTHONPATH=$SRC
+export LLAMA_CPP_LIB_PATH=$BIN
+EOF
