@@ -1,0 +1,120 @@
+//! Run-time dispatch to the best dot-product kernel this CPU supports.
+//!
+//! [`Isa::detect`] probes the CPU once (cached); [`vec_dot`] uses the detected ISA, and
+//! [`vec_dot_with`] runs a chosen one so tests can compare every variant with the scalar
+//! reference. Types without a kernel for an ISA fall back to the scalar code.
+
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2;
+
+use crate::reference::{check_vec_dot, dot_fn, DotFn};
+use crate::{GgmlType, QuantError};
+use std::sync::OnceLock;
+
+/// An instruction-set level the kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable scalar code ([`crate::reference`]).
+    Scalar,
+    /// x86_64 AVX2 + FMA.
+    Avx2,
+}
+
+impl Isa {
+    /// The best ISA this CPU supports, probed once and cached.
+    pub fn detect() -> Isa {
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            Isa::available()
+                .into_iter()
+                .last()
+                .unwrap_or(Isa::Scalar)
+        })
+    }
+
+    /// Every ISA this CPU can run, worst first (always starts with [`Isa::Scalar`]).
+    pub fn available() -> Vec<Isa> {
+        let mut out = vec![Isa::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        if x86_avx2::available() {
+            out.push(Isa::Avx2);
+        }
+        out
+    }
+
+    /// A short lowercase name (`"scalar"`, `"avx2"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+        }
+    }
+
+    /// Whether this ISA has its own kernel for weights of `ty` (otherwise scalar code runs).
+    pub fn has_kernel(self, ty: GgmlType) -> bool {
+        match self {
+            Isa::Scalar => dot_fn(ty).is_some(),
+            Isa::Avx2 => isa_kernel(self, ty).is_some(),
+        }
+    }
+}
+
+fn isa_kernel(isa: Isa, ty: GgmlType) -> Option<DotFn> {
+    match isa {
+        Isa::Scalar => dot_fn(ty),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86_avx2::kernel(ty),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => None,
+    }
+}
+
+/// The kernel `isa` would run for `ty` (falling back to scalar), or `None` for types with no
+/// dot product (Q8_1, Q8_K). Callers must have checked lengths with [`check_vec_dot`].
+pub(crate) fn kernel_for(isa: Isa, ty: GgmlType) -> Option<DotFn> {
+    isa_kernel(isa, ty).or_else(|| dot_fn(ty))
+}
+
+/// The kernel for `ty` on the detected ISA, cached per type.
+pub(crate) fn best_kernel(ty: GgmlType) -> Option<DotFn> {
+    static TABLE: OnceLock<Vec<(GgmlType, Option<DotFn>)>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let isa = Isa::detect();
+        GgmlType::ALL
+            .iter()
+            .map(|&t| (t, kernel_for(isa, t)))
+            .collect()
+    });
+    table.iter().find(|(t, _)| *t == ty).and_then(|(_, f)| *f)
+}
+
+/// Dot product of a weight row `w` (`n` elements of `ty`) with an activation row `act`
+/// (`n` elements of `ty.vec_dot_type()`; f32 bytes for F32 weights), on the best kernel this CPU
+/// supports.
+pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, QuantError> {
+    check_vec_dot(ty, n, w, act)?;
+    let f = best_kernel(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    Ok(f(n, w, act))
+}
+
+/// [`vec_dot`] on a chosen ISA; [`QuantError::Unsupported`] if this CPU cannot run it.
+pub fn vec_dot_with(
+    isa: Isa,
+    ty: GgmlType,
+    n: usize,
+    w: &[u8],
+    act: &[u8],
+) -> Result<f32, QuantError> {
+    check_vec_dot(ty, n, w, act)?;
+    if !Isa::available().contains(&isa) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: "vec_dot on an ISA this CPU lacks",
+        });
+    }
+    let f = kernel_for(isa, ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })?;
+    Ok(f(n, w, act))
+}
+
+#[cfg(test)]
+mod tests;

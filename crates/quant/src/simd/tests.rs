@@ -1,0 +1,126 @@
+//! Every SIMD kernel against the scalar reference, on every ISA this CPU runs.
+
+use super::*;
+use crate::{quantize_activation_row, quantize_row, reference, GgmlType};
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let u = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 40) as f32 / (1u64 << 24) as f32;
+        2.0 * u - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.f32()).collect()
+    }
+}
+
+const WEIGHT_TYPES: [GgmlType; 13] = [
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q8_0,
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+fn quantized(ty: GgmlType, x: &[f32], act: bool) -> Vec<u8> {
+    let mut out = vec![0u8; ty.row_bytes(x.len()).unwrap()];
+    if act {
+        quantize_activation_row(ty, x, &mut out).unwrap();
+    } else {
+        quantize_row(ty, x, &mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn avx2_kernels_exist_for_the_required_types() {
+    if !Isa::available().contains(&Isa::Avx2) {
+        return;
+    }
+    for ty in [
+        GgmlType::F32,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q6_K,
+    ] {
+        assert!(Isa::Avx2.has_kernel(ty), "{ty}");
+    }
+}
+
+#[test]
+fn every_isa_matches_scalar_reference() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let isas = Isa::available();
+    eprintln!("ISAs under test: {:?}", isas);
+    for ty in WEIGHT_TYPES {
+        let bs = ty.block_size().max(ty.vec_dot_type().block_size()).max(32);
+        // Odd block counts, plus a non-multiple-of-32 length for F32's tail loop.
+        let mut lens = vec![bs, 3 * bs, 7 * bs];
+        if ty == GgmlType::F32 {
+            lens.extend([1, 13, 77]);
+        }
+        for n in lens {
+            for trial in 0..4 {
+                let scale = [1.0, 0.01, 30.0, 1.0][trial];
+                let xw: Vec<f32> = rng.vec(n).iter().map(|v| v * scale).collect();
+                let xa = rng.vec(n);
+                let w = quantized(ty, &xw, false);
+                let a = quantized(ty.vec_dot_type(), &xa, true);
+                let want = reference::vec_dot(ty, n, &w, &a).unwrap();
+                // Bound the float-reordering error by the sum of |products|.
+                let mut wd = vec![0.0; n];
+                let mut ad = vec![0.0; n];
+                crate::dequantize_row(ty, &w, &mut wd).unwrap();
+                crate::dequantize_row(ty.vec_dot_type(), &a, &mut ad).unwrap();
+                let mag: f32 = wd.iter().zip(&ad).map(|(p, q)| (p * q).abs()).sum();
+                let approx: f32 = wd.iter().zip(&ad).map(|(p, q)| p * q).sum();
+                // The reference itself must be the dot product of the dequantized rows (Q8_1
+                // stores d * sum(q) as f16, which costs up to ~2^-11 relative on that term).
+                let tol = if ty.vec_dot_type() == GgmlType::Q8_1 { 2e-3 } else { 1e-4 };
+                assert!(
+                    (want - approx).abs() <= tol * mag + 1e-6,
+                    "{ty} n={n}: reference {want} vs dequantized dot {approx}"
+                );
+                for &isa in &isas {
+                    let got = vec_dot_with(isa, ty, n, &w, &a).unwrap();
+                    assert!(
+                        (got - want).abs() <= 2e-5 * mag + 1e-6,
+                        "{ty} n={n} {}: got {got}, scalar {want} (mag {mag})",
+                        isa.name()
+                    );
+                }
+                assert_eq!(
+                    vec_dot(ty, n, &w, &a).unwrap(),
+                    vec_dot_with(Isa::detect(), ty, n, &w, &a).unwrap()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_lengths_are_errors_not_panics() {
+    let w = vec![0u8; 18];
+    let a = vec![0u8; 34];
+    assert!(vec_dot(GgmlType::Q4_0, 32, &w, &a).is_ok());
+    assert!(vec_dot(GgmlType::Q4_0, 32, &w[..17], &a).is_err());
+    assert!(vec_dot(GgmlType::Q4_0, 32, &w, &a[..33]).is_err());
+    assert!(vec_dot(GgmlType::Q4_0, 48, &w, &a).is_err());
+    assert!(vec_dot(GgmlType::Q8_K, 256, &[0; 292], &[0; 292]).is_err());
+    assert!(reference::vec_dot(GgmlType::Q4_K, 256, &[0; 144], &[0; 291]).is_err());
+}
