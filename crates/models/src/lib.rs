@@ -1,1 +1,101 @@
-//! sparetire models crate.
+//! Model architectures and their forward passes.
+//!
+//! - [`load`] opens the right architecture for a GGUF file and returns a
+//!   [`Model`]; unknown architectures get an error listing the supported ones.
+//! - [`Model::forward`] runs a batch of tokens (a whole prompt, or one token
+//!   while generating) through the network, appending to a [`State`]'s KV
+//!   cache, and leaves the logits in the state.
+//! - Shared building blocks live in [`layers`] (attention, MLP activations,
+//!   norms, RoPE); each architecture in [`arch`] is a small file on top.
+//! - Weights stay in the memory-mapped file ([`weights::Weight`]); matrix
+//!   products go through `sparetire_quant::matmul`.
+#![deny(missing_docs)]
+
+pub mod arch;
+mod error;
+pub mod hparams;
+pub mod kv_cache;
+pub mod layers;
+mod state;
+pub mod weights;
+
+use std::sync::Arc;
+
+use sparetire_formats::gguf::GgufFile;
+use sparetire_quant::ThreadPool;
+
+pub use error::ModelError;
+pub use hparams::HParams;
+pub use state::State;
+
+/// Which positions of a batch get logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last token (generation).
+    Last,
+    /// Every token (perplexity, teacher forcing).
+    All,
+}
+
+/// A loaded model.
+pub trait Model: Send + Sync {
+    /// Its hyperparameters.
+    fn hparams(&self) -> &HParams;
+
+    /// A fresh sequence state holding up to `n_ctx` positions.
+    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError>;
+
+    /// Runs `tokens` at positions `state.n_past ..`, appends them to the KV
+    /// cache and leaves logits in `state.logits()`: `n_vocab` floats for the
+    /// last token, or for every token with [`Logits::All`].
+    fn forward(&self, pool: &ThreadPool, state: &mut State, tokens: &[u32], logits: Logits) -> Result<(), ModelError>;
+}
+
+/// Opens the architecture `file` names.
+pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
+    let arch = file
+        .get_str("general.architecture")
+        .ok_or_else(|| ModelError::BadHParam {
+            key: "general.architecture".into(),
+            problem: "missing (not a model file?)".into(),
+        })?
+        .to_owned();
+    match arch.as_str() {
+        "llama" => Ok(Box::new(arch::llama::Llama::load(file)?)),
+        _ => Err(ModelError::UnsupportedArch {
+            arch,
+            supported: arch::SUPPORTED.join(", "),
+        }),
+    }
+}
+
+/// Checks a batch before it runs: non-empty, ids in range, room in the context.
+pub(crate) fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<(), ModelError> {
+    if tokens.is_empty() {
+        return Err(ModelError::Invalid("empty batch: no tokens to evaluate".into()));
+    }
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+        return Err(ModelError::BadToken { id, n_vocab: hp.n_vocab });
+    }
+    let needed = st.n_past + tokens.len();
+    if needed > st.kv.n_ctx() {
+        return Err(ModelError::ContextFull {
+            needed,
+            n_ctx: st.kv.n_ctx(),
+        });
+    }
+    Ok(())
+}
+
+/// `y (n, rows) = x (n, cols) · Wᵀ`, with `w` read from `file`.
+pub(crate) fn linear(
+    pool: &ThreadPool,
+    file: &GgufFile,
+    w: &weights::Weight,
+    x: &[f32],
+    n: usize,
+    y: &mut [f32],
+) -> Result<(), ModelError> {
+    sparetire_quant::matmul(pool, &w.view(file), &x[..n * w.cols], n, &mut y[..n * w.rows])?;
+    Ok(())
+}

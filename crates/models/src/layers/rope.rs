@@ -1,0 +1,80 @@
+//! Rotary position embeddings (RoPE).
+
+/// How the rotated dimensions are paired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(x[2i], x[2i+1])` — llama.cpp's "normal" mode (`llama`).
+    Normal,
+    /// Halves `(x[i], x[i + n_rot/2])` — GPT-NeoX style (Qwen, Gemma).
+    Neox,
+}
+
+/// The cos/sin table of one position: `theta_i = pos * base^(-2i/n_rot)`,
+/// computed by repeated multiplication in f32 like llama.cpp's rope cache.
+pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mut [f32]) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for i in 0..n_rot / 2 {
+        cos[i] = theta.cos();
+        sin[i] = theta.sin();
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `cos.len() * 2` dimensions of each `head_dim`-wide head in `x`.
+pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
+    let half = cos.len();
+    for head in x.chunks_exact_mut(head_dim) {
+        match style {
+            RopeStyle::Normal => {
+                for i in 0..half {
+                    let (a, b) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = a * cos[i] - b * sin[i];
+                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                }
+            }
+            RopeStyle::Neox => {
+                for i in 0..half {
+                    let (a, b) = (head[i], head[i + half]);
+                    head[i] = a * cos[i] - b * sin[i];
+                    head[i + half] = a * sin[i] + b * cos[i];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_zero_is_identity_and_norm_is_kept() {
+        let mut cos = [0f32; 4];
+        let mut sin = [0f32; 4];
+        rope_table(0, 8, 10000.0, &mut cos, &mut sin);
+        let orig: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 - 0.7).collect();
+        let mut x = orig.clone();
+        rope_apply(&mut x, 8, RopeStyle::Normal, &cos, &sin);
+        assert_eq!(x, orig);
+        rope_table(17, 8, 10000.0, &mut cos, &mut sin);
+        for style in [RopeStyle::Normal, RopeStyle::Neox] {
+            let mut x = orig.clone();
+            rope_apply(&mut x, 8, style, &cos, &sin);
+            let n0: f32 = orig.iter().map(|v| v * v).sum();
+            let n1: f32 = x.iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-4);
+            assert_ne!(x, orig);
+        }
+    }
+
+    #[test]
+    fn first_pair_rotates_by_pos() {
+        let mut cos = [0f32; 1];
+        let mut sin = [0f32; 1];
+        rope_table(3, 2, 10000.0, &mut cos, &mut sin);
+        let mut x = [1.0f32, 0.0];
+        rope_apply(&mut x, 2, RopeStyle::Normal, &cos, &sin);
+        assert!((x[0] - 3f32.cos()).abs() < 1e-6 && (x[1] - 3f32.sin()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,70 @@
+//! Per-sequence state: the KV cache, how many positions it holds, and the
+//! activation buffers reused from call to call.
+
+use crate::kv_cache::KvCache;
+
+/// Everything a model needs to continue one sequence.
+pub struct State {
+    /// Keys and values of the positions seen so far.
+    pub kv: KvCache,
+    /// Number of positions already in `kv`.
+    pub n_past: usize,
+    /// Activation buffers, grown on demand and then reused.
+    pub(crate) buf: Buffers,
+    /// Logits of the last forward call: `(n_out, n_vocab)`.
+    pub(crate) logits: Vec<f32>,
+}
+
+impl State {
+    /// A fresh state over `kv`.
+    pub fn new(kv: KvCache) -> State {
+        State {
+            kv,
+            n_past: 0,
+            buf: Buffers::default(),
+            logits: Vec::new(),
+        }
+    }
+
+    /// Forgets every position after the first `n` (to reuse a common prefix, or restart at 0).
+    pub fn truncate(&mut self, n: usize) {
+        self.n_past = self.n_past.min(n);
+    }
+
+    /// Logits of the last forward call, `n_vocab` per output row.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+}
+
+/// Named activation buffers of one forward call (shapes in the comments;
+/// `n` is the number of tokens in the batch).
+#[derive(Default)]
+pub(crate) struct Buffers {
+    /// (n, n_embd) residual stream
+    pub x: Vec<f32>,
+    /// (n, n_embd) normalized input of a sub-layer
+    pub xn: Vec<f32>,
+    /// (n, n_head * head_dim)
+    pub q: Vec<f32>,
+    /// (n, n_head_kv * head_dim)
+    pub k: Vec<f32>,
+    /// (n, n_head_kv * head_dim)
+    pub v: Vec<f32>,
+    /// (n, n_head * head_dim) attention output before the output projection
+    pub attn: Vec<f32>,
+    /// (n, n_ff)
+    pub gate: Vec<f32>,
+    /// (n, n_ff)
+    pub up: Vec<f32>,
+    /// (n, n_embd) a sub-layer's output before it joins the residual
+    pub out: Vec<f32>,
+}
+
+/// Resizes `v` to `n` (reallocating only when it grows).
+pub(crate) fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
+}
