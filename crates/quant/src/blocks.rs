@@ -225,7 +225,11 @@ pub fn write_block<T: Block>(block: &T, dst: &mut [u8]) {
     // SAFETY: `dst` has size_of::<T>() writable bytes; `T` has no padding (Block's contract), so
     // every source byte is initialized; the regions cannot overlap (one is borrowed mutably).
     unsafe {
-        std::ptr::copy_nonoverlapping((block as *const T).cast::<u8>(), dst.as_mut_ptr(), dst.len())
+        std::ptr::copy_nonoverlapping(
+            (block as *const T).cast::<u8>(),
+            dst.as_mut_ptr(),
+            dst.len(),
+        )
     }
 }
 

@@ -57,7 +57,11 @@ pub fn matmul(
     let vdt = w.ty.vec_dot_type();
     let a_row = checked_row_bytes(vdt, cols)?;
     let mul = |a: usize, b: usize, what| a.checked_mul(b).ok_or(QuantError::Overflow(what));
-    check_len("matmul weights", mul(rows, w_row, "weight bytes")?, w.data.len())?;
+    check_len(
+        "matmul weights",
+        mul(rows, w_row, "weight bytes")?,
+        w.data.len(),
+    )?;
     check_len("matmul x", mul(n_tokens, cols, "x elements")?, x.len())?;
     check_len("matmul y", mul(n_tokens, rows, "y elements")?, y.len())?;
     let kernel = best_kernel(w.ty).ok_or(QuantError::Unsupported {
@@ -69,10 +73,12 @@ pub fn matmul(
     }
 
     SCRATCH.with(|scratch| -> Result<(), QuantError> {
-        let mut scratch = scratch.try_borrow_mut().map_err(|_| QuantError::Unsupported {
-            ty: w.ty,
-            op: "re-entrant matmul",
-        })?;
+        let mut scratch = scratch
+            .try_borrow_mut()
+            .map_err(|_| QuantError::Unsupported {
+                ty: w.ty,
+                op: "re-entrant matmul",
+            })?;
         let xq: &[u8] = if vdt == GgmlType::F32 {
             // SAFETY: any f32 slice is a valid, initialized u8 slice of 4x the length; u8 has
             // alignment 1; the borrow keeps `x` alive and immutable for its lifetime.

@@ -41,7 +41,13 @@ fn load(name: &str) -> Golden {
     let raw = b[off..off + nb].to_vec();
     let values = f32s(&b[off + nb..]);
     assert_eq!(values.len(), n, "{name}: value count");
-    Golden { ty, n, src, raw, values }
+    Golden {
+        ty,
+        n,
+        src,
+        raw,
+        values,
+    }
 }
 
 const ALL: [&str; 15] = [
@@ -60,7 +66,10 @@ fn dequantize_matches_gguf_py_bit_exactly() {
             .take(5)
             .map(|i| (i, out[i], g.values[i]))
             .collect();
-        assert!(bad.is_empty(), "{name}: first mismatches (index, ours, gguf) {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "{name}: first mismatches (index, ours, gguf) {bad:?}"
+        );
     }
 }
 
@@ -76,7 +85,10 @@ fn quantize_matches_gguf_py_bytes_exactly() {
         assert_eq!(first, None, "{name}: first differing byte");
         checked += 1;
     }
-    assert_eq!(checked, 8, "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 carry gguf-quantized sources");
+    assert_eq!(
+        checked, 8,
+        "F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 carry gguf-quantized sources"
+    );
 }
 
 #[test]

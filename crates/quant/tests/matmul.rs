@@ -27,7 +27,12 @@ fn matmul_equals_per_row_vec_dot() {
                 quantize_row(ty, src, dst).unwrap();
             }
             let x = data(7, n_tokens * cols);
-            let w = WeightView { ty, data: &wq, rows, cols };
+            let w = WeightView {
+                ty,
+                data: &wq,
+                rows,
+                cols,
+            };
             let mut y = vec![f32::NAN; n_tokens * rows];
             matmul(&pool, &w, &x, n_tokens, &mut y).unwrap();
 
@@ -37,7 +42,11 @@ fn matmul_equals_per_row_vec_dot() {
                 quantize_activation_row(vdt, &x[t * cols..(t + 1) * cols], &mut xq).unwrap();
                 for r in 0..rows {
                     let want = vec_dot(ty, cols, &wq[r * rb..(r + 1) * rb], &xq).unwrap();
-                    assert_eq!(y[t * rows + r].to_bits(), want.to_bits(), "{ty} t={t} r={r}");
+                    assert_eq!(
+                        y[t * rows + r].to_bits(),
+                        want.to_bits(),
+                        "{ty} t={t} r={r}"
+                    );
                 }
             }
         }
@@ -48,7 +57,12 @@ fn matmul_equals_per_row_vec_dot() {
 fn matmul_rejects_bad_shapes() {
     let pool = ThreadPool::new(2);
     let wq = vec![0u8; 2 * 18];
-    let w = WeightView { ty: GgmlType::Q4_0, data: &wq, rows: 2, cols: 32 };
+    let w = WeightView {
+        ty: GgmlType::Q4_0,
+        data: &wq,
+        rows: 2,
+        cols: 32,
+    };
     let mut y = vec![0.0; 2];
     assert!(matmul(&pool, &w, &[0.0; 32], 1, &mut y).is_ok());
     assert!(matches!(
@@ -61,6 +75,11 @@ fn matmul_rejects_bad_shapes() {
         matmul(&pool, &bad, &[0.0; 33], 1, &mut y),
         Err(QuantError::NotBlockMultiple { .. })
     ));
-    let k8 = WeightView { ty: GgmlType::Q8_K, data: &[0; 292], rows: 1, cols: 256 };
+    let k8 = WeightView {
+        ty: GgmlType::Q8_K,
+        data: &[0; 292],
+        rows: 1,
+        cols: 256,
+    };
     assert!(matmul(&pool, &k8, &[0.0; 256], 1, &mut y[..1]).is_err());
 }

@@ -44,7 +44,10 @@ fn quantized(ty: GgmlType, x: &[f32]) -> Vec<u8> {
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (*x as f64) * (*y as f64)).sum::<f64>() as f32
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64) * (*y as f64))
+        .sum::<f64>() as f32
 }
 
 #[test]
@@ -59,11 +62,11 @@ fn quantization_errors_within_llama_cpp_bounds() {
             GgmlType::Q3_K => MAX_QUANTIZATION_TOTAL_ERROR_3BITS,
             _ => MAX_QUANTIZATION_TOTAL_ERROR,
         };
-        if !(total < bound) {
+        if total.is_nan() || total >= bound {
             failures.push(format!("{ty} total error {total} >= {bound}"));
         }
         let refe = array_rmse(&round_trip(ty, &d1, true), &round_trip(ty, &d1, false));
-        if !(refe < MAX_QUANTIZATION_REFERENCE_ERROR) {
+        if refe.is_nan() || refe >= MAX_QUANTIZATION_REFERENCE_ERROR {
             failures.push(format!("{ty} reference error {refe}"));
         }
         if ty == GgmlType::Q8_1 || ty == GgmlType::Q8_K {
@@ -79,7 +82,7 @@ fn quantization_errors_within_llama_cpp_bounds() {
         for isa in simd::Isa::available() {
             let got = simd::vec_dot_with(isa, ty, TEST_SIZE, &w, &a).unwrap();
             let err = (got - want).abs() / TEST_SIZE as f32;
-            if !(err < bound) {
+            if err.is_nan() || err >= bound {
                 failures.push(format!("{ty} {} dot error {err}", isa.name()));
             }
         }
@@ -89,7 +92,9 @@ fn quantization_errors_within_llama_cpp_bounds() {
 
 #[test]
 fn f32_vec_dot_odd_lengths() {
-    for n in [1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 67, 127, 129, 193, 255, 1023] {
+    for n in [
+        1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 67, 127, 129, 193, 255, 1023,
+    ] {
         let a = generate_data(0.0, n, 2.0);
         let b = generate_data(1.0, n, 2.0);
         let ab: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -100,7 +105,10 @@ fn f32_vec_dot_odd_lengths() {
             reference::vec_dot(GgmlType::F32, n, &ab, &bb).unwrap(),
         ] {
             let err = (got - want).abs() / n as f32;
-            assert!(err < MAX_QUANTIZATION_REFERENCE_ERROR, "n={n}: {got} vs {want}");
+            assert!(
+                err < MAX_QUANTIZATION_REFERENCE_ERROR,
+                "n={n}: {got} vs {want}"
+            );
         }
     }
 }

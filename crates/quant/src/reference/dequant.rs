@@ -1,5 +1,7 @@
 //! `dequantize_row_*`: blocks to f32 (lengths are checked by the caller).
 
+#![allow(clippy::needless_range_loop)] // why: index loops mirror ggml's C for easy review
+
 use crate::blocks::*;
 use crate::GgmlType;
 
@@ -76,7 +78,11 @@ pub(super) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         GgmlType::Q3_K => each::<BlockQ3K>(src, dst, dequant_q3_k),
         GgmlType::Q4_K => each::<BlockQ4K>(src, dst, |b, y| {
             let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
-            for (c, (q, y)) in b.qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            for (c, (q, y)) in
+                b.qs.chunks_exact(32)
+                    .zip(y.chunks_exact_mut(64))
+                    .enumerate()
+            {
                 let (sc1, m1) = scale_min_k4(2 * c, &b.scales);
                 let (sc2, m2) = scale_min_k4(2 * c + 1, &b.scales);
                 let (d1, m1) = (d * sc1 as f32, min * m1 as f32);
@@ -89,7 +95,11 @@ pub(super) fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
         }),
         GgmlType::Q5_K => each::<BlockQ5K>(src, dst, |b, y| {
             let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
-            for (c, (q, y)) in b.qs.chunks_exact(32).zip(y.chunks_exact_mut(64)).enumerate() {
+            for (c, (q, y)) in
+                b.qs.chunks_exact(32)
+                    .zip(y.chunks_exact_mut(64))
+                    .enumerate()
+            {
                 let (sc1, m1) = scale_min_k4(2 * c, &b.scales);
                 let (sc2, m2) = scale_min_k4(2 * c + 1, &b.scales);
                 let (d1, m1) = (d * sc1 as f32, min * m1 as f32);

@@ -3,6 +3,8 @@
 //! Each takes `n` and the two rows as bytes; lengths were checked by the caller (a short
 //! buffer only makes the zip stop early, it cannot read out of bounds).
 
+#![allow(clippy::needless_range_loop)] // why: index loops mirror ggml's C for easy review
+
 use super::dequant::q6k_quads;
 use crate::blocks::*;
 use crate::GgmlType;
@@ -121,7 +123,9 @@ fn dot_q8_0_q8_0(_n: usize, w: &[u8], a: &[u8]) -> f32 {
 fn dot_q2_k_q8_k(_n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut sumf = 0.0f32;
     for (x, y) in iter_blocks::<BlockQ2K>(w).zip(iter_blocks::<BlockQ8K>(a)) {
-        let summs: i32 = (0..16).map(|j| y.bsums[j] as i32 * (x.scales[j] >> 4) as i32).sum();
+        let summs: i32 = (0..16)
+            .map(|j| y.bsums[j] as i32 * (x.scales[j] >> 4) as i32)
+            .sum();
         let dall = y.d * x.d.to_f32();
         let dmin = y.d * x.dmin.to_f32();
         let mut isum = 0i32;
@@ -148,7 +152,13 @@ fn dot_q2_k_q8_k(_n: usize, w: &[u8], a: &[u8]) -> f32 {
 /// The generic K-quant pattern: signed quants `a` (256) × `y.qs`, scaled per 16 by `scale(j)`,
 /// accumulated in 8 integer lanes and then 8 float lanes, as ggml's generic code does.
 #[inline]
-fn k_lanes(a: &[i8; QK_K], y: &BlockQ8K, scale: impl Fn(usize) -> i32, d: f32, sums: &mut [f32; 8]) {
+fn k_lanes(
+    a: &[i8; QK_K],
+    y: &BlockQ8K,
+    scale: impl Fn(usize) -> i32,
+    d: f32,
+    sums: &mut [f32; 8],
+) {
     let mut aux32 = [0i32; 8];
     for j in 0..QK_K / 16 {
         let sc = scale(j);
@@ -179,7 +189,13 @@ fn dot_q3_k_q8_k(_n: usize, w: &[u8], a: &[u8]) -> f32 {
             }
         }
         let scales = q3k_scales(&x.scales);
-        k_lanes(&aux8, &y, |j| scales[j] as i32, x.d.to_f32() * y.d, &mut sums);
+        k_lanes(
+            &aux8,
+            &y,
+            |j| scales[j] as i32,
+            x.d.to_f32() * y.d,
+            &mut sums,
+        );
     }
     sums.iter().sum()
 }
@@ -245,7 +261,13 @@ fn dot_q6_k_q8_k(_n: usize, w: &[u8], a: &[u8]) -> f32 {
                 }
             }
         }
-        k_lanes(&aux8, &y, |j| x.scales[j] as i32, x.d.to_f32() * y.d, &mut sums);
+        k_lanes(
+            &aux8,
+            &y,
+            |j| x.scales[j] as i32,
+            x.d.to_f32() * y.d,
+            &mut sums,
+        );
     }
     sums.iter().sum()
 }

@@ -16,7 +16,7 @@ pub(crate) use dot::{dot_fn, DotFn};
 
 /// Checks that `n` is a whole number of `ty` blocks and returns the bytes a row of `n` takes.
 pub(crate) fn checked_row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {
-    if n % ty.block_size() != 0 {
+    if !n.is_multiple_of(ty.block_size()) {
         return Err(QuantError::NotBlockMultiple {
             ty,
             n,

@@ -3,6 +3,8 @@
 //! Straight ports of ggml-quants.c, keeping its float operation order so results match a
 //! build of it without FMA contraction.
 
+#![allow(clippy::needless_range_loop)] // why: index loops mirror ggml's C for easy review
+
 use super::quant::nearest_int;
 use crate::blocks::*;
 use half::f16;
@@ -191,7 +193,8 @@ fn make_qkx2_quants(
 fn pack_2bit(l: &[u8; QK_K], qs: &mut [u8; QK_K / 4]) {
     for j in (0..QK_K).step_by(128) {
         for i in 0..32 {
-            qs[j / 4 + i] = l[j + i] | (l[j + i + 32] << 2) | (l[j + i + 64] << 4) | (l[j + i + 96] << 6);
+            qs[j / 4 + i] =
+                l[j + i] | (l[j + i + 32] << 2) | (l[j + i + 64] << 4) | (l[j + i + 96] << 6);
         }
     }
 }
@@ -211,13 +214,19 @@ pub(super) fn quantize_q2_k(src: &[f32], dst: &mut [u8]) {
         for j in 0..16 {
             let xs = &x[16 * j..16 * j + 16];
             let w: Vec<f32> = xs.iter().map(|v| v.abs()).collect();
-            let (s, m) = make_qkx2_quants(xs, &w, 3, &mut l[16 * j..16 * j + 16], -0.5, 0.1, 15, true);
+            let (s, m) =
+                make_qkx2_quants(xs, &w, 3, &mut l[16 * j..16 * j + 16], -0.5, 0.1, 15, true);
             scales[j] = s;
             mins[j] = m;
             max_scale = max_scale.max(s);
             max_min = max_min.max(m);
         }
-        let mut b = BlockQ2K { scales: [0; 16], qs: [0; 64], d: f16::ZERO, dmin: f16::ZERO };
+        let mut b = BlockQ2K {
+            scales: [0; 16],
+            qs: [0; 64],
+            d: f16::ZERO,
+            dmin: f16::ZERO,
+        };
         if max_scale > 0.0 {
             let iscale = 15.0 / max_scale;
             for j in 0..16 {
@@ -259,7 +268,12 @@ pub(super) fn quantize_q3_k(src: &[f32], dst: &mut [u8]) {
                 max_scale = scales[j];
             }
         }
-        let mut b = BlockQ3K { hmask: [0; 32], qs: [0; 64], scales: [0; 12], d: f16::ZERO };
+        let mut b = BlockQ3K {
+            hmask: [0; 32],
+            qs: [0; 64],
+            scales: [0; 12],
+            d: f16::ZERO,
+        };
         if max_scale != 0.0 {
             let iscale = -32.0 / max_scale;
             for j in 0..16 {
@@ -298,7 +312,12 @@ pub(super) fn quantize_q3_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Shared by Q4_K and Q5_K: per-32 scales/mins packed into 12 bytes plus the quants.
-fn quantize_k_scaled(x: &[f32], nmax: i32, rmin: f32, nstep: i32) -> (f16, f16, [u8; 12], [u8; QK_K]) {
+fn quantize_k_scaled(
+    x: &[f32],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> (f16, f16, [u8; 12], [u8; QK_K]) {
     let mut l = [0u8; QK_K];
     let (mut scales, mut mins) = ([0.0f32; 8], [0.0f32; 8]);
     let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
@@ -307,13 +326,26 @@ fn quantize_k_scaled(x: &[f32], nmax: i32, rmin: f32, nstep: i32) -> (f16, f16, 
         let sum_x2: f32 = xs.iter().fold(0.0, |s, v| s + v * v);
         let av_x = (sum_x2 / 32.0).sqrt();
         let w: Vec<f32> = xs.iter().map(|v| av_x + v.abs()).collect();
-        let (s, m) = make_qkx2_quants(xs, &w, nmax, &mut l[32 * j..32 * j + 32], rmin, 0.1, nstep, false);
+        let (s, m) = make_qkx2_quants(
+            xs,
+            &w,
+            nmax,
+            &mut l[32 * j..32 * j + 32],
+            rmin,
+            0.1,
+            nstep,
+            false,
+        );
         scales[j] = s;
         mins[j] = m;
         max_scale = max_scale.max(s);
         max_min = max_min.max(m);
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut packed = [0u8; 12];
     for j in 0..8 {
@@ -353,7 +385,12 @@ pub(super) fn quantize_q4_k(src: &[f32], dst: &mut [u8]) {
                 q[i] = l[64 * c + i] | (l[64 * c + i + 32] << 4);
             }
         }
-        BlockQ4K { d, dmin, scales, qs }
+        BlockQ4K {
+            d,
+            dmin,
+            scales,
+            qs,
+        }
     })
 }
 
@@ -376,7 +413,13 @@ pub(super) fn quantize_q5_k(src: &[f32], dst: &mut [u8]) {
                 qs[32 * c + j] = l1 | (l2 << 4);
             }
         }
-        BlockQ5K { d, dmin, scales, qh, qs }
+        BlockQ5K {
+            d,
+            dmin,
+            scales,
+            qh,
+            qs,
+        }
     })
 }
 
@@ -393,7 +436,12 @@ pub(super) fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
                 max_scale = s;
             }
         }
-        let mut b = BlockQ6K { ql: [0; 128], qh: [0; 64], scales: [0; 16], d: f16::ZERO };
+        let mut b = BlockQ6K {
+            ql: [0; 128],
+            qh: [0; 64],
+            scales: [0; 16],
+            d: f16::ZERO,
+        };
         if max_abs_scale < GROUP_MAX_EPS {
             return b;
         }
@@ -417,7 +465,8 @@ pub(super) fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
                 let q = |k: usize| l[j + i + k] as u8;
                 ql[i] = (q(0) & 0xF) | ((q(64) & 0xF) << 4);
                 ql[i + 32] = (q(32) & 0xF) | ((q(96) & 0xF) << 4);
-                qh[i] = (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
+                qh[i] =
+                    (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
             }
         }
         b

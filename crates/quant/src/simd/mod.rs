@@ -24,12 +24,7 @@ impl Isa {
     /// The best ISA this CPU supports, probed once and cached.
     pub fn detect() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
-        *BEST.get_or_init(|| {
-            Isa::available()
-                .into_iter()
-                .last()
-                .unwrap_or(Isa::Scalar)
-        })
+        *BEST.get_or_init(|| Isa::available().into_iter().last().unwrap_or(Isa::Scalar))
     }
 
     /// Every ISA this CPU can run, worst first (always starts with [`Isa::Scalar`]).

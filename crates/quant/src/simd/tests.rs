@@ -91,7 +91,11 @@ fn every_isa_matches_scalar_reference() {
                 let approx: f32 = wd.iter().zip(&ad).map(|(p, q)| p * q).sum();
                 // The reference itself must be the dot product of the dequantized rows (Q8_1
                 // stores d * sum(q) as f16, which costs up to ~2^-11 relative on that term).
-                let tol = if ty.vec_dot_type() == GgmlType::Q8_1 { 2e-3 } else { 1e-4 };
+                let tol = if ty.vec_dot_type() == GgmlType::Q8_1 {
+                    2e-3
+                } else {
+                    1e-4
+                };
                 assert!(
                     (want - approx).abs() <= tol * mag + 1e-6,
                     "{ty} n={n}: reference {want} vs dequantized dot {approx}"

@@ -221,7 +221,10 @@ unsafe fn dot_q4_k_q8_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let mut summ = 0.0f32;
     let m4 = _mm256_set1_epi8(0x0F);
     for i in 0..n / 256 {
-        let (x, y) = (&w[144 * i..144 * i + 144], &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)]);
+        let (x, y) = (
+            &w[144 * i..144 * i + 144],
+            &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)],
+        );
         let yd = f32_at(y, 0);
         let scales: &[u8; 12] = x[4..16].try_into().unwrap_or(&[0; 12]);
         let mut sc = [0i16; 8];
@@ -260,7 +263,10 @@ unsafe fn dot_q6_k_q8_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
     let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
     let k32 = _mm256_set1_epi8(32);
     for i in 0..n / 256 {
-        let (x, y) = (&w[210 * i..210 * i + 210], &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)]);
+        let (x, y) = (
+            &w[210 * i..210 * i + 210],
+            &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)],
+        );
         let (ql, qh, scales) = (&x[0..128], &x[128..192], &x[192..208]);
         let q8 = &y[Q8K_QS..];
         let mut sumi = _mm256_setzero_si256();
@@ -281,7 +287,8 @@ unsafe fn dot_q6_k_q8_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
             for (k, q) in quads.into_iter().enumerate() {
                 let y8 = load32(&q8[128 * h + 32 * k..]);
                 // (q - 32) * y == q * y - 32 * y; both maddubs stay inside i16.
-                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(k32, y8));
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(k32, y8));
                 let s_lo = scales[8 * h + 2 * k] as i8 as i16;
                 let s_hi = scales[8 * h + 2 * k + 1] as i8 as i16;
                 let sc = _mm256_set_m128i(_mm_set1_epi16(s_hi), _mm_set1_epi16(s_lo));
