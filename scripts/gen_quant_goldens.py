@@ -105,5 +105,59 @@ def main() -> None:
         write(name, raw, values, None)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--llama-build" not in __import__("sys").argv:
     main()
+
+
+# ---------------------------------------------------------------------------------------------
+# Optional: goldens from a llama.cpp build (scripts/build_llamacpp.sh), via ctypes.
+#   python3 scripts/gen_quant_goldens.py --llama-build <llama.cpp>/build/bin
+# writes tests/golden/quant/llamacpp/<TYPE>.bin:
+#   b"SPQL", u32 version (1), u32 weight type id, u32 n,
+#   n f32 weight source, row bytes of quantize_row_<type>_ref(source),
+#   n f32 activation source, row bytes of the CPU backend's from_float for the vec_dot type
+#   (quantize_row_q8_0 / q8_1 / q8_K, the x86 SIMD variants on an x86 build),
+#   f32 ggml_vec_dot_<type>_<vdt> (the dispatched SIMD kernel), f32 the _generic kernel.
+# K-quant quantization and the activation quantizers are checked byte-exact against these.
+
+LLAMA_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+VDT = {"Q4_0": "q8_0", "Q5_0": "q8_0", "Q8_0": "q8_0", "Q4_1": "q8_1", "Q5_1": "q8_1"}
+SIZES = {"Q4_0": 18, "Q4_1": 20, "Q5_0": 22, "Q5_1": 24, "Q8_0": 34, "Q8_1": 36, "Q2_K": 84,
+         "Q3_K": 110, "Q4_K": 144, "Q5_K": 176, "Q6_K": 210, "Q8_K": 292}
+
+
+def llama_goldens(build: Path) -> None:
+    import ctypes
+
+    base = ctypes.CDLL(str(build / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu = ctypes.CDLL(str(build / "libggml-cpu.so"), mode=ctypes.RTLD_GLOBAL)
+    cpu.ggml_cpu_init()  # fills the f16 -> f32 table the CPU kernels read
+    out = OUT / "llamacpp"
+    out.mkdir(parents=True, exist_ok=True)
+    n = 1024
+    fptr = ctypes.POINTER(ctypes.c_float)
+    for name in LLAMA_TYPES:
+        vdt = VDT.get(name, "q8_K")
+        xw = (rng.standard_normal(n) * np.repeat(10.0 ** rng.uniform(-3, 1, n // 32), 32)).astype(np.float32)
+        xa = (rng.standard_normal(n) * np.repeat(10.0 ** rng.uniform(-2, 1, n // 32), 32)).astype(np.float32)
+        w = np.zeros(n // (256 if name.endswith("K") else 32) * SIZES[name], dtype=np.uint8)
+        a = np.zeros(n // (256 if vdt == "q8_K" else 32) * SIZES[vdt.upper()], dtype=np.uint8)
+        qref = getattr(base, f"quantize_row_{name.lower().replace('_k', '_K')}_ref")
+        qref(xw.ctypes.data_as(fptr), w.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(n))
+        getattr(cpu, f"quantize_row_{vdt}")(xa.ctypes.data_as(fptr), a.ctypes.data_as(ctypes.c_void_p), ctypes.c_int64(n))
+        dots = []
+        for suffix in ["", "_generic"]:
+            f = getattr(cpu, f"ggml_vec_dot_{name.lower().replace('_k', '_K')}_{vdt}{suffix}")
+            s = ctypes.c_float(0)
+            f(ctypes.c_int(n), ctypes.byref(s), ctypes.c_size_t(0), w.ctypes.data_as(ctypes.c_void_p),
+              ctypes.c_size_t(0), a.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(0), ctypes.c_int(1))
+            dots.append(s.value)
+        blob = b"SPQL" + struct.pack("<III", 1, IDS[name], n) + xw.astype("<f4").tobytes() + w.tobytes()
+        blob += xa.astype("<f4").tobytes() + a.tobytes() + struct.pack("<ff", *dots)
+        (out / f"{name}.bin").write_bytes(blob)
+        print(f"llamacpp {name}: dot {dots[0]} (generic {dots[1]})")
+
+
+if __name__ == "__main__" and "--llama-build" in __import__("sys").argv:
+    import sys
+    llama_goldens(Path(sys.argv[sys.argv.index("--llama-build") + 1]))
