@@ -8,7 +8,7 @@
 //!   `dequantize_row_*` / `quantize_row_*_ref` bit for bit.
 //! - [`vec_dot`]: one row of weights times one quantized activation row, dispatched at run time to
 //!   the best SIMD kernel the CPU has ([`simd`]); [`reference::vec_dot`] is the scalar version.
-//! - [`matmul`]: weights × a batch of f32 activations, quantizing each activation row once the way
+//! - [`matmul()`]: weights × a batch of f32 activations, quantizing each activation row once the way
 //!   llama.cpp's CPU backend does, with rows split across a persistent [`ThreadPool`].
 //!
 //! All byte buffers are little-endian GGUF data; lengths are checked and reported as

@@ -76,7 +76,7 @@ pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), Qua
 }
 
 /// Quantizes an activation row the way llama.cpp's CPU backend does before a dot product
-/// (its `type_traits_cpu[ty].from_float`), which is what [`crate::matmul`] uses.
+/// (its `type_traits_cpu[ty].from_float`), which is what [`crate::matmul()`] uses.
 ///
 /// This differs from [`quantize_row`] only for Q8_0 and Q8_1: llama.cpp's x86 (AVX/AVX2/AVX-512)
 /// builds quantize activations with `id = 127 / amax` (not `1 / (amax / 127)`) and round half to
