@@ -12,6 +12,11 @@ Needs the reference's Python bindings and a build of its libllama:
     python3 scripts/gen_tokenizer_goldens.py [smollm2 gemma3-270m]
 
 Models are read from ${SPARETIRE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire}/models/NAME.gguf.
+
+With `--reference-vocabs LLAMA_CPP_DIR` it instead runs the same corpus through llama.cpp's
+vocab-only test files (models/ggml-vocab-NAME.gguf) and writes ggml-vocab-NAME.json (ids only),
+which crates/tokenizer/tests/reference_vocabs.rs checks (an ignored test: the vocab files stay in
+the reference checkout).
 """
 import json
 import os
@@ -122,7 +127,27 @@ def piece(llm, tok):
     return list(bytes(buf[:n]))
 
 
+REFERENCE_VOCABS = ["gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "starcoder", "command-r", "llama-spm", "phi-3"]
+
+
+def reference_vocabs(llama_cpp_dir):
+    for name in REFERENCE_VOCABS:
+        path = Path(llama_cpp_dir) / "models" / f"ggml-vocab-{name}.gguf"
+        llm = Llama(model_path=str(path), vocab_only=True, verbose=False)
+        cases = []
+        for text in CORPUS:
+            for add_special, parse_special in [(True, True), (False, False)]:
+                ids = llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=parse_special)
+                cases.append({"text": text, "add_special": add_special, "parse_special": parse_special, "ids": ids})
+        out = OUT_DIR / f"ggml-vocab-{name}.json"
+        out.write_text(json.dumps(cases, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"{name}: {len(cases)} cases -> {out.relative_to(ROOT)}")
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--reference-vocabs":
+        reference_vocabs(sys.argv[2])
+        return
     models = sys.argv[1:] or ["smollm2", "gemma3-270m"]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for model in models:

@@ -160,6 +160,8 @@ pub(crate) struct Vocab {
     /// `merges` (BPE only): "left right" strings in rank order.
     pub merges: Vec<String>,
     pub chat_template: Option<String>,
+    /// `general.name`, lower-cased: the reference sets a few token attributes by model name.
+    pub model_name: String,
 }
 
 const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
@@ -254,6 +256,7 @@ impl Vocab {
             special_cache: Vec::new(),
             merges,
             chat_template: f.get_str("tokenizer.chat_template").map(str::to_string),
+            model_name: f.get_str("general.name").unwrap_or("").to_ascii_lowercase(),
         };
         vocab.read_special_ids(f);
         if let Some(v) = f.get_bool("tokenizer.ggml.add_space_prefix") {
@@ -398,8 +401,33 @@ impl Vocab {
             .collect();
         cache.sort_by_key(|&id| std::cmp::Reverse(self.texts[id as usize].len()));
         self.special_cache = cache;
+        self.set_attrs_by_model_name();
         self.eog = eog;
         self.special = sp;
+    }
+
+    /// Per-model whitespace stripping around special tokens, which GGUF does not record.
+    fn set_attrs_by_model_name(&mut self) {
+        let (ids, attrs) = (&self.ids, &mut self.attrs);
+        if self.model_name.contains("phi-3") || self.model_name.contains("phi3") {
+            for &id in &self.special_cache {
+                attrs[id as usize] |= attr::RSTRIP;
+            }
+        }
+        let mut set = |text: &str, bit: u16, on: bool| {
+            if let Some(&id) = ids.get(text) {
+                let a = &mut attrs[id as usize];
+                *a = if on { *a | bit } else { *a & !bit };
+            }
+        };
+        if self.model_name.contains("phi-3") || self.model_name.contains("phi3") {
+            set("</s>", attr::RSTRIP, true);
+            for text in ["<unk>", "<s>", "<|endoftext|>"] {
+                set(text, attr::RSTRIP, false);
+            }
+        } else if self.model_name.contains("modern-bert") {
+            set("[MASK]", attr::LSTRIP, true);
+        }
     }
 
     pub(crate) fn attr(&self, id: u32) -> u16 {

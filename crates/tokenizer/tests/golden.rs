@@ -161,3 +161,64 @@ fn gemma3_metadata() {
     let b = tok.token_id("<0xE4>").expect("<0xE4>");
     assert_eq!(tok.token_to_piece(b), [0xE4]);
 }
+
+#[test]
+fn smollm2_chat_template_from_gguf() {
+    use sparetire_tokenizer::{ChatMessage, ChatTemplate};
+    let tok = model("smollm2");
+    let template = ChatTemplate::new(tok.chat_template().expect("template")).expect("compiles");
+    let msgs = [
+        ChatMessage::new("system", "You are terse."),
+        ChatMessage::new("user", "Hi"),
+        ChatMessage::new("assistant", "Hello."),
+        ChatMessage::new("user", "2+2?"),
+    ];
+    let out = template.render(&msgs, true, "", "").expect("render");
+    assert_eq!(
+        out,
+        "<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n\
+         <|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n\
+         <|im_start|>assistant\n"
+    );
+    // Without a system turn the template supplies its default one.
+    let out = template.render(&msgs[1..2], false, "", "").expect("render");
+    assert!(
+        out.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "{out}"
+    );
+    assert!(out.ends_with("<|im_start|>user\nHi<|im_end|>\n"), "{out}");
+    // The rendered prompt tokenizes with its control tokens recognised.
+    let ids = tok.encode(&out, false, true).expect("encode");
+    let im_start = tok.token_id("<|im_start|>").expect("<|im_start|>");
+    assert_eq!(ids.iter().filter(|&&id| id == im_start).count(), 2);
+}
+
+/// Arbitrary text never panics and, for byte-level BPE, always decodes back to itself.
+#[test]
+fn arbitrary_text_round_trips() {
+    let smol = model("smollm2");
+    let gemma = model("gemma3-270m");
+    let alphabet: Vec<char> =
+        " \t\n\r\u{0}aZ9'’-_.<|>▁Ġ\u{301}\u{200d}\u{fe0f}é漢字かな한😀👍🏽\u{10ffff}\u{e0d2}"
+            .chars()
+            .collect();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for len in 0..400 {
+        let text: String = (0..len % 40)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                alphabet[(seed % alphabet.len() as u64) as usize]
+            })
+            .collect();
+        for (add, parse) in [(true, true), (false, false)] {
+            let ids = smol.encode(&text, add, parse).expect("smollm2 encode");
+            if !parse {
+                assert_eq!(smol.decode(&ids), text);
+            }
+            let ids = gemma.encode(&text, add, parse).expect("gemma encode");
+            assert!(ids.iter().all(|&id| (id as usize) < gemma.n_vocab()));
+        }
+    }
+}
