@@ -6,7 +6,7 @@
 //! test is `#[ignore]`d: run it with
 //! `SPARETIRE_LLAMA_CPP=/path/to/llama.cpp cargo test -p sparetire-tokenizer --release -- --ignored`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sparetire_formats::gguf::GgufFile;
 use sparetire_tokenizer::Tokenizer;
@@ -24,7 +24,7 @@ const VOCABS: &[&str] = &[
     "phi-3",
 ];
 
-fn run(dir: &PathBuf, name: &str) -> Result<usize, String> {
+fn run(dir: &Path, name: &str) -> Result<usize, String> {
     let base = dir.join("models").join(format!("ggml-vocab-{name}.gguf"));
     let f = GgufFile::open(&base).map_err(|e| format!("{}: {e}", base.display()))?;
     let tok = Tokenizer::from_gguf(&f).map_err(|e| format!("{name}: {e}"))?;
