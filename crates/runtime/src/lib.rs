@@ -1,1 +1,20 @@
-//! sparetire runtime crate.
+//! Running models: sampling, stop strings and the generation loop.
+//!
+//! - [`Engine`] loads a GGUF model with its tokenizer, chat template and a
+//!   thread pool.
+//! - [`Session`] is one sequence with its KV cache; [`Session::generate`]
+//!   evaluates a prompt (reusing any cached prefix) and streams text out.
+//! - [`Sampler`] implements greedy and llama.cpp-style sampling with a seed.
+//! - [`StopMatcher`] cuts generation at stop strings without ever showing them.
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod rng;
+pub mod sampler;
+mod stop;
+
+pub use engine::{Engine, GenParams, Generation, Session, StopReason, Timings, PREFILL_CHUNK};
+pub use error::RuntimeError;
+pub use sampler::{Sampler, SamplerConfig};
+pub use stop::{StopCheck, StopMatcher};

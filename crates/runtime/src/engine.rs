@@ -1,0 +1,320 @@
+//! The engine: a loaded model with its tokenizer and thread pool, and
+//! sessions that generate text from it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sparetire_formats::gguf::GgufFile;
+use sparetire_models::{Logits, Model, State};
+use sparetire_quant::ThreadPool;
+use sparetire_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
+
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::stop::{StopCheck, StopMatcher};
+use crate::RuntimeError;
+
+/// Most tokens evaluated in one forward call while reading a prompt
+/// (llama.cpp's default `n_batch`/`n_ubatch`, which its numerics depend on).
+pub const PREFILL_CHUNK: usize = 512;
+
+/// A model ready to run.
+pub struct Engine {
+    file: Arc<GgufFile>,
+    model: Box<dyn Model>,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    pool: ThreadPool,
+}
+
+impl Engine {
+    /// Opens the GGUF at `path` and prepares it to run on `n_threads` threads.
+    pub fn load(path: &Path, n_threads: usize) -> Result<Engine, RuntimeError> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let model = sparetire_models::load(file.clone())?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        if tokenizer.n_vocab() > model.hparams().n_vocab {
+            return Err(RuntimeError::Invalid(format!(
+                "the tokenizer has {} tokens but the model's embedding only {}",
+                tokenizer.n_vocab(),
+                model.hparams().n_vocab
+            )));
+        }
+        let template = match tokenizer.chat_template() {
+            Some(src) => ChatTemplate::new(src)?,
+            None => ChatTemplate::chatml(),
+        };
+        Ok(Engine {
+            file,
+            model,
+            tokenizer,
+            template,
+            pool: ThreadPool::new(n_threads.max(1)),
+        })
+    }
+
+    /// The model file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn Model {
+        &*self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The thread pool.
+    pub fn pool(&self) -> &ThreadPool {
+        &self.pool
+    }
+
+    /// Replaces the chat template (e.g. from `--chat-template FILE`).
+    pub fn set_chat_template(&mut self, template: ChatTemplate) {
+        self.template = template;
+    }
+
+    /// Renders a conversation with the model's chat template, ready for the assistant's turn.
+    pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, RuntimeError> {
+        let piece = |id: Option<u32>| id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or("").to_owned();
+        Ok(self
+            .template
+            .render(messages, true, &piece(self.tokenizer.bos()), &piece(self.tokenizer.eos()))?)
+    }
+
+    /// Tokenizes a chat-rendered prompt: special tokens parsed, BOS added only
+    /// if the file asks for it and the template did not already write it.
+    pub fn tokenize_chat(&self, rendered: &str) -> Result<Vec<u32>, RuntimeError> {
+        let mut toks = self.tokenizer.encode(rendered, false, true)?;
+        if let Some(bos) = self.tokenizer.bos() {
+            if self.tokenizer.add_bos() && toks.first() != Some(&bos) {
+                toks.insert(0, bos);
+            }
+        }
+        Ok(toks)
+    }
+
+    /// Tokenizes raw text the way llama.cpp's completion tool does: BOS/EOS
+    /// as the metadata says, special tokens in the text parsed.
+    pub fn tokenize_raw(&self, text: &str) -> Result<Vec<u32>, RuntimeError> {
+        Ok(self.tokenizer.encode(text, true, true)?)
+    }
+
+    /// A session holding up to `n_ctx` positions.
+    pub fn session(&self, n_ctx: usize) -> Result<Session<'_>, RuntimeError> {
+        if n_ctx == 0 {
+            return Err(RuntimeError::Invalid("context size must be at least 1".into()));
+        }
+        Ok(Session {
+            engine: self,
+            state: self.model.new_state(n_ctx)?,
+            tokens: Vec::new(),
+        })
+    }
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenParams {
+    /// Most tokens to generate (`None`: until end of generation or a full context).
+    pub max_tokens: Option<usize>,
+    /// How to pick tokens.
+    pub sampler: SamplerConfig,
+    /// Strings that end generation; they are not part of the output.
+    pub stop: Vec<String>,
+    /// Stop at the model's end-of-generation tokens (almost always wanted).
+    pub stop_at_eog: bool,
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model produced an end-of-generation token.
+    Eog,
+    /// A stop string appeared.
+    StopString,
+    /// `max_tokens` were generated.
+    Length,
+    /// The context is full.
+    ContextFull,
+    /// The caller asked to stop.
+    Cancelled,
+}
+
+impl StopReason {
+    /// A short name for JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Eog => "eog",
+            StopReason::StopString => "stop",
+            StopReason::Length => "length",
+            StopReason::ContextFull => "context",
+            StopReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Time spent, in the shape llama.cpp reports it.
+#[derive(Clone, Debug, Default)]
+pub struct Timings {
+    /// Prompt tokens evaluated (a reused prefix is not counted).
+    pub prompt_n: usize,
+    /// Milliseconds spent on them.
+    pub prompt_ms: f64,
+    /// Tokens generated.
+    pub predicted_n: usize,
+    /// Milliseconds spent generating.
+    pub predicted_ms: f64,
+}
+
+impl Timings {
+    /// Prompt tokens per second.
+    pub fn prompt_per_second(&self) -> f64 {
+        per_second(self.prompt_n, self.prompt_ms)
+    }
+    /// Generated tokens per second.
+    pub fn predicted_per_second(&self) -> f64 {
+        per_second(self.predicted_n, self.predicted_ms)
+    }
+}
+
+fn per_second(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1000.0 / ms
+    } else {
+        0.0
+    }
+}
+
+/// The result of one generation.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    /// Generated token ids (the end-of-generation token that stopped it excluded).
+    pub tokens: Vec<u32>,
+    /// Generated text (a stop string excluded).
+    pub text: String,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+    /// Time spent.
+    pub timings: Timings,
+}
+
+/// One sequence: its KV cache and the tokens in it. Successive calls to
+/// [`Session::generate`] reuse the longest common prefix (a chat's history).
+pub struct Session<'e> {
+    engine: &'e Engine,
+    state: State,
+    tokens: Vec<u32>,
+}
+
+impl Session<'_> {
+    /// Positions the session holds.
+    pub fn n_ctx(&self) -> usize {
+        self.state.kv.n_ctx()
+    }
+
+    /// The tokens currently in the KV cache.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Evaluates `prompt` (reusing what is already cached) and generates,
+    /// calling `on_text` with each piece of text as it becomes final; it
+    /// returns `false` to cancel.
+    pub fn generate(
+        &mut self,
+        prompt: &[u32],
+        params: &GenParams,
+        on_text: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, RuntimeError> {
+        let eng = self.engine;
+        let n_ctx = self.n_ctx();
+        if prompt.is_empty() {
+            return Err(RuntimeError::Invalid("the prompt is empty (no tokens)".into()));
+        }
+        if prompt.len() >= n_ctx {
+            return Err(RuntimeError::PromptTooLong {
+                n_prompt: prompt.len(),
+                n_ctx,
+            });
+        }
+        params.sampler.validate().map_err(RuntimeError::Invalid)?;
+
+        // Reuse the cached prefix, but always evaluate at least the last prompt token.
+        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let reuse = common.min(prompt.len() - 1);
+        self.state.truncate(reuse);
+        self.tokens.truncate(reuse);
+
+        let t0 = Instant::now();
+        let mut timings = Timings::default();
+        let rest = &prompt[reuse..];
+        for chunk in rest.chunks(PREFILL_CHUNK) {
+            eng.model.forward(&eng.pool, &mut self.state, chunk, Logits::Last)?;
+            self.tokens.extend_from_slice(chunk);
+        }
+        timings.prompt_n = rest.len();
+        timings.prompt_ms = t0.elapsed().as_secs_f64() * 1000.0;
+
+        let t1 = Instant::now();
+        let mut sampler = Sampler::new(params.sampler.clone());
+        let mut stops = StopMatcher::new(&params.stop);
+        let mut utf8 = StreamDecoder::new();
+        let mut out_tokens = Vec::new();
+        let mut text = String::new();
+        let mut emit = |s: &str, text: &mut String| -> bool {
+            text.push_str(s);
+            s.is_empty() || on_text(s)
+        };
+        let reason = loop {
+            if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
+                break StopReason::Length;
+            }
+            let tok = sampler.sample(self.state.logits(), &self.tokens);
+            if params.stop_at_eog && eng.tokenizer.is_eog(tok) {
+                break StopReason::Eog;
+            }
+            out_tokens.push(tok);
+            let piece = utf8.push(&eng.tokenizer.token_to_piece(tok));
+            match stops.push(&piece) {
+                StopCheck::Continue(s) => {
+                    if !emit(&s, &mut text) {
+                        break StopReason::Cancelled;
+                    }
+                }
+                StopCheck::Stop(s) => {
+                    emit(&s, &mut text);
+                    break StopReason::StopString;
+                }
+            }
+            if self.tokens.len() >= n_ctx {
+                break StopReason::ContextFull;
+            }
+            if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
+                break StopReason::Length;
+            }
+            eng.model.forward(&eng.pool, &mut self.state, &[tok], Logits::Last)?;
+            self.tokens.push(tok);
+        };
+        if reason != StopReason::StopString && reason != StopReason::Cancelled {
+            let tail = utf8.flush();
+            let mut last = match stops.push(&tail) {
+                StopCheck::Continue(s) | StopCheck::Stop(s) => s,
+            };
+            last.push_str(&stops.flush());
+            emit(&last, &mut text);
+        }
+        timings.predicted_n = out_tokens.len();
+        timings.predicted_ms = t1.elapsed().as_secs_f64() * 1000.0;
+        Ok(Generation {
+            tokens: out_tokens,
+            text,
+            stop_reason: reason,
+            timings,
+        })
+    }
+}
