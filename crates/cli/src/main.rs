@@ -1,1 +1,72 @@
-fn main() {}
+//! `sparetire`: run open-weight LLMs on your own machines.
+//!
+//! Each subcommand lives in its own file; this one parses the command line
+//! and maps errors to exit codes (0 success, 1 runtime error, 2 usage error).
+
+mod args;
+mod chat;
+mod inspect;
+mod models;
+mod run;
+mod store;
+mod tokenize;
+
+use clap::{Parser, Subcommand};
+
+/// sparetire — an LLM inference engine for the machines you have.
+#[derive(Parser)]
+#[command(name = "sparetire", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text from a prompt (wrapped in the model's chat template unless --raw)
+    Run(run::RunArgs),
+    /// Interactive chat that keeps the conversation's history
+    Chat(chat::ChatArgs),
+    /// Print the token ids of a text
+    Tokenize(tokenize::TokenizeArgs),
+    /// Describe a model file: architecture, hyperparameters, tokenizer, tensors
+    Inspect(inspect::InspectArgs),
+    /// Fetch a built-in model into the local store
+    Pull(models::PullArgs),
+    /// List the built-in models and which are in the store
+    List(models::ListArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Run(a) => run::main(a),
+        Cmd::Chat(a) => chat::main(a),
+        Cmd::Tokenize(a) => tokenize::main(a),
+        Cmd::Inspect(a) => inspect::main(a),
+        Cmd::Pull(a) => models::pull(a),
+        Cmd::List(a) => models::list(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+        std::process::exit(code);
+    }
+}
+
+/// A mistake in how the command was called (exit code 2, like clap's own).
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error with this message.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.into()))
+}

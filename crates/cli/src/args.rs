@@ -1,0 +1,118 @@
+//! Flags shared by several subcommands, with llama.cpp's names.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sparetire_runtime::{Engine, SamplerConfig};
+use sparetire_tokenizer::ChatTemplate;
+
+use crate::store;
+
+/// Which model, and how to run it.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
+    /// Model: a GGUF file, or a store name (smollm2, gemma3-270m; a unique prefix works). Default: smollm2
+    #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
+    pub model: Option<String>,
+    /// Threads to compute with (default: the number of cores)
+    #[arg(short = 't', long = "threads", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Context size in tokens (default: 4096, or the model's training context if smaller)
+    #[arg(short = 'c', long = "ctx-size", value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub ctx_size: Option<u32>,
+    /// A Jinja chat template file to use instead of the model's
+    #[arg(long = "chat-template", value_name = "FILE")]
+    pub chat_template: Option<std::path::PathBuf>,
+}
+
+impl ModelArgs {
+    /// Resolves, loads and reports the model; returns it with the load time in ms.
+    pub fn load(&self) -> Result<(Engine, f64)> {
+        let path = store::resolve(self.model.as_deref())?;
+        let t0 = Instant::now();
+        let threads = self.threads.map(usize::from).unwrap_or_else(default_threads);
+        let mut engine = Engine::load(&path, threads).with_context(|| format!("loading {}", path.display()))?;
+        if let Some(tpl) = &self.chat_template {
+            let src = std::fs::read_to_string(tpl).with_context(|| format!("reading chat template {}", tpl.display()))?;
+            let t = ChatTemplate::new(&src).with_context(|| format!("chat template {}", tpl.display()))?;
+            engine.set_chat_template(t);
+        }
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        let hp = engine.model().hparams();
+        eprintln!(
+            "sparetire: {} ({}, {} layers, d={}, vocab {}) loaded in {ms:.0} ms, {threads} threads",
+            path.display(),
+            hp.arch,
+            hp.n_layer,
+            hp.n_embd,
+            hp.n_vocab
+        );
+        Ok((engine, ms))
+    }
+
+    /// The context size to use with `engine`.
+    pub fn n_ctx(&self, engine: &Engine) -> usize {
+        match self.ctx_size {
+            Some(c) => c as usize,
+            None => 4096.min(engine.model().hparams().n_ctx_train),
+        }
+    }
+}
+
+/// The default thread count: one per available core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// Sampling flags.
+#[derive(Args, Clone, Debug)]
+pub struct SamplingArgs {
+    /// Temperature; 0 = greedy
+    #[arg(long = "temp", default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    /// Top-k sampling (0 = off)
+    #[arg(long = "top-k", default_value_t = 40)]
+    pub top_k: usize,
+    /// Top-p (nucleus) sampling (1.0 = off)
+    #[arg(long = "top-p", default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Min-p sampling (0.0 = off)
+    #[arg(long = "min-p", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalize repeated tokens (1.0 = off)
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// How many recent tokens the repeat penalty considers
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: random); the same seed gives the same output
+    #[arg(short = 's', long = "seed")]
+    pub seed: Option<u64>,
+    /// Stop when this string is generated (repeatable); it is not printed
+    #[arg(long = "stop", value_name = "STR")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The sampler settings (a random seed if none was given).
+    pub fn config(&self) -> Result<SamplerConfig> {
+        let seed = self.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        });
+        let cfg = SamplerConfig {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            repeat_last_n: self.repeat_last_n,
+            seed,
+        };
+        cfg.validate().map_err(|e| anyhow::anyhow!("invalid sampling flag: {e}"))?;
+        Ok(cfg)
+    }
+}

