@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test suite: fetch the test models into the store (once; a no-op after),
+# then run every test of the workspace in release mode (real models are run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -p sparetire
+./target/release/sparetire pull smollm2 >/dev/null
+./target/release/sparetire pull gemma3-270m >/dev/null
+cargo test --workspace --release --locked
