@@ -1,0 +1,217 @@
+//! The real binary, run the way a user runs it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sparetire"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tiny() -> String {
+    root().join("tests/data/tiny-llama.gguf").display().to_string()
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run sparetire")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn ok_json(args: &[&str]) -> Value {
+    let o = run(args);
+    assert!(o.status.success(), "sparetire {args:?} failed: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", stdout(&o)))
+}
+
+fn no_panic(o: &Output) {
+    let e = stderr(o);
+    assert!(!e.contains("panicked"), "sparetire panicked: {e}");
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenCase {
+    prompt: String,
+    prompt_tokens: Vec<u32>,
+    greedy_tokens: Vec<u32>,
+    greedy_margins: Vec<f32>,
+}
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    cases: Vec<GoldenCase>,
+}
+
+#[test]
+fn greedy_run_matches_llama_cpp_on_the_tiny_model() {
+    let g: Golden =
+        serde_json::from_str(&std::fs::read_to_string(root().join("tests/golden/models/tiny-llama.json")).unwrap()).unwrap();
+    for case in &g.cases {
+        let v = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "64", "--json", "-p", &case.prompt]);
+        let prompt: Vec<u32> = serde_json::from_value(v["prompt_tokens"].clone()).unwrap();
+        let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
+        assert_eq!(prompt, case.prompt_tokens, "prompt tokens of {:?}", case.prompt);
+        // Identical, or first differing where llama.cpp's own top-2 margin was a near-tie (< 0.25).
+        if let Some(step) = tokens.iter().zip(&case.greedy_tokens).position(|(a, b)| a != b) {
+            assert!(
+                case.greedy_margins[step] < 0.25,
+                "greedy continuation of {:?} differs at step {step} (margin {})",
+                case.prompt,
+                case.greedy_margins[step]
+            );
+        } else {
+            assert_eq!(tokens.len(), case.greedy_tokens.len(), "{:?}", case.prompt);
+        }
+        assert!(v["timings"]["predicted_per_second"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn default_model_answers_a_chat_prompt() {
+    let o = run(&["run", "--temp", "0", "-n", "40", "What is the capital of France?"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("Paris"), "answer: {text}");
+    assert!(stderr(&o).contains("tok/s"));
+}
+
+#[test]
+fn same_seed_same_output_and_stop_strings() {
+    let args = ["run", "-m", &tiny(), "--raw", "--temp", "0.9", "-n", "24", "--json", "-s", "42", "Once upon a time"];
+    let a = ok_json(&args);
+    let b = ok_json(&args);
+    assert_eq!(a["tokens"], b["tokens"]);
+    let mut other = args.to_vec();
+    other[10] = "43";
+    let c = ok_json(&other);
+    assert_ne!(a["tokens"], c["tokens"], "different seeds gave the same 24 tokens");
+
+    // Stop at a string that the greedy continuation contains: the text ends just before it.
+    let full = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "40", "--json", "The quick brown fox"]);
+    let text = full["text"].as_str().unwrap();
+    let stop: String = text.chars().skip(10).take(3).collect();
+    let cut = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "40", "--json", "--stop", &stop, "The quick brown fox"]);
+    let expect = &text[..text.find(&stop).unwrap()];
+    assert_eq!(cut["text"].as_str().unwrap(), expect);
+    assert_eq!(cut["stop_reason"], "stop");
+}
+
+#[test]
+fn tokenize_json_matches_the_tokenizer_golden() {
+    let v = ok_json(&["tokenize", "--json", "Hello world! <|im_start|>user"]);
+    let ids: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
+    assert_eq!(ids[0], 19556); // "Hello"
+    assert!(ids.contains(&1), "special token parsed: {ids:?}");
+    let o = run(&["tokenize", "-m", "smollm2", "Hello"]);
+    assert!(stdout(&o).contains("19556"));
+}
+
+#[test]
+fn inspect_describes_the_file() {
+    let v = ok_json(&["inspect", "-m", &tiny(), "--json"]);
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["hparams"]["block_count"], 3);
+    assert_eq!(v["tokenizer"]["model"], "gpt2");
+    assert!(v["n_tensors"].as_u64().unwrap() > 20);
+    let o = run(&["inspect", "-m", &tiny()]);
+    assert!(stdout(&o).contains("architecture:  llama"));
+}
+
+#[test]
+fn chat_keeps_a_conversation() {
+    let mut child = bin()
+        .args(["chat", "--temp", "0", "-n", "24"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"My name is Ada.\nWhat is my name?\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let answers: Vec<&str> = out.split('\n').filter(|l| !l.trim().is_empty()).collect();
+    assert!(answers.len() >= 2, "expected two answers: {out}");
+    assert!(out.contains("Ada"), "the second answer should remember the name: {out}");
+}
+
+#[test]
+fn list_and_unknown_models() {
+    let v = ok_json(&["list", "--json"]);
+    let names: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["smollm2", "gemma3-270m"]);
+    let o = run(&["run", "-m", "nosuchmodel", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("smollm2"), "{}", stderr(&o));
+    let o = run(&["run", "-m", "/no/such/file.gguf", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not exist"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["run"],
+        vec!["run", "hi", "--top-p", "3"],
+        vec!["run", "hi", "-n", "-5"],
+        vec!["run", "hi", "-t", "0"],
+        vec!["bogus"],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        no_panic(&o);
+    }
+}
+
+#[test]
+fn bad_model_files_give_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(root().join("tests/data/tiny-llama.gguf")).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty.gguf", vec![], "truncated"),
+        ("magic.gguf", b"GGUX\x03\0\0\0".iter().copied().chain([0u8; 32]).collect(), "not a GGUF file"),
+        ("half.gguf", good[..good.len() / 2].to_vec(), "past the end"),
+        ("header.gguf", good[..300].to_vec(), "only 276 bytes left"),
+    ];
+    for (name, bytes, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        for cmd in [&["run", "-m"][..], &["inspect", "-m"][..]] {
+            let mut args = cmd.to_vec();
+            let ps = p.display().to_string();
+            args.push(&ps);
+            args.push("hello");
+            if cmd[0] == "inspect" {
+                args.pop();
+            }
+            let o = run(&args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}");
+            no_panic(&o);
+            assert!(stderr(&o).contains(want), "{name}: expected {want:?} in: {}", stderr(&o));
+        }
+    }
+}
+
+#[test]
+fn prompt_longer_than_context_is_an_error() {
+    let o = run(&["run", "-m", &tiny(), "--raw", "-c", "8", "one two three four five six seven eight nine ten"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("context holds 8"), "{}", stderr(&o));
+}
