@@ -24,7 +24,9 @@ impl KvCache {
             .checked_mul(n_ctx)
             .and_then(|x| x.checked_mul(kv_dim))
             .filter(|&n| n <= isize::MAX as usize / 4)
-            .ok_or_else(|| ModelError::Invalid(format!("KV cache of {n_ctx} positions is too large")))?;
+            .ok_or_else(|| {
+                ModelError::Invalid(format!("KV cache of {n_ctx} positions is too large"))
+            })?;
         Ok(KvCache {
             n_layer,
             n_ctx,

@@ -26,7 +26,7 @@ use sparetire_quant::ThreadPool;
 
 pub use error::ModelError;
 pub use hparams::HParams;
-pub use state::State;
+pub use state::{State, Tap};
 
 /// Which positions of a batch get logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,13 @@ pub trait Model: Send + Sync {
     /// Runs `tokens` at positions `state.n_past ..`, appends them to the KV
     /// cache and leaves logits in `state.logits()`: `n_vocab` floats for the
     /// last token, or for every token with [`Logits::All`].
-    fn forward(&self, pool: &ThreadPool, state: &mut State, tokens: &[u32], logits: Logits) -> Result<(), ModelError>;
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        state: &mut State,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<(), ModelError>;
 }
 
 /// Opens the architecture `file` names.
@@ -72,10 +78,15 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
 /// Checks a batch before it runs: non-empty, ids in range, room in the context.
 pub(crate) fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<(), ModelError> {
     if tokens.is_empty() {
-        return Err(ModelError::Invalid("empty batch: no tokens to evaluate".into()));
+        return Err(ModelError::Invalid(
+            "empty batch: no tokens to evaluate".into(),
+        ));
     }
     if let Some(&id) = tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-        return Err(ModelError::BadToken { id, n_vocab: hp.n_vocab });
+        return Err(ModelError::BadToken {
+            id,
+            n_vocab: hp.n_vocab,
+        });
     }
     let needed = st.n_past + tokens.len();
     if needed > st.kv.n_ctx() {
@@ -96,6 +107,12 @@ pub(crate) fn linear(
     n: usize,
     y: &mut [f32],
 ) -> Result<(), ModelError> {
-    sparetire_quant::matmul(pool, &w.view(file), &x[..n * w.cols], n, &mut y[..n * w.rows])?;
+    sparetire_quant::matmul(
+        pool,
+        &w.view(file),
+        &x[..n * w.cols],
+        n,
+        &mut y[..n * w.rows],
+    )?;
     Ok(())
 }

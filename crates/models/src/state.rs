@@ -3,6 +3,15 @@
 
 use crate::kv_cache::KvCache;
 
+/// Receives named intermediate activations during a forward call:
+/// `(name, layer, values)`, row-major `(n_tokens, width)`.
+///
+/// A debugging aid for comparing with llama.cpp layer by layer: the names are
+/// those its graph gives the same tensors (`attn_norm`, `Qcur`, `kqv_out`,
+/// `l_out`, ... as seen by its `cb_eval`), `Qcur`/`Kcur` after RoPE, and the
+/// layer is `None` for tensors outside the blocks (`result_norm`).
+pub type Tap = Box<dyn FnMut(&str, Option<usize>, &[f32]) + Send>;
+
 /// Everything a model needs to continue one sequence.
 pub struct State {
     /// Keys and values of the positions seen so far.
@@ -13,6 +22,8 @@ pub struct State {
     pub(crate) buf: Buffers,
     /// Logits of the last forward call: `(n_out, n_vocab)`.
     pub(crate) logits: Vec<f32>,
+    /// If set, sees the intermediate activations of every forward call.
+    pub(crate) tap: Option<Tap>,
 }
 
 impl State {
@@ -23,7 +34,13 @@ impl State {
             n_past: 0,
             buf: Buffers::default(),
             logits: Vec::new(),
+            tap: None,
         }
+    }
+
+    /// Installs (or with `None` removes) a [`Tap`] on the intermediate activations.
+    pub fn set_tap(&mut self, tap: Option<Tap>) {
+        self.tap = tap;
     }
 
     /// Forgets every position after the first `n` (to reuse a common prefix, or restart at 0).
@@ -59,6 +76,13 @@ pub(crate) struct Buffers {
     pub up: Vec<f32>,
     /// (n, n_embd) a sub-layer's output before it joins the residual
     pub out: Vec<f32>,
+}
+
+/// Shows `x` to the tap, if any (cheap when there is none).
+pub(crate) fn tap(t: &mut Option<Tap>, name: &str, layer: Option<usize>, x: &[f32]) {
+    if let Some(f) = t {
+        f(name, layer, x);
+    }
 }
 
 /// Resizes `v` to `n` (reallocating only when it grows).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{load, Logits, Model};
+use sparetire_models::{load, Logits};
 use sparetire_quant::ThreadPool;
 
 #[derive(Deserialize)]
@@ -68,12 +68,22 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
     };
     for case in &golden.cases {
         // Teacher forcing: the whole sequence in one batch, logits everywhere.
-        let all: Vec<u32> = case.prompt_tokens.iter().chain(&case.greedy_tokens).copied().collect();
+        let all: Vec<u32> = case
+            .prompt_tokens
+            .iter()
+            .chain(&case.greedy_tokens)
+            .copied()
+            .collect();
         let mut st = model.new_state(512).unwrap();
         model.forward(&pool, &mut st, &all, Logits::All).unwrap();
         let logits = st.logits();
         assert_eq!(case.teacher_top_ids.len(), all.len());
-        for (i, (ids, vals)) in case.teacher_top_ids.iter().zip(&case.teacher_top_logits).enumerate() {
+        for (i, (ids, vals)) in case
+            .teacher_top_ids
+            .iter()
+            .zip(&case.teacher_top_logits)
+            .enumerate()
+        {
             let row = &logits[i * n_vocab..(i + 1) * n_vocab];
             r.positions += 1;
             if argmax(row) == ids[0] {
@@ -86,7 +96,9 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
         }
         // Greedy: prompt as one batch, then one token at a time.
         let mut st = model.new_state(512).unwrap();
-        model.forward(&pool, &mut st, &case.prompt_tokens, Logits::Last).unwrap();
+        model
+            .forward(&pool, &mut st, &case.prompt_tokens, Logits::Last)
+            .unwrap();
         let mut outcome = None;
         for (step, &want) in case.greedy_tokens.iter().enumerate() {
             let got = argmax(st.logits());
@@ -127,24 +139,44 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
 }
 
 fn assert_parity(r: &Report, max_mean_abs: f64) {
-    assert!(r.greedy_failed.is_empty(), "greedy parity failures: {:#?}", r.greedy_failed);
+    assert!(
+        r.greedy_failed.is_empty(),
+        "greedy parity failures: {:#?}",
+        r.greedy_failed
+    );
     let agree = r.argmax_agree as f64 / r.positions as f64;
-    assert!(agree >= 0.99, "teacher-forced argmax agreement {agree:.4} < 0.99");
+    assert!(
+        agree >= 0.99,
+        "teacher-forced argmax agreement {agree:.4} < 0.99"
+    );
     let mad = r.top10_abs_diff_sum / r.top10_count as f64;
-    assert!(mad <= max_mean_abs, "mean |Δ top-10 logit| {mad:.4} > {max_mean_abs}");
+    assert!(
+        mad <= max_mean_abs,
+        "mean |Δ top-10 logit| {mad:.4} > {max_mean_abs}"
+    );
 }
 
 #[test]
 fn tiny_llama_matches_llama_cpp() {
     let root = common::repo_root();
-    let r = check_model(&root.join("tests/data/tiny-llama.gguf"), root.join("tests/golden/models/tiny-llama.json").to_str().unwrap());
+    let r = check_model(
+        &root.join("tests/data/tiny-llama.gguf"),
+        root.join("tests/golden/models/tiny-llama.json")
+            .to_str()
+            .unwrap(),
+    );
     assert_parity(&r, 0.01);
 }
 
 #[test]
 fn smollm2_matches_llama_cpp() {
     let root = common::repo_root();
-    let r = check_model(&common::store_model("smollm2"), root.join("tests/golden/models/smollm2.json").to_str().unwrap());
+    let r = check_model(
+        &common::store_model("smollm2"),
+        root.join("tests/golden/models/smollm2.json")
+            .to_str()
+            .unwrap(),
+    );
     assert_parity(&r, 0.05);
 }
 
@@ -152,19 +184,36 @@ fn smollm2_matches_llama_cpp() {
 #[ignore] // why: a diagnostic, run by hand
 fn diag_per_position() {
     let root = common::repo_root();
-    let golden: Golden = serde_json::from_str(&std::fs::read_to_string(root.join("tests/golden/models/smollm2.json")).unwrap()).unwrap();
+    let golden: Golden = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/golden/models/smollm2.json")).unwrap(),
+    )
+    .unwrap();
     let file = Arc::new(GgufFile::open(common::store_model("smollm2")).unwrap());
     let model = load(file).unwrap();
     let pool = ThreadPool::new(2);
     let nv = model.hparams().n_vocab;
     let case = &golden.cases[0];
-    let all: Vec<u32> = case.prompt_tokens.iter().chain(&case.greedy_tokens).copied().collect();
+    let all: Vec<u32> = case
+        .prompt_tokens
+        .iter()
+        .chain(&case.greedy_tokens)
+        .copied()
+        .collect();
     let mut st = model.new_state(512).unwrap();
     model.forward(&pool, &mut st, &all, Logits::All).unwrap();
     for i in 0..all.len() {
         let row = &st.logits()[i * nv..(i + 1) * nv];
-        let d: f32 = case.teacher_top_ids[i].iter().zip(&case.teacher_top_logits[i]).map(|(&id, &v)| (row[id as usize] - v).abs()).sum::<f32>() / 10.0;
-        eprintln!("pos {i}: mean abs diff {d:.4}  ours top1 {} theirs {}", argmax(row), case.teacher_top_ids[i][0]);
+        let d: f32 = case.teacher_top_ids[i]
+            .iter()
+            .zip(&case.teacher_top_logits[i])
+            .map(|(&id, &v)| (row[id as usize] - v).abs())
+            .sum::<f32>()
+            / 10.0;
+        eprintln!(
+            "pos {i}: mean abs diff {d:.4}  ours top1 {} theirs {}",
+            argmax(row),
+            case.teacher_top_ids[i][0]
+        );
     }
 }
 
@@ -172,24 +221,103 @@ fn diag_per_position() {
 #[ignore] // why: a diagnostic, run by hand
 fn diag_incremental() {
     let root = common::repo_root();
-    let golden: Golden = serde_json::from_str(&std::fs::read_to_string(root.join("tests/golden/models/smollm2.json")).unwrap()).unwrap();
+    let golden: Golden = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/golden/models/smollm2.json")).unwrap(),
+    )
+    .unwrap();
     let file = Arc::new(GgufFile::open(common::store_model("smollm2")).unwrap());
     let model = load(file).unwrap();
     let pool = ThreadPool::new(2);
     let case = &golden.cases[0];
-    let all: Vec<u32> = case.prompt_tokens.iter().chain(&case.greedy_tokens).copied().collect();
+    let all: Vec<u32> = case
+        .prompt_tokens
+        .iter()
+        .chain(&case.greedy_tokens)
+        .copied()
+        .collect();
     let mut st = model.new_state(512).unwrap();
     for (i, &t) in all[..10].iter().enumerate() {
         model.forward(&pool, &mut st, &[t], Logits::Last).unwrap();
         let row = st.logits();
         let ids = &case.teacher_top_ids[i];
-        eprintln!("inc {i}: {:?}", ids[..2].iter().map(|&id| (id, row[id as usize])).collect::<Vec<_>>());
+        eprintln!(
+            "inc {i}: {:?}",
+            ids[..2]
+                .iter()
+                .map(|&id| (id, row[id as usize]))
+                .collect::<Vec<_>>()
+        );
     }
     let mut st = model.new_state(512).unwrap();
-    model.forward(&pool, &mut st, &all[..8], Logits::All).unwrap();
+    model
+        .forward(&pool, &mut st, &all[..8], Logits::All)
+        .unwrap();
     for i in 0..8 {
         let row = &st.logits()[i * model.hparams().n_vocab..];
         let ids = &case.teacher_top_ids[i];
-        eprintln!("b8 {i}: {:?}", ids[..3].iter().map(|&id| (id, row[id as usize])).collect::<Vec<_>>());
+        eprintln!(
+            "b8 {i}: {:?}",
+            ids[..3]
+                .iter()
+                .map(|&id| (id, row[id as usize]))
+                .collect::<Vec<_>>()
+        );
     }
+}
+
+/// Writes our intermediate activations for the first case of each model's
+/// goldens: its first 4 tokens decoded one at a time (`inc/`), and prompt +
+/// greedy tokens as one batch (`batch/`, llama.cpp's tiled attention path when
+/// 64 tokens or more), to `$TMPDIR/sparetire-dump/{model}/`, as
+/// `{step}_{name}-{layer}.bin` (raw f32), for a layer-by-layer comparison with
+/// llama.cpp's `cb_eval` dumps.
+#[test]
+#[ignore] // why: a diagnostic, run by hand
+fn diag_dump() {
+    let root = common::repo_root();
+    dump_activations("tiny-llama", &root.join("tests/data/tiny-llama.gguf"));
+    dump_activations("smollm2", &common::store_model("smollm2"));
+}
+
+fn dump_activations(name: &str, model_path: &Path) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let golden = format!("tests/golden/models/{name}.json");
+    let golden: Golden =
+        serde_json::from_str(&std::fs::read_to_string(common::repo_root().join(golden)).unwrap())
+            .unwrap();
+    let case = &golden.cases[0];
+    let all: Vec<u32> = case
+        .prompt_tokens
+        .iter()
+        .chain(&case.greedy_tokens)
+        .copied()
+        .collect();
+    let model = load(Arc::new(GgufFile::open(model_path).unwrap())).unwrap();
+    let pool = ThreadPool::new(2);
+    let root = std::env::temp_dir().join("sparetire-dump").join(name);
+    for mode in ["inc", "batch"] {
+        let dir = root.join(mode);
+        std::fs::create_dir_all(&dir).unwrap();
+        let step = Arc::new(AtomicUsize::new(0));
+        let mut st = model.new_state(512).unwrap();
+        let s2 = step.clone();
+        st.set_tap(Some(Box::new(move |name, layer, x| {
+            let l = layer.map_or(String::new(), |l| format!("-{l}"));
+            let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(
+                dir.join(format!("{}_{name}{l}.bin", s2.load(Relaxed))),
+                bytes,
+            )
+            .unwrap();
+        })));
+        if mode == "inc" {
+            for (i, &t) in all[..4].iter().enumerate() {
+                step.store(i, Relaxed);
+                model.forward(&pool, &mut st, &[t], Logits::Last).unwrap();
+            }
+        } else {
+            model.forward(&pool, &mut st, &all, Logits::All).unwrap();
+        }
+    }
+    eprintln!("{name}: {} tokens, dumped to {}", all.len(), root.display());
 }

@@ -12,7 +12,7 @@ use crate::layers::attention::{attention, AttnShape};
 use crate::layers::mlp::swiglu;
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
-use crate::state::{sized, State};
+use crate::state::{sized, tap, State};
 use crate::weights::{Weight, WeightLoader};
 use crate::{linear, Logits, Model, ModelError};
 
@@ -79,7 +79,12 @@ impl Llama {
 }
 
 /// A `(rows, cols)` weight matrix usable by matmul: GGUF shape `[cols, rows]`.
-pub(crate) fn matrix(ld: &WeightLoader, name: &str, cols: usize, rows: usize) -> Result<Weight, ModelError> {
+pub(crate) fn matrix(
+    ld: &WeightLoader,
+    name: &str,
+    cols: usize,
+    rows: usize,
+) -> Result<Weight, ModelError> {
     check_matmul_type(ld.get(name, &[cols, rows])?)
 }
 
@@ -99,10 +104,20 @@ impl Model for Llama {
     }
 
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
-        Ok(State::new(KvCache::new(self.hp.n_layer, n_ctx, self.hp.kv_dim())?))
+        Ok(State::new(KvCache::new(
+            self.hp.n_layer,
+            n_ctx,
+            self.hp.kv_dim(),
+        )?))
     }
 
-    fn forward(&self, pool: &ThreadPool, st: &mut State, tokens: &[u32], logits: Logits) -> Result<(), ModelError> {
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        st: &mut State,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<(), ModelError> {
         let hp = &self.hp;
         let f = &*self.file;
         let n = tokens.len();
@@ -110,9 +125,11 @@ impl Model for Llama {
         crate::check_batch(hp, st, tokens)?;
         let (d, q_dim, kv_dim, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
         let b = &mut st.buf;
+        let taps = &mut st.tap; // debugging hook, see [`crate::Tap`]
         let x = sized(&mut b.x, n * d); // (n, d) residual stream
         for (t, &tok) in tokens.iter().enumerate() {
-            self.tok_embd.row_into(f, tok as usize, &mut x[t * d..(t + 1) * d])?;
+            self.tok_embd
+                .row_into(f, tok as usize, &mut x[t * d..(t + 1) * d])?;
         }
         let shape = AttnShape {
             n_head: hp.n_head,
@@ -128,6 +145,7 @@ impl Model for Llama {
             // attention
             let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
+            tap(taps, "attn_norm", Some(il), xn);
             let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
             let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
             let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
@@ -136,25 +154,61 @@ impl Model for Llama {
             linear(pool, f, &blk.wv, xn, n, v)?;
             for t in 0..n {
                 rope_table(pos0 + t, hp.n_rot, hp.rope_base, &mut cos, &mut sin);
-                rope_apply(&mut q[t * q_dim..(t + 1) * q_dim], hp.head_dim, RopeStyle::Normal, &cos, &sin);
-                rope_apply(&mut k[t * kv_dim..(t + 1) * kv_dim], hp.head_dim, RopeStyle::Normal, &cos, &sin);
-                st.kv.store(il, pos0 + t, &k[t * kv_dim..(t + 1) * kv_dim], &v[t * kv_dim..(t + 1) * kv_dim]);
+                rope_apply(
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    hp.head_dim,
+                    RopeStyle::Normal,
+                    &cos,
+                    &sin,
+                );
+                rope_apply(
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    hp.head_dim,
+                    RopeStyle::Normal,
+                    &cos,
+                    &sin,
+                );
+                st.kv.store(
+                    il,
+                    pos0 + t,
+                    &k[t * kv_dim..(t + 1) * kv_dim],
+                    &v[t * kv_dim..(t + 1) * kv_dim],
+                );
             }
+            tap(taps, "Qcur", Some(il), q);
+            tap(taps, "Kcur", Some(il), k);
+            tap(taps, "Vcur", Some(il), v);
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            attention(pool, &shape, q, st.kv.keys(il), st.kv.values(il), pos0, n, attn);
+            attention(
+                pool,
+                &shape,
+                q,
+                st.kv.keys(il),
+                st.kv.values(il),
+                pos0,
+                n,
+                attn,
+            );
+            tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
             linear(pool, f, &blk.wo, attn, n, out)?;
+            tap(taps, "attn_out", Some(il), out);
             add_into(x, out);
+            tap(taps, "ffn_inp", Some(il), x);
 
             // feed-forward
-            rms_norm(x, &blk.ffn_norm, hp.rms_eps, xn); // "ffn_norm"
+            rms_norm(x, &blk.ffn_norm, hp.rms_eps, xn);
+            tap(taps, "ffn_norm", Some(il), xn);
             let gate = sized(&mut b.gate, n * ff); // (n, ff)
             let up = sized(&mut b.up, n * ff); // (n, ff)
             linear(pool, f, &blk.w_gate, xn, n, gate)?;
             linear(pool, f, &blk.w_up, xn, n, up)?;
-            swiglu(gate, up); // "ffn_swiglu"
-            linear(pool, f, &blk.w_down, gate, n, out)?; // "ffn_out"
+            swiglu(gate, up, ff);
+            tap(taps, "ffn_swiglu", Some(il), gate);
+            linear(pool, f, &blk.w_down, gate, n, out)?;
+            tap(taps, "ffn_out", Some(il), out);
             add_into(x, out);
+            tap(taps, "l_out", Some(il), x);
         }
         st.n_past += n;
 
@@ -165,7 +219,8 @@ impl Model for Llama {
         };
         let n_out = n - first;
         let xn = sized(&mut b.xn, n_out * d);
-        rms_norm(&x[first * d..n * d], &self.output_norm, hp.rms_eps, xn); // "result_norm"
+        rms_norm(&x[first * d..n * d], &self.output_norm, hp.rms_eps, xn);
+        tap(taps, "result_norm", None, xn);
         st.logits.resize(n_out * hp.n_vocab, 0.0);
         linear(pool, f, &self.output, xn, n_out, &mut st.logits)?; // "result_output"
         Ok(())

@@ -1,15 +1,28 @@
 //! Gated feed-forward activations.
 
-/// SiLU: `x * sigmoid(x)`.
+use super::ggml_f32::v_expf;
+
+/// SiLU: `x * sigmoid(x)`, computed as `x / (1 + exp(-x))` with libm's `expf`.
 #[inline]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
 }
 
-/// SwiGLU in place: `gate = silu(gate) * up`.
-pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = silu(*g) * u;
+/// SwiGLU in place over rows of `width`: `gate = silu(gate) * up`.
+///
+/// why: llama.cpp's `ggml_vec_swiglu_f32` computes whole 8-lane chunks of
+/// each row with its fast [`v_expf`] (`x / (1 + v_expf(0 - x))`) and only the
+/// tail of a row with [`silu`]; we do the same so that the values the down
+/// projection quantizes are bit-identical.
+pub fn swiglu(gate: &mut [f32], up: &[f32], width: usize) {
+    let n8 = width / 8 * 8;
+    for (g, u) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
+        for (x, &y) in g[..n8].iter_mut().zip(&u[..n8]) {
+            *x = *x / (1.0 + v_expf(0.0 - *x)) * y;
+        }
+        for (x, &y) in g[n8..].iter_mut().zip(&u[n8..]) {
+            *x = silu(*x) * y;
+        }
     }
 }
 
@@ -37,7 +50,13 @@ mod tests {
         assert!((silu(2.0) - 1.761_594_2).abs() < 1e-6);
         assert!((gelu(1.0) - 0.841_192).abs() < 1e-5);
         let mut g = [1.0f32, -1.0];
-        swiglu(&mut g, &[2.0, 3.0]);
+        swiglu(&mut g, &[2.0, 3.0], 2);
         assert!((g[0] - 2.0 * silu(1.0)).abs() < 1e-7);
+        let mut g: Vec<f32> = (0..20).map(|i| i as f32 * 0.5 - 5.0).collect();
+        let want: Vec<f32> = g.iter().map(|&x| silu(x) * 2.0).collect();
+        swiglu(&mut g, &[2.0; 20], 10);
+        for (a, b) in g.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5 * b.abs().max(1.0), "{a} vs {b}");
+        }
     }
 }

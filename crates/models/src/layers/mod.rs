@@ -1,6 +1,7 @@
 //! Building blocks shared by every architecture: written once, used by all.
 
 pub mod attention;
+pub mod ggml_f32;
 pub mod mlp;
 pub mod norm;
 pub mod rope;

@@ -10,7 +10,8 @@ pub enum RopeStyle {
 }
 
 /// The cos/sin table of one position: `theta_i = pos * base^(-2i/n_rot)`,
-/// computed by repeated multiplication in f32 like llama.cpp's rope cache.
+/// computed by repeated multiplication in f32 like llama.cpp's rope cache
+/// (`powf`, `cosf`, `sinf` from libm, as ggml calls them).
 pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mut [f32]) {
     let theta_scale = base.powf(-2.0 / n_rot as f32);
     let mut theta = pos as f32;
@@ -29,19 +30,28 @@ pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32],
             RopeStyle::Normal => {
                 for i in 0..half {
                     let (a, b) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = a * cos[i] - b * sin[i];
-                    head[2 * i + 1] = a * sin[i] + b * cos[i];
+                    (head[2 * i], head[2 * i + 1]) = rotate(a, b, cos[i], sin[i]);
                 }
             }
             RopeStyle::Neox => {
                 for i in 0..half {
                     let (a, b) = (head[i], head[i + half]);
-                    head[i] = a * cos[i] - b * sin[i];
-                    head[i + half] = a * sin[i] + b * cos[i];
+                    (head[i], head[i + half]) = rotate(a, b, cos[i], sin[i]);
                 }
             }
         }
     }
+}
+
+/// Rotates the pair `(a, b)` by the angle whose cosine and sine are `c`, `s`.
+///
+/// why: llama.cpp's `rotate_pairs` writes `a*c - b*s` and `a*s + b*c`, which
+/// GCC compiles (with FMA available, contraction on by default) into
+/// `fma(a, c, -(b*s))` and `fma(a, s, b*c)`; rounding the same way keeps Q and
+/// K bit-identical to the reference.
+#[inline]
+fn rotate(a: f32, b: f32, c: f32, s: f32) -> (f32, f32) {
+    (a.mul_add(c, -(b * s)), a.mul_add(s, b * c))
 }
 
 #[cfg(test)]

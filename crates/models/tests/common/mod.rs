@@ -11,12 +11,16 @@ pub fn repo_root() -> PathBuf {
 /// A model fetched into the store by `.ci/run` (`sparetire pull NAME`).
 /// Missing models fail the test: they are part of the test data.
 pub fn store_model(name: &str) -> PathBuf {
-    let home = std::env::var_os("SPARETIRE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
-        cache.join("sparetire")
-    });
+    let home = std::env::var_os("SPARETIRE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
+                });
+            cache.join("sparetire")
+        });
     let p = home.join("models").join(format!("{name}.gguf"));
     assert!(
         p.exists(),
