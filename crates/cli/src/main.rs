@@ -7,6 +7,7 @@ mod args;
 mod chat;
 mod inspect;
 mod models;
+mod perplexity;
 mod run;
 mod store;
 mod tokenize;
@@ -29,6 +30,8 @@ enum Cmd {
     Chat(chat::ChatArgs),
     /// Print the token ids of a text
     Tokenize(tokenize::TokenizeArgs),
+    /// Perplexity of a text (llama-perplexity's method); KL divergence against saved logits
+    Perplexity(perplexity::PerplexityArgs),
     /// Describe a model file: architecture, hyperparameters, tokenizer, tensors
     Inspect(inspect::InspectArgs),
     /// Fetch a built-in model into the local store
@@ -44,6 +47,7 @@ fn main() {
         Cmd::Chat(a) => chat::main(a),
         Cmd::Tokenize(a) => tokenize::main(a),
         Cmd::Inspect(a) => inspect::main(a),
+        Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Pull(a) => models::pull(a),
         Cmd::List(a) => models::list(a),
     };
