@@ -4,6 +4,7 @@
 //! and maps errors to exit codes (0 success, 1 runtime error, 2 usage error).
 
 mod args;
+mod bench;
 mod chat;
 mod inspect;
 mod models;
@@ -26,6 +27,8 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt (wrapped in the model's chat template unless --raw)
     Run(run::RunArgs),
+    /// Speed of prompt processing and generation, like llama-bench
+    Bench(bench::BenchArgs),
     /// Interactive chat that keeps the conversation's history
     Chat(chat::ChatArgs),
     /// Print the token ids of a text
@@ -45,6 +48,7 @@ fn main() {
     let result = match cli.command {
         Cmd::Run(a) => run::main(a),
         Cmd::Chat(a) => chat::main(a),
+        Cmd::Bench(a) => bench::main(a),
         Cmd::Tokenize(a) => tokenize::main(a),
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
