@@ -31,11 +31,17 @@ impl ModelArgs {
     pub fn load(&self) -> Result<(Engine, f64)> {
         let path = store::resolve(self.model.as_deref())?;
         let t0 = Instant::now();
-        let threads = self.threads.map(usize::from).unwrap_or_else(default_threads);
-        let mut engine = Engine::load(&path, threads).with_context(|| format!("loading {}", path.display()))?;
+        let threads = self
+            .threads
+            .map(usize::from)
+            .unwrap_or_else(default_threads);
+        let mut engine =
+            Engine::load(&path, threads).with_context(|| format!("loading {}", path.display()))?;
         if let Some(tpl) = &self.chat_template {
-            let src = std::fs::read_to_string(tpl).with_context(|| format!("reading chat template {}", tpl.display()))?;
-            let t = ChatTemplate::new(&src).with_context(|| format!("chat template {}", tpl.display()))?;
+            let src = std::fs::read_to_string(tpl)
+                .with_context(|| format!("reading chat template {}", tpl.display()))?;
+            let t = ChatTemplate::new(&src)
+                .with_context(|| format!("chat template {}", tpl.display()))?;
             engine.set_chat_template(t);
         }
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
@@ -62,7 +68,9 @@ impl ModelArgs {
 
 /// The default thread count: one per available core.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Sampling flags.
@@ -112,7 +120,8 @@ impl SamplingArgs {
             repeat_last_n: self.repeat_last_n,
             seed,
         };
-        cfg.validate().map_err(|e| anyhow::anyhow!("invalid sampling flag: {e}"))?;
+        cfg.validate()
+            .map_err(|e| anyhow::anyhow!("invalid sampling flag: {e}"))?;
         Ok(cfg)
     }
 }

@@ -19,16 +19,31 @@ pub struct BenchArgs {
     #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
     pub model: Option<String>,
     /// Prompt sizes to test, comma-separated (0 = none)
-    #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
+    #[arg(
+        short = 'p',
+        long = "n-prompt",
+        value_delimiter = ',',
+        default_value = "512"
+    )]
     pub n_prompt: Vec<usize>,
     /// Generation lengths to test, comma-separated (0 = none)
-    #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
+    #[arg(
+        short = 'n',
+        long = "n-gen",
+        value_delimiter = ',',
+        default_value = "128"
+    )]
     pub n_gen: Vec<usize>,
     /// Thread counts, comma-separated (default: the number of cores)
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Tokens already in the KV cache before each test, comma-separated
-    #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
+    #[arg(
+        short = 'd',
+        long = "n-depth",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
     pub depth: Vec<usize>,
     /// Repetitions of each test
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
@@ -46,7 +61,11 @@ pub struct BenchArgs {
 
 /// Runs `sparetire bench`.
 pub fn main(a: BenchArgs) -> Result<()> {
-    let threads = if a.threads.is_empty() { vec![default_threads()] } else { a.threads.clone() };
+    let threads = if a.threads.is_empty() {
+        vec![default_threads()]
+    } else {
+        a.threads.clone()
+    };
     if threads.contains(&0) || a.reps == 0 {
         return Err(usage("thread counts and -r must be at least 1"));
     }
@@ -61,20 +80,39 @@ pub fn main(a: BenchArgs) -> Result<()> {
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     }
     for &t in &threads {
-        let engine = Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
+        let engine =
+            Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
         let info = ModelInfo::of(&engine, &path);
         for &d in &a.depth {
-            let mut tests: Vec<(usize, usize)> = a.n_prompt.iter().filter(|&&p| p > 0).map(|&p| (p, 0)).collect();
+            let mut tests: Vec<(usize, usize)> = a
+                .n_prompt
+                .iter()
+                .filter(|&&p| p > 0)
+                .map(|&p| (p, 0))
+                .collect();
             tests.extend(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)));
             for (np, ng) in tests {
                 let samples = run_test(&engine, d, np, ng, a.reps)?;
                 let n = (np + ng) as f64;
                 let ts: Vec<f64> = samples.iter().map(|&ns| n * 1e9 / ns as f64).collect();
                 let (avg_ts, sd_ts) = mean_sd(&ts);
-                let (avg_ns, sd_ns) = mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
-                let bw = if ng > 0 { info.bytes_per_token as f64 * avg_ts / 1e9 } else { 0.0 };
-                let test = if np > 0 { format!("pp{np}") } else { format!("tg{ng}") };
-                let test = if d > 0 { format!("{test} @ d{d}") } else { test };
+                let (avg_ns, sd_ns) =
+                    mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
+                let bw = if ng > 0 {
+                    info.bytes_per_token as f64 * avg_ts / 1e9
+                } else {
+                    0.0
+                };
+                let test = if np > 0 {
+                    format!("pp{np}")
+                } else {
+                    format!("tg{ng}")
+                };
+                let test = if d > 0 {
+                    format!("{test} @ d{d}")
+                } else {
+                    test
+                };
                 if !json {
                     println!(
                         "| {} | {:.1} MiB | {:.1} M | {t} | {test} | {avg_ts:.2} ± {sd_ts:.2} | {} |",
@@ -138,7 +176,11 @@ impl ModelInfo {
         for t in f.tensors() {
             n_params += t.n_elements();
             if t.name == "token_embd.weight" {
-                bytes += if tied { t.n_bytes } else { t.n_bytes / hp.n_vocab as u64 };
+                bytes += if tied {
+                    t.n_bytes
+                } else {
+                    t.n_bytes / hp.n_vocab as u64
+                };
             } else {
                 bytes += t.n_bytes;
             }
@@ -148,16 +190,22 @@ impl ModelInfo {
             .iter()
             .filter(|t| t.name.starts_with("blk."))
             .map(|t| t.ty.name())
-            .fold(std::collections::BTreeMap::<&str, usize>::new(), |mut m, ty| {
-                *m.entry(ty).or_default() += 1;
-                m
-            })
+            .fold(
+                std::collections::BTreeMap::<&str, usize>::new(),
+                |mut m, ty| {
+                    *m.entry(ty).or_default() += 1;
+                    m
+                },
+            )
             .into_iter()
             .max_by_key(|(_, n)| *n)
             .map(|(ty, _)| ty)
             .unwrap_or("?");
         ModelInfo {
-            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             model_type: format!("{} {:.0}M {ftype}", hp.arch, n_params as f64 / 1e6),
             size: f.file_size(),
             n_params,
@@ -167,7 +215,13 @@ impl ModelInfo {
 }
 
 /// Nanoseconds of each repetition of one test (after one warm-up run).
-fn run_test(engine: &Engine, depth: usize, n_prompt: usize, n_gen: usize, reps: usize) -> Result<Vec<u64>> {
+fn run_test(
+    engine: &Engine,
+    depth: usize,
+    n_prompt: usize,
+    n_gen: usize,
+    reps: usize,
+) -> Result<Vec<u64>> {
     let model = engine.model();
     let n_vocab = model.hparams().n_vocab as u64;
     let mut state = model.new_state(depth + n_prompt + n_gen + 1)?;
@@ -202,7 +256,12 @@ fn run_test(engine: &Engine, depth: usize, n_prompt: usize, n_gen: usize, reps: 
     Ok(out)
 }
 
-fn eval_batched(model: &dyn Model, engine: &Engine, state: &mut sparetire_models::State, toks: &[u32]) -> Result<()> {
+fn eval_batched(
+    model: &dyn Model,
+    engine: &Engine,
+    state: &mut sparetire_models::State,
+    toks: &[u32],
+) -> Result<()> {
     for chunk in toks.chunks(PREFILL_CHUNK) {
         model.forward(engine.pool(), state, chunk, Logits::Last)?;
     }
@@ -231,7 +290,8 @@ fn memory(threads: &[usize], json: bool) -> Result<()> {
         for _ in 0..5 {
             let t0 = Instant::now();
             let per = buf.len().div_ceil(t);
-            let sums: Vec<std::sync::atomic::AtomicU64> = (0..t).map(|_| Default::default()).collect();
+            let sums: Vec<std::sync::atomic::AtomicU64> =
+                (0..t).map(|_| Default::default()).collect();
             pool.run(|i, _| {
                 let part = &buf[(i * per).min(buf.len())..((i + 1) * per).min(buf.len())];
                 // Four independent accumulators keep the loads, not the adds, the bottleneck.
@@ -254,7 +314,9 @@ fn memory(threads: &[usize], json: bool) -> Result<()> {
         }
         let (mean, sd) = mean_sd(&samples);
         if !json {
-            println!("memory read bandwidth, {t} thread(s): {mean:.1} ± {sd:.1} GB/s (best {best:.1})");
+            println!(
+                "memory read bandwidth, {t} thread(s): {mean:.1} ± {sd:.1} GB/s (best {best:.1})"
+            );
         }
         rows.push(json!({"n_threads": t, "read_gbps": mean, "stddev_gbps": sd, "best_gbps": best}));
     }

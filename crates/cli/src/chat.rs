@@ -30,7 +30,10 @@ const HELP: &str = "commands: /reset (forget the conversation), /exit (or Ctrl-D
 /// Runs `sparetire chat`: reads a user turn per line from stdin, streams answers to stdout.
 pub fn main(a: ChatArgs) -> Result<()> {
     if a.n_predict < -1 {
-        return Err(usage(format!("-n must be -1 (unlimited) or a count, got {}", a.n_predict)));
+        return Err(usage(format!(
+            "-n must be -1 (unlimited) or a count, got {}",
+            a.n_predict
+        )));
     }
     let sampler = a.sampling.config().map_err(|e| usage(e.to_string()))?;
     let (engine, _) = a.model.load()?;
@@ -42,7 +45,11 @@ pub fn main(a: ChatArgs) -> Result<()> {
         stop_at_eog: true,
     };
     let mut session = engine.session(n_ctx)?;
-    let opening: Vec<ChatMessage> = a.system.iter().map(|s| ChatMessage::new("system", s.clone())).collect();
+    let opening: Vec<ChatMessage> = a
+        .system
+        .iter()
+        .map(|s| ChatMessage::new("system", s.clone()))
+        .collect();
     let mut messages = opening.clone();
     let interactive = std::io::stdin().is_terminal();
     if interactive {
@@ -86,7 +93,9 @@ pub fn main(a: ChatArgs) -> Result<()> {
         let stdout = std::io::stdout();
         let mut on_text = |s: &str| {
             let mut out = stdout.lock();
-            out.write_all(s.as_bytes()).and_then(|_| out.flush()).is_ok()
+            out.write_all(s.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok()
         };
         let g = session.generate(&tokens, &params, &mut on_text)?;
         println!();

@@ -24,7 +24,10 @@ pub struct InspectArgs {
 pub fn main(a: InspectArgs) -> Result<()> {
     let path = store::resolve(a.model.as_deref())?;
     let f = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let arch = f.get_str("general.architecture").unwrap_or("unknown").to_owned();
+    let arch = f
+        .get_str("general.architecture")
+        .unwrap_or("unknown")
+        .to_owned();
     let prefix = format!("{arch}.");
     let hparams: BTreeMap<String, Json> = f
         .metadata()
@@ -44,7 +47,9 @@ pub fn main(a: InspectArgs) -> Result<()> {
     }
     let tensors: BTreeMap<&str, Json> = by_type
         .iter()
-        .map(|(ty, (n, bytes, elems))| (*ty, json!({"count": n, "bytes": bytes, "elements": elems})))
+        .map(|(ty, (n, bytes, elems))| {
+            (*ty, json!({"count": n, "bytes": bytes, "elements": elems}))
+        })
         .collect();
     let tok = json!({
         "model": f.get_str("tokenizer.ggml.model"),
@@ -74,10 +79,19 @@ pub fn main(a: InspectArgs) -> Result<()> {
         println!("{doc}");
         return Ok(());
     }
-    println!("file:          {} ({:.1} MB, GGUF v{})", path.display(), f.file_size() as f64 / 1e6, f.version());
+    println!(
+        "file:          {} ({:.1} MB, GGUF v{})",
+        path.display(),
+        f.file_size() as f64 / 1e6,
+        f.version()
+    );
     println!(
         "architecture:  {arch}{}",
-        if doc["supported"] == true { "" } else { " (not supported by this sparetire)" }
+        if doc["supported"] == true {
+            ""
+        } else {
+            " (not supported by this sparetire)"
+        }
     );
     if let Some(n) = f.get_str("general.name") {
         println!("name:          {n}");
@@ -106,6 +120,9 @@ fn to_json(v: &Value) -> Json {
         Value::Bool(b) => json!(b),
         Value::F32(x) => json!(x),
         Value::F64(x) => json!(x),
-        other => other.as_i64().map(|i| json!(i)).unwrap_or_else(|| json!(other.to_string())),
+        other => other
+            .as_i64()
+            .map(|i| json!(i))
+            .unwrap_or_else(|| json!(other.to_string())),
     }
 }

@@ -57,7 +57,11 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        let code = if e.downcast_ref::<UsageError>().is_some() { 2 } else { 1 };
+        let code = if e.downcast_ref::<UsageError>().is_some() {
+            2
+        } else {
+            1
+        };
         std::process::exit(code);
     }
 }

@@ -51,8 +51,15 @@ pub fn list(a: ListArgs) -> Result<()> {
     }
     println!("{:<14} {:<8} {:>9}  DESCRIPTION", "NAME", "CACHED", "SIZE");
     for r in rows {
-        let size = r["size"].as_u64().map(|s| format!("{:.1} MB", s as f64 / 1e6)).unwrap_or_else(|| "-".into());
-        let name = format!("{}{}", r["name"].as_str().unwrap_or(""), if r["default"] == true { "*" } else { "" });
+        let size = r["size"]
+            .as_u64()
+            .map(|s| format!("{:.1} MB", s as f64 / 1e6))
+            .unwrap_or_else(|| "-".into());
+        let name = format!(
+            "{}{}",
+            r["name"].as_str().unwrap_or(""),
+            if r["default"] == true { "*" } else { "" }
+        );
         println!(
             "{:<14} {:<8} {:>9}  {}",
             name,

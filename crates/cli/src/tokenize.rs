@@ -30,7 +30,8 @@ pub struct TokenizeArgs {
 pub fn main(a: TokenizeArgs) -> Result<()> {
     let path = store::resolve(a.model.as_deref())?;
     let file = GgufFile::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let tok = Tokenizer::from_gguf(&file).with_context(|| format!("reading the tokenizer of {}", path.display()))?;
+    let tok = Tokenizer::from_gguf(&file)
+        .with_context(|| format!("reading the tokenizer of {}", path.display()))?;
     let ids = tok.encode(&a.text, !a.no_bos, !a.no_parse_special)?;
     if a.json {
         println!("{}", serde_json::json!({ "tokens": ids }));

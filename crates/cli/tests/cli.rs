@@ -15,7 +15,10 @@ fn root() -> PathBuf {
 }
 
 fn tiny() -> String {
-    root().join("tests/data/tiny-llama.gguf").display().to_string()
+    root()
+        .join("tests/data/tiny-llama.gguf")
+        .display()
+        .to_string()
 }
 
 fn run(args: &[&str]) -> Output {
@@ -32,8 +35,13 @@ fn stderr(o: &Output) -> String {
 
 fn ok_json(args: &[&str]) -> Value {
     let o = run(args);
-    assert!(o.status.success(), "sparetire {args:?} failed: {}", stderr(&o));
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", stdout(&o)))
+    assert!(
+        o.status.success(),
+        "sparetire {args:?} failed: {}",
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", stdout(&o)))
 }
 
 fn no_panic(o: &Output) {
@@ -56,15 +64,37 @@ struct Golden {
 
 #[test]
 fn greedy_run_matches_llama_cpp_on_the_tiny_model() {
-    let g: Golden =
-        serde_json::from_str(&std::fs::read_to_string(root().join("tests/golden/models/tiny-llama.json")).unwrap()).unwrap();
+    let g: Golden = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/golden/models/tiny-llama.json")).unwrap(),
+    )
+    .unwrap();
     for case in &g.cases {
-        let v = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "64", "--json", "-p", &case.prompt]);
+        let v = ok_json(&[
+            "run",
+            "-m",
+            &tiny(),
+            "--raw",
+            "--temp",
+            "0",
+            "-n",
+            "64",
+            "--json",
+            "-p",
+            &case.prompt,
+        ]);
         let prompt: Vec<u32> = serde_json::from_value(v["prompt_tokens"].clone()).unwrap();
         let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).unwrap();
-        assert_eq!(prompt, case.prompt_tokens, "prompt tokens of {:?}", case.prompt);
+        assert_eq!(
+            prompt, case.prompt_tokens,
+            "prompt tokens of {:?}",
+            case.prompt
+        );
         // Identical, or first differing where llama.cpp's own top-2 margin was a near-tie (< 0.25).
-        if let Some(step) = tokens.iter().zip(&case.greedy_tokens).position(|(a, b)| a != b) {
+        if let Some(step) = tokens
+            .iter()
+            .zip(&case.greedy_tokens)
+            .position(|(a, b)| a != b)
+        {
             assert!(
                 case.greedy_margins[step] < 0.25,
                 "greedy continuation of {:?} differs at step {step} (margin {})",
@@ -80,7 +110,14 @@ fn greedy_run_matches_llama_cpp_on_the_tiny_model() {
 
 #[test]
 fn default_model_answers_a_chat_prompt() {
-    let o = run(&["run", "--temp", "0", "-n", "40", "What is the capital of France?"]);
+    let o = run(&[
+        "run",
+        "--temp",
+        "0",
+        "-n",
+        "40",
+        "What is the capital of France?",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("Paris"), "answer: {text}");
@@ -89,20 +126,60 @@ fn default_model_answers_a_chat_prompt() {
 
 #[test]
 fn same_seed_same_output_and_stop_strings() {
-    let args = ["run", "-m", &tiny(), "--raw", "--temp", "0.9", "-n", "24", "--json", "-s", "42", "Once upon a time"];
+    let args = [
+        "run",
+        "-m",
+        &tiny(),
+        "--raw",
+        "--temp",
+        "0.9",
+        "-n",
+        "24",
+        "--json",
+        "-s",
+        "42",
+        "Once upon a time",
+    ];
     let a = ok_json(&args);
     let b = ok_json(&args);
     assert_eq!(a["tokens"], b["tokens"]);
     let mut other = args.to_vec();
     other[10] = "43";
     let c = ok_json(&other);
-    assert_ne!(a["tokens"], c["tokens"], "different seeds gave the same 24 tokens");
+    assert_ne!(
+        a["tokens"], c["tokens"],
+        "different seeds gave the same 24 tokens"
+    );
 
     // Stop at a string that the greedy continuation contains: the text ends just before it.
-    let full = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "40", "--json", "The quick brown fox"]);
+    let full = ok_json(&[
+        "run",
+        "-m",
+        &tiny(),
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "40",
+        "--json",
+        "The quick brown fox",
+    ]);
     let text = full["text"].as_str().unwrap();
     let stop: String = text.chars().skip(10).take(3).collect();
-    let cut = ok_json(&["run", "-m", &tiny(), "--raw", "--temp", "0", "-n", "40", "--json", "--stop", &stop, "The quick brown fox"]);
+    let cut = ok_json(&[
+        "run",
+        "-m",
+        &tiny(),
+        "--raw",
+        "--temp",
+        "0",
+        "-n",
+        "40",
+        "--json",
+        "--stop",
+        &stop,
+        "The quick brown fox",
+    ]);
     let expect = &text[..text.find(&stop).unwrap()];
     assert_eq!(cut["text"].as_str().unwrap(), expect);
     assert_eq!(cut["stop_reason"], "stop");
@@ -149,13 +226,21 @@ fn chat_keeps_a_conversation() {
     let out = stdout(&o);
     let answers: Vec<&str> = out.split('\n').filter(|l| !l.trim().is_empty()).collect();
     assert!(answers.len() >= 2, "expected two answers: {out}");
-    assert!(out.contains("Ada"), "the second answer should remember the name: {out}");
+    assert!(
+        out.contains("Ada"),
+        "the second answer should remember the name: {out}"
+    );
 }
 
 #[test]
 fn list_and_unknown_models() {
     let v = ok_json(&["list", "--json"]);
-    let names: Vec<&str> = v.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["smollm2", "gemma3-270m"]);
     let o = run(&["run", "-m", "nosuchmodel", "hi"]);
     assert_eq!(o.status.code(), Some(1));
@@ -186,7 +271,11 @@ fn bad_model_files_give_errors_not_panics() {
     let good = std::fs::read(root().join("tests/data/tiny-llama.gguf")).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty.gguf", vec![], "truncated"),
-        ("magic.gguf", b"GGUX\x03\0\0\0".iter().copied().chain([0u8; 32]).collect(), "not a GGUF file"),
+        (
+            "magic.gguf",
+            b"GGUX\x03\0\0\0".iter().copied().chain([0u8; 32]).collect(),
+            "not a GGUF file",
+        ),
         ("half.gguf", good[..good.len() / 2].to_vec(), "past the end"),
         ("header.gguf", good[..300].to_vec(), "only 276 bytes left"),
     ];
@@ -204,14 +293,26 @@ fn bad_model_files_give_errors_not_panics() {
             let o = run(&args);
             assert_eq!(o.status.code(), Some(1), "{args:?}");
             no_panic(&o);
-            assert!(stderr(&o).contains(want), "{name}: expected {want:?} in: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(want),
+                "{name}: expected {want:?} in: {}",
+                stderr(&o)
+            );
         }
     }
 }
 
 #[test]
 fn prompt_longer_than_context_is_an_error() {
-    let o = run(&["run", "-m", &tiny(), "--raw", "-c", "8", "one two three four five six seven eight nine ten"]);
+    let o = run(&[
+        "run",
+        "-m",
+        &tiny(),
+        "--raw",
+        "-c",
+        "8",
+        "one two three four five six seven eight nine ten",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("context holds 8"), "{}", stderr(&o));
 }

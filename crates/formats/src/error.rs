@@ -111,7 +111,9 @@ pub enum FormatError {
         alignment: u64,
     },
     /// A tensor's data extends past the end of the file.
-    #[error("tensor {tensor:?}: data [{start}, {end}) runs past the end of the file ({file_len} bytes)")]
+    #[error(
+        "tensor {tensor:?}: data [{start}, {end}) runs past the end of the file ({file_len} bytes)"
+    )]
     TensorOutOfBounds {
         /// The tensor.
         tensor: String,

@@ -23,7 +23,9 @@ impl Bytes {
         let file = File::open(path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if meta.is_dir() {
-            return Err(io(std::io::Error::other("is a directory, not a model file")));
+            return Err(io(std::io::Error::other(
+                "is a directory, not a model file",
+            )));
         }
         if meta.len() == 0 {
             // Mapping an empty file fails on some systems; an empty buffer parses to "truncated".

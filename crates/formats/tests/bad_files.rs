@@ -8,7 +8,10 @@ fn good() -> GgufWriter {
     let mut w = GgufWriter::new();
     w.add("general.architecture", Value::String("llama".into()))
         .add("llama.block_count", Value::U32(1))
-        .add("tokenizer.ggml.tokens", Value::Array(vec![Value::String("a".into()), Value::String("b".into())]))
+        .add(
+            "tokenizer.ggml.tokens",
+            Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
+        )
         .tensor("a", GgmlType::F32, &[4, 2], vec![0u8; 32])
         .tensor("b", GgmlType::Q8_0, &[32], vec![0u8; 34]);
     w
@@ -27,7 +30,10 @@ fn good_file_round_trips() {
     assert_eq!(f.version(), 3);
     assert_eq!(f.get_str("general.architecture"), Some("llama"));
     assert_eq!(f.get_u64("llama.block_count"), Some(1));
-    assert_eq!(f.get_str_array("tokenizer.ggml.tokens"), Some(vec!["a", "b"]));
+    assert_eq!(
+        f.get_str_array("tokenizer.ggml.tokens"),
+        Some(vec!["a", "b"])
+    );
     let (info, data) = f.tensor_data_by_name("b").unwrap();
     assert_eq!(info.ty, GgmlType::Q8_0);
     assert_eq!(data.len(), 34);
@@ -43,10 +49,16 @@ fn every_truncation_is_an_error() {
             let msg = e.to_string();
             assert!(!msg.is_empty());
         } else {
-            assert!(len >= bytes.len() - 32, "truncated to {len} bytes but accepted");
+            assert!(
+                len >= bytes.len() - 32,
+                "truncated to {len} bytes but accepted"
+            );
         }
     }
-    assert!(matches!(err(bytes[..10].to_vec()), FormatError::Truncated { .. }));
+    assert!(matches!(
+        err(bytes[..10].to_vec()),
+        FormatError::Truncated { .. }
+    ));
 }
 
 #[test]
@@ -107,7 +119,10 @@ fn unknown_value_type_names_the_key() {
     let at = 4 + 4 + 8 + 8 + 8 + "some.key".len();
     b[at..at + 4].copy_from_slice(&99u32.to_le_bytes());
     let e = err(b);
-    assert!(matches!(e, FormatError::UnknownValueType { id: 99, .. }), "{e}");
+    assert!(
+        matches!(e, FormatError::UnknownValueType { id: 99, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("some.key"));
 }
 
@@ -128,7 +143,10 @@ fn deep_nesting() {
     }
     let mut w = GgufWriter::new();
     w.add("deep", v);
-    assert!(matches!(err(w.to_bytes()), FormatError::NestingTooDeep { .. }));
+    assert!(matches!(
+        err(w.to_bytes()),
+        FormatError::NestingTooDeep { .. }
+    ));
 }
 
 #[test]
@@ -156,7 +174,10 @@ fn unknown_tensor_type_names_the_tensor() {
     let mut w = good();
     w.raw_tensor("weird", 77, &[32], vec![0; 32], None);
     let e = err(w.to_bytes());
-    assert!(matches!(e, FormatError::UnknownTensorType { id: 77, .. }), "{e}");
+    assert!(
+        matches!(e, FormatError::UnknownTensorType { id: 77, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("weird"));
 }
 
@@ -184,15 +205,27 @@ fn tensor_past_end() {
     let e = err(w.to_bytes());
     assert!(matches!(e, FormatError::TensorOutOfBounds { .. }), "{e}");
     let mut w = good();
-    w.raw_tensor("wrap", GgmlType::F32.id(), &[8], vec![], Some(u64::MAX - 31));
-    assert!(matches!(err(w.to_bytes()), FormatError::TensorOutOfBounds { .. }));
+    w.raw_tensor(
+        "wrap",
+        GgmlType::F32.id(),
+        &[8],
+        vec![],
+        Some(u64::MAX - 31),
+    );
+    assert!(matches!(
+        err(w.to_bytes()),
+        FormatError::TensorOutOfBounds { .. }
+    ));
 }
 
 #[test]
 fn overlapping_and_misaligned_tensors() {
     let mut w = good();
     w.raw_tensor("over", GgmlType::F32.id(), &[8], vec![0; 32], Some(0));
-    assert!(matches!(err(w.to_bytes()), FormatError::TensorOverlap { .. }));
+    assert!(matches!(
+        err(w.to_bytes()),
+        FormatError::TensorOverlap { .. }
+    ));
     let mut w = good();
     w.raw_tensor("mis", GgmlType::F32.id(), &[8], vec![0; 32], Some(100));
     assert!(matches!(err(w.to_bytes()), FormatError::Misaligned { .. }));

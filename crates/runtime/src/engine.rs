@@ -80,10 +80,17 @@ impl Engine {
 
     /// Renders a conversation with the model's chat template, ready for the assistant's turn.
     pub fn render_chat(&self, messages: &[ChatMessage]) -> Result<String, RuntimeError> {
-        let piece = |id: Option<u32>| id.and_then(|i| self.tokenizer.token_text(i)).unwrap_or("").to_owned();
-        Ok(self
-            .template
-            .render(messages, true, &piece(self.tokenizer.bos()), &piece(self.tokenizer.eos()))?)
+        let piece = |id: Option<u32>| {
+            id.and_then(|i| self.tokenizer.token_text(i))
+                .unwrap_or("")
+                .to_owned()
+        };
+        Ok(self.template.render(
+            messages,
+            true,
+            &piece(self.tokenizer.bos()),
+            &piece(self.tokenizer.eos()),
+        )?)
     }
 
     /// Tokenizes a chat-rendered prompt: special tokens parsed, BOS added only
@@ -107,7 +114,9 @@ impl Engine {
     /// A session holding up to `n_ctx` positions.
     pub fn session(&self, n_ctx: usize) -> Result<Session<'_>, RuntimeError> {
         if n_ctx == 0 {
-            return Err(RuntimeError::Invalid("context size must be at least 1".into()));
+            return Err(RuntimeError::Invalid(
+                "context size must be at least 1".into(),
+            ));
         }
         Ok(Session {
             engine: self,
@@ -234,7 +243,9 @@ impl Session<'_> {
         let eng = self.engine;
         let n_ctx = self.n_ctx();
         if prompt.is_empty() {
-            return Err(RuntimeError::Invalid("the prompt is empty (no tokens)".into()));
+            return Err(RuntimeError::Invalid(
+                "the prompt is empty (no tokens)".into(),
+            ));
         }
         if prompt.len() >= n_ctx {
             return Err(RuntimeError::PromptTooLong {
@@ -245,7 +256,12 @@ impl Session<'_> {
         params.sampler.validate().map_err(RuntimeError::Invalid)?;
 
         // Reuse the cached prefix, but always evaluate at least the last prompt token.
-        let common = self.tokens.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let reuse = common.min(prompt.len() - 1);
         self.state.truncate(reuse);
         self.tokens.truncate(reuse);
@@ -254,7 +270,8 @@ impl Session<'_> {
         let mut timings = Timings::default();
         let rest = &prompt[reuse..];
         for chunk in rest.chunks(PREFILL_CHUNK) {
-            eng.model.forward(&eng.pool, &mut self.state, chunk, Logits::Last)?;
+            eng.model
+                .forward(&eng.pool, &mut self.state, chunk, Logits::Last)?;
             self.tokens.extend_from_slice(chunk);
         }
         timings.prompt_n = rest.len();
@@ -297,7 +314,8 @@ impl Session<'_> {
             if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
                 break StopReason::Length;
             }
-            eng.model.forward(&eng.pool, &mut self.state, &[tok], Logits::Last)?;
+            eng.model
+                .forward(&eng.pool, &mut self.state, &[tok], Logits::Last)?;
             self.tokens.push(tok);
         };
         if reason != StopReason::StopString && reason != StopReason::Cancelled {

@@ -38,7 +38,13 @@ impl LogitsWriter {
         })
     }
 
-    pub(crate) fn begin(&mut self, n_ctx: usize, n_vocab: usize, n_chunks: usize, tokens: &[u32]) -> Result<(), RuntimeError> {
+    pub(crate) fn begin(
+        &mut self,
+        n_ctx: usize,
+        n_vocab: usize,
+        n_chunks: usize,
+        tokens: &[u32],
+    ) -> Result<(), RuntimeError> {
         let mut h = Vec::with_capacity(20 + tokens.len() * 4);
         h.extend_from_slice(MAGIC);
         for v in [n_ctx, n_vocab, n_chunks] {
@@ -47,7 +53,9 @@ impl LogitsWriter {
         for t in tokens {
             h.extend_from_slice(&t.to_le_bytes());
         }
-        self.out.write_all(&h).map_err(|e| io_err(&self.path, "writing", e))
+        self.out
+            .write_all(&h)
+            .map_err(|e| io_err(&self.path, "writing", e))
     }
 
     pub(crate) fn write_row(&mut self, logprobs: &[f32]) -> Result<(), RuntimeError> {
@@ -55,11 +63,15 @@ impl LogitsWriter {
         for &l in logprobs {
             self.buf.extend_from_slice(&f16::from_f32(l).to_le_bytes());
         }
-        self.out.write_all(&self.buf).map_err(|e| io_err(&self.path, "writing", e))
+        self.out
+            .write_all(&self.buf)
+            .map_err(|e| io_err(&self.path, "writing", e))
     }
 
     pub(crate) fn finish(&mut self) -> Result<(), RuntimeError> {
-        self.out.flush().map_err(|e| io_err(&self.path, "writing", e))
+        self.out
+            .flush()
+            .map_err(|e| io_err(&self.path, "writing", e))
     }
 }
 
@@ -80,16 +92,20 @@ impl LogitsReader {
         let len = f.metadata().map_err(|e| io_err(path, "reading", e))?.len();
         let mut input = BufReader::new(f);
         let mut head = [0u8; 20];
-        input
-            .read_exact(&mut head)
-            .map_err(|_| RuntimeError::Invalid(format!("{}: not a sparetire logits file (too short)", path.display())))?;
+        input.read_exact(&mut head).map_err(|_| {
+            RuntimeError::Invalid(format!(
+                "{}: not a sparetire logits file (too short)",
+                path.display()
+            ))
+        })?;
         if &head[..8] != MAGIC {
             return Err(RuntimeError::Invalid(format!(
                 "{}: not a sparetire logits file (write one with `perplexity --save-logits`)",
                 path.display()
             )));
         }
-        let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as u64;
+        let word =
+            |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]) as u64;
         let (n_ctx, n_vocab, n_chunks) = (word(8), word(12), word(16));
         let n_tokens = n_ctx * n_chunks;
         let rows = n_chunks * (n_ctx.saturating_sub(1 + n_ctx / 2));
@@ -101,8 +117,13 @@ impl LogitsReader {
             )));
         }
         let mut raw = vec![0u8; n_tokens as usize * 4];
-        input.read_exact(&mut raw).map_err(|e| io_err(path, "reading", e))?;
-        let tokens = raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        input
+            .read_exact(&mut raw)
+            .map_err(|e| io_err(path, "reading", e))?;
+        let tokens = raw
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok(LogitsReader {
             path: path.to_owned(),
             input,
@@ -113,10 +134,18 @@ impl LogitsReader {
         })
     }
 
-    pub(crate) fn check(&self, n_ctx: usize, n_vocab: usize, tokens: &[u32]) -> Result<(), RuntimeError> {
+    pub(crate) fn check(
+        &self,
+        n_ctx: usize,
+        n_vocab: usize,
+        tokens: &[u32],
+    ) -> Result<(), RuntimeError> {
         let p = self.path.display();
         if self.n_ctx != n_ctx {
-            return Err(RuntimeError::Invalid(format!("{p}: saved with a context of {} but this run uses {n_ctx}", self.n_ctx)));
+            return Err(RuntimeError::Invalid(format!(
+                "{p}: saved with a context of {} but this run uses {n_ctx}",
+                self.n_ctx
+            )));
         }
         if self.n_vocab != n_vocab {
             return Err(RuntimeError::Invalid(format!(
@@ -134,7 +163,9 @@ impl LogitsReader {
 
     pub(crate) fn read_row(&mut self, out: &mut [f32]) -> Result<(), RuntimeError> {
         self.buf.resize(self.n_vocab * 2, 0);
-        self.input.read_exact(&mut self.buf).map_err(|e| io_err(&self.path, "reading", e))?;
+        self.input
+            .read_exact(&mut self.buf)
+            .map_err(|e| io_err(&self.path, "reading", e))?;
         for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(2)) {
             *o = f16::from_le_bytes([c[0], c[1]]).to_f32();
         }

@@ -121,7 +121,9 @@ pub fn perplexity(
         mut base,
     } = params;
     if n_ctx < 4 {
-        return Err(RuntimeError::Invalid(format!("perplexity needs a context of at least 4 tokens, got {n_ctx}")));
+        return Err(RuntimeError::Invalid(format!(
+            "perplexity needs a context of at least 4 tokens, got {n_ctx}"
+        )));
     }
     let tok = engine.tokenizer();
     let tokens = tok.encode(text, true, false)?;
@@ -132,7 +134,9 @@ pub fn perplexity(
             2 * n_ctx
         )));
     }
-    let n_chunks = (tokens.len() / n_ctx).min(max_chunks.unwrap_or(usize::MAX)).max(1);
+    let n_chunks = (tokens.len() / n_ctx)
+        .min(max_chunks.unwrap_or(usize::MAX))
+        .max(1);
     let model = engine.model();
     let n_vocab = model.hparams().n_vocab;
     let first = n_ctx / 2;
@@ -260,7 +264,7 @@ mod tests {
             s.count += 1;
         }
         let mean = 6.5 / 4.0;
-        assert!((s.ppl() - (mean as f64).exp()).abs() < 1e-12);
+        assert!((s.ppl() - mean.exp()).abs() < 1e-12);
         let var = (1.0 + 4.0 + 0.25 + 9.0) / 4.0 - mean * mean;
         assert!((s.ppl_sd() - (var / 3.0f64).sqrt() * s.ppl()).abs() < 1e-12);
     }

@@ -40,7 +40,10 @@ impl SamplerConfig {
     /// Checks the ranges a user may get wrong; the message names the flag's value.
     pub fn validate(&self) -> Result<(), String> {
         if !self.temperature.is_finite() {
-            return Err(format!("temperature must be a finite number, got {}", self.temperature));
+            return Err(format!(
+                "temperature must be a finite number, got {}",
+                self.temperature
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(format!("top-p must be in (0, 1], got {}", self.top_p));
@@ -49,7 +52,10 @@ impl SamplerConfig {
             return Err(format!("min-p must be in [0, 1], got {}", self.min_p));
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return Err(format!("repeat penalty must be a positive number, got {}", self.repeat_penalty));
+            return Err(format!(
+                "repeat penalty must be a positive number, got {}",
+                self.repeat_penalty
+            ));
         }
         Ok(())
     }
@@ -87,7 +93,8 @@ impl Sampler {
             return argmax(logits);
         }
         self.cand.clear();
-        self.cand.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+        self.cand
+            .extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
         if penalize {
             let recent = &history[history.len().saturating_sub(cfg.repeat_last_n)..];
             let mut seen: Vec<u32> = recent.to_vec();
@@ -95,7 +102,11 @@ impl Sampler {
             seen.dedup();
             for t in seen {
                 if let Some(c) = self.cand.get_mut(t as usize) {
-                    c.1 = if c.1 > 0.0 { c.1 / cfg.repeat_penalty } else { c.1 * cfg.repeat_penalty };
+                    c.1 = if c.1 > 0.0 {
+                        c.1 / cfg.repeat_penalty
+                    } else {
+                        c.1 * cfg.repeat_penalty
+                    };
                 }
             }
         }
@@ -103,12 +114,22 @@ impl Sampler {
             return self
                 .cand
                 .iter()
-                .fold((0u32, f32::NEG_INFINITY), |best, &c| if c.1 > best.1 { c } else { best })
+                .fold((0u32, f32::NEG_INFINITY), |best, &c| {
+                    if c.1 > best.1 {
+                        c
+                    } else {
+                        best
+                    }
+                })
                 .0;
         }
         // Sorted by logit, most likely first (ties by id, for determinism).
         let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-        let k = if cfg.top_k == 0 { self.cand.len() } else { cfg.top_k.min(self.cand.len()) };
+        let k = if cfg.top_k == 0 {
+            self.cand.len()
+        } else {
+            cfg.top_k.min(self.cand.len())
+        };
         if k < self.cand.len() {
             self.cand.select_nth_unstable_by(k - 1, by_logit);
             self.cand.truncate(k);
@@ -161,7 +182,10 @@ pub fn argmax(logits: &[f32]) -> u32 {
 
 fn softmax(cand: &[(u32, f32)], temperature: f32) -> Vec<f64> {
     let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
-    let mut p: Vec<f64> = cand.iter().map(|c| (((c.1 - max) / temperature) as f64).exp()).collect();
+    let mut p: Vec<f64> = cand
+        .iter()
+        .map(|c| (((c.1 - max) / temperature) as f64).exp())
+        .collect();
     let sum: f64 = p.iter().sum();
     for x in p.iter_mut() {
         *x /= sum;
@@ -202,7 +226,10 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy() {
-        let mut s = Sampler::new(SamplerConfig { top_k: 1, ..cfg(5.0) });
+        let mut s = Sampler::new(SamplerConfig {
+            top_k: 1,
+            ..cfg(5.0)
+        });
         for _ in 0..20 {
             assert_eq!(s.sample(&[1.0, 2.0, 1.9], &[]), 1);
         }
@@ -212,11 +239,17 @@ mod tests {
     fn top_p_and_min_p_cut_the_tail() {
         // Probabilities ~ [0.64, 0.24, 0.09, 0.03]
         let logits = [3.0f32, 2.0, 1.0, 0.0];
-        let mut s = Sampler::new(SamplerConfig { top_p: 0.5, ..cfg(1.0) });
+        let mut s = Sampler::new(SamplerConfig {
+            top_p: 0.5,
+            ..cfg(1.0)
+        });
         for _ in 0..50 {
             assert_eq!(s.sample(&logits, &[]), 0);
         }
-        let mut s = Sampler::new(SamplerConfig { min_p: 0.3, ..cfg(1.0) });
+        let mut s = Sampler::new(SamplerConfig {
+            min_p: 0.3,
+            ..cfg(1.0)
+        });
         for _ in 0..200 {
             assert!(s.sample(&logits, &[]) <= 1);
         }
@@ -234,15 +267,30 @@ mod tests {
 
     #[test]
     fn repetition_penalty_discourages_repeats() {
-        let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..cfg(0.0) });
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 2.0,
+            ..cfg(0.0)
+        });
         assert_eq!(s.sample(&[3.0, 2.0], &[0]), 1);
         assert_eq!(s.sample(&[3.0, 2.0], &[1]), 0);
     }
 
     #[test]
     fn validation_names_the_problem() {
-        assert!(SamplerConfig { top_p: 0.0, ..cfg(1.0) }.validate().unwrap_err().contains("top-p"));
-        assert!(SamplerConfig { min_p: 2.0, ..cfg(1.0) }.validate().unwrap_err().contains("min-p"));
+        assert!(SamplerConfig {
+            top_p: 0.0,
+            ..cfg(1.0)
+        }
+        .validate()
+        .unwrap_err()
+        .contains("top-p"));
+        assert!(SamplerConfig {
+            min_p: 2.0,
+            ..cfg(1.0)
+        }
+        .validate()
+        .unwrap_err()
+        .contains("min-p"));
         assert!(cfg(f32::NAN).validate().is_err());
         assert!(cfg(0.7).validate().is_ok());
     }

@@ -78,7 +78,12 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
     let max = (stop.len() - 1).min(text.len());
     (1..=max)
         .rev()
-        .find(|&n| text.is_char_boundary(text.len() - n) && stop.as_bytes().starts_with(&text.as_bytes()[text.len() - n..]))
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n)
+                && stop
+                    .as_bytes()
+                    .starts_with(&text.as_bytes()[text.len() - n..])
+        })
         .unwrap_or(0)
 }
 
@@ -112,7 +117,10 @@ mod tests {
 
     #[test]
     fn stops_across_pieces_and_excludes_the_stop() {
-        assert_eq!(run(&["\n\n"], &["Hello", " world", "\n", "\nmore"]), ("Hello world".into(), true));
+        assert_eq!(
+            run(&["\n\n"], &["Hello", " world", "\n", "\nmore"]),
+            ("Hello world".into(), true)
+        );
         assert_eq!(run(&["END"], &["abcE", "N", "Dxyz"]), ("abc".into(), true));
         assert_eq!(run(&["END"], &["abcEN", "d"]), ("abcENd".into(), false));
         assert_eq!(run(&[], &["a", "b"]), ("ab".into(), false));

@@ -109,7 +109,10 @@ impl GgufFile {
 
     /// The value of a metadata key.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.header.index.get(key).map(|&i| &self.header.metadata[i].1)
+        self.header
+            .index
+            .get(key)
+            .map(|&i| &self.header.metadata[i].1)
     }
 
     /// A string value.
@@ -144,7 +147,10 @@ impl GgufFile {
 
     /// An array of numbers as f32.
     pub fn get_f32_array(&self, key: &str) -> Option<Vec<f32>> {
-        self.get_array(key)?.iter().map(|v| v.as_f64().map(|x| x as f32)).collect()
+        self.get_array(key)?
+            .iter()
+            .map(|v| v.as_f64().map(|x| x as f32))
+            .collect()
     }
 
     /// An array of integers as i64.
@@ -159,7 +165,10 @@ impl GgufFile {
 
     /// A tensor's directory entry by name.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
-        self.header.tensor_index.get(name).map(|&i| &self.header.tensors[i])
+        self.header
+            .tensor_index
+            .get(name)
+            .map(|&i| &self.header.tensors[i])
     }
 
     /// A tensor's data bytes by name.

@@ -20,6 +20,15 @@ const MAX_ARRAY_DEPTH: usize = 4;
 pub const MAX_DIMS: u32 = 4;
 /// The alignment used when a file does not say (`GGUF_DEFAULT_ALIGNMENT`).
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Most entries reserved up front for a count read from the file. A count that fits in the
+/// file can still promise ~30x its bytes in parsed form (a `Value` per `uint8`); beyond this,
+/// vectors grow only as entries actually parse.
+const MAX_PREALLOC: u64 = 4096;
+
+/// Capacity to reserve for `count` entries a file announces.
+fn prealloc(count: u64) -> usize {
+    count.min(MAX_PREALLOC) as usize
+}
 
 /// The parsed header of a GGUF file (everything but the tensor data).
 #[derive(Debug)]
@@ -88,8 +97,16 @@ impl<'a> Cursor<'a> {
 
     /// Checks that `count` items of at least `min_size` bytes each can fit in
     /// what is left of the file, before anything is allocated for them.
-    fn check_count(&self, count: u64, min_size: u64, what: &dyn Fn() -> String) -> Result<(), FormatError> {
-        if count.checked_mul(min_size).is_none_or(|n| n > self.remaining()) {
+    fn check_count(
+        &self,
+        count: u64,
+        min_size: u64,
+        what: &dyn Fn() -> String,
+    ) -> Result<(), FormatError> {
+        if count
+            .checked_mul(min_size)
+            .is_none_or(|n| n > self.remaining())
+        {
             return Err(FormatError::AbsurdCount {
                 what: what(),
                 count,
@@ -146,7 +163,7 @@ impl<'a> Cursor<'a> {
                 };
                 let count = self.u64(&what)?;
                 self.check_count(count, min_size, &|| format!("array element (key {key:?})"))?;
-                let mut items = Vec::with_capacity(count as usize);
+                let mut items = Vec::with_capacity(prealloc(count));
                 for _ in 0..count {
                     items.push(self.value(key, elem_ty, depth + 1)?);
                 }
@@ -179,8 +196,8 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Header, FormatError> {
     // A key/value pair takes at least 8 (key length) + 4 (type) + 1 bytes.
     c.check_count(n_kv, 13, &|| "metadata key/value".into())?;
 
-    let mut metadata = Vec::with_capacity(n_kv as usize);
-    let mut index = HashMap::with_capacity(n_kv as usize);
+    let mut metadata = Vec::with_capacity(prealloc(n_kv));
+    let mut index = HashMap::with_capacity(prealloc(n_kv));
     for i in 0..n_kv {
         let key = c.string(&|| format!("metadata key #{i}"))?;
         let ty = c.u32(&|| format!("type of metadata key {key:?}"))?;
@@ -201,8 +218,8 @@ pub(crate) fn parse_header(buf: &[u8]) -> Result<Header, FormatError> {
 
     // A tensor info takes at least 8 (name length) + 4 + 8 + 4 + 8 bytes.
     c.check_count(n_tensors, 32, &|| "tensor info".into())?;
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
-    let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(prealloc(n_tensors));
+    let mut tensor_index = HashMap::with_capacity(prealloc(n_tensors));
     for i in 0..n_tensors {
         let name = c.string(&|| format!("name of tensor #{i}"))?;
         let what = || format!("info of tensor {name:?}");
@@ -266,7 +283,7 @@ fn tensor_bytes(name: &str, ty: GgmlType, dims: &[u64]) -> Result<u64, FormatErr
         dims: dims.to_vec(),
         reason,
     };
-    if dims.iter().any(|&d| d == 0) {
+    if dims.contains(&0) {
         return Err(bad("a dimension is zero".into()));
     }
     let n_elems = dims
@@ -275,7 +292,7 @@ fn tensor_bytes(name: &str, ty: GgmlType, dims: &[u64]) -> Result<u64, FormatErr
         .filter(|&n| n <= i64::MAX as u64)
         .ok_or_else(|| bad("element count overflows".into()))?;
     let block = ty.block_size() as u64;
-    if dims[0] % block != 0 {
+    if !dims[0].is_multiple_of(block) {
         return Err(bad(format!(
             "row length {} is not a multiple of {}'s block size {block}",
             dims[0],
@@ -288,7 +305,11 @@ fn tensor_bytes(name: &str, ty: GgmlType, dims: &[u64]) -> Result<u64, FormatErr
 }
 
 /// Checks that every tensor's data lies inside the file and no two overlap.
-fn check_placement(tensors: &[TensorInfo], data_offset: u64, file_len: u64) -> Result<(), FormatError> {
+fn check_placement(
+    tensors: &[TensorInfo],
+    data_offset: u64,
+    file_len: u64,
+) -> Result<(), FormatError> {
     let mut spans: Vec<(u64, u64, usize)> = Vec::with_capacity(tensors.len());
     for (i, t) in tensors.iter().enumerate() {
         let start = data_offset.checked_add(t.offset);

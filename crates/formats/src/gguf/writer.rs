@@ -44,7 +44,14 @@ impl GgufWriter {
 
     /// Adds a tensor with an arbitrary type id and, optionally, a forced data
     /// offset (for writing invalid files in tests).
-    pub fn raw_tensor(&mut self, name: &str, type_id: u32, dims: &[u64], data: Vec<u8>, offset: Option<u64>) -> &mut Self {
+    pub fn raw_tensor(
+        &mut self,
+        name: &str,
+        type_id: u32,
+        dims: &[u64],
+        data: Vec<u8>,
+        offset: Option<u64>,
+    ) -> &mut Self {
         self.tensors.push(PendingTensor {
             name: name.to_owned(),
             dims: dims.to_vec(),
@@ -82,7 +89,10 @@ impl GgufWriter {
         for t in &self.tensors {
             let off = t.offset.unwrap_or(next);
             offsets.push(off);
-            next = off.saturating_add(t.data.len() as u64).div_ceil(align).saturating_mul(align);
+            next = off
+                .saturating_add(t.data.len() as u64)
+                .div_ceil(align)
+                .saturating_mul(align);
             write_str(&mut out, &t.name);
             out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
             for d in &t.dims {
