@@ -263,7 +263,7 @@ mod tests {
             s.nll2 += lp * lp;
             s.count += 1;
         }
-        let mean = 6.5 / 4.0;
+        let mean: f64 = 6.5 / 4.0;
         assert!((s.ppl() - mean.exp()).abs() < 1e-12);
         let var = (1.0 + 4.0 + 0.25 + 9.0) / 4.0 - mean * mean;
         assert!((s.ppl_sd() - (var / 3.0f64).sqrt() * s.ppl()).abs() < 1e-12);
