@@ -116,11 +116,12 @@ fn default_model_answers_a_chat_prompt() {
         "0",
         "-n",
         "40",
-        "What is the capital of France?",
+        "Why is the sky blue?",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.contains("Paris"), "answer: {text}");
+    // Greedy, so this is llama.cpp's answer too (checked with llama-completion).
+    assert!(text.contains("Rayleigh scattering"), "answer: {text}");
     assert!(stderr(&o).contains("tok/s"));
 }
 
