@@ -1,12 +1,12 @@
 //! Scaled dot-product attention with grouped-query heads over an f16 KV cache.
 
-use std::ops::RangeInclusive;
 use std::sync::Mutex;
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use sparetire_quant::ThreadPool;
 
-use super::ggml_f32::{dot_f16, reduce8_softmax, v_expf};
+use super::ggml_f32::{dot_f16, has_avx2_fma, reduce8_softmax, v_expf};
 
 /// The shape of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -51,19 +51,24 @@ pub fn attention(
     n_tok: usize,
     out: &mut [f32],
 ) {
-    let AttnShape {
-        n_head,
-        n_head_kv,
-        head_dim,
-        ..
-    } = *shape;
-    let q_dim = n_head * head_dim;
-    let kv_dim = n_head_kv * head_dim;
-    let group = n_head / n_head_kv;
+    let n_head = shape.n_head;
+    let head_dim = shape.head_dim;
     let n_items = n_tok * n_head;
-    let n_threads = pool.n_threads().max(1);
-    let per = n_items.div_ceil(n_threads);
-    let f32_path = n_tok >= F32_PATH_MIN_TOKENS;
+    let per = n_items.div_ceil(pool.n_threads().max(1));
+    let n_keys = pos0 + n_tok;
+    let kv_dim = shape.n_head_kv * head_dim;
+    // The f32 path reads the keys of a tile transposed; widen and lay them out
+    // once for all query rows (llama.cpp repacks per tile pair).
+    let wide = (n_tok >= F32_PATH_MIN_TOKENS)
+        .then(|| WideKv::new(&keys[..n_keys * kv_dim], &values[..n_keys * kv_dim], shape));
+    let job = Job {
+        shape,
+        q,
+        keys,
+        values,
+        wide: wide.as_ref(),
+        pos0,
+    };
     // Each thread takes a contiguous range of (token, head) items, whose outputs are a contiguous range.
     let chunks: Vec<Mutex<&mut [f32]>> = out[..n_items * head_dim]
         .chunks_mut(per * head_dim)
@@ -73,32 +78,84 @@ pub fn attention(
         let Some(chunk) = chunks.get(ti) else { return };
         let mut chunk = chunk.lock().unwrap_or_else(|e| e.into_inner());
         let first = ti * per;
-        let last = (first + per).min(n_items);
-        let mut scratch = Scratch::new(head_dim);
-        for item in first..last {
-            let (t, h) = (item / n_head, item % n_head);
-            let p = pos0 + t;
-            let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let kv = KvHead {
-                keys,
-                values,
-                offset: (h / group) * head_dim,
-                stride: kv_dim,
-                head_dim,
-            };
-            let qrow = &q[t * q_dim + h * head_dim..][..head_dim];
-            let o = &mut chunk[(item - first) * head_dim..][..head_dim];
-            if f32_path {
-                attend_f32(qrow, &kv, lo..=p, shape.scale, &mut scratch, o);
-            } else {
-                attend_f16(qrow, &kv, lo..=p, shape.scale, &mut scratch, o);
-            }
-        }
+        job.run(first..(first + per).min(n_items), &mut chunk);
     });
 }
 
-/// One KV head's rows inside the cache of a layer.
-pub struct KvHead<'a> {
+/// Everything the threads share in one [`attention`] call.
+struct Job<'a> {
+    shape: &'a AttnShape,
+    q: &'a [f32],
+    keys: &'a [f16],
+    values: &'a [f16],
+    /// Widened keys and values, for the f32 path.
+    wide: Option<&'a WideKv>,
+    pos0: usize,
+}
+
+impl Job<'_> {
+    /// Computes the `(token, head)` items `items` into `out`, with the
+    /// kernels compiled for FMA when the CPU has it (the arithmetic is the
+    /// same either way; without it `mul_add` is a slow library call).
+    fn run(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports the features `run_fma` is compiled for.
+            unsafe { self.run_fma(items, out) };
+            return;
+        }
+        self.run_body(items, out);
+    }
+
+    /// [`Self::run_body`] compiled with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn run_fma(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
+        self.run_body(items, out);
+    }
+
+    #[inline(always)]
+    fn run_body(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
+        let AttnShape {
+            n_head,
+            n_head_kv,
+            head_dim,
+            scale,
+            window,
+        } = *self.shape;
+        let (q_dim, kv_dim) = (n_head * head_dim, n_head_kv * head_dim);
+        let group = n_head / n_head_kv;
+        let mut sc = Scratch::new(head_dim);
+        let first = items.start;
+        for item in items {
+            let (t, h) = (item / n_head, item % n_head);
+            let p = self.pos0 + t;
+            let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let kvh = h / group;
+            let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
+            let o = &mut out[(item - first) * head_dim..][..head_dim];
+            match self.wide {
+                Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
+                None => {
+                    let kv = KvHead {
+                        keys: self.keys,
+                        values: self.values,
+                        offset: kvh * head_dim,
+                        stride: kv_dim,
+                        head_dim,
+                    };
+                    attend_f16(qrow, &kv, lo, p, scale, &mut sc, o);
+                }
+            }
+        }
+    }
+}
+
+/// One KV head's rows inside the f16 cache of a layer.
+struct KvHead<'a> {
     keys: &'a [f16],
     values: &'a [f16],
     offset: usize,
@@ -115,12 +172,69 @@ impl KvHead<'_> {
     }
 }
 
+/// Keys per tile of llama.cpp's tiled path (`GGML_FA_TILE_KV`). Tiles start
+/// at cell 0; the softmax is rescaled once per tile, so the tiling shows in
+/// the rounding.
+const KV_TILE: usize = 64;
+
+/// The keys and values of a layer widened to f32 for the tiled path.
+struct WideKv {
+    /// `(n_head_kv, n_tiles, head_dim, KV_TILE)`: each tile's keys transposed,
+    /// zero past the last key.
+    kt: Vec<f32>,
+    /// `(n_keys, n_head_kv * head_dim)`, as in the cache.
+    v: Vec<f32>,
+    head_dim: usize,
+    kv_dim: usize,
+    n_tiles: usize,
+}
+
+impl WideKv {
+    fn new(keys: &[f16], values: &[f16], shape: &AttnShape) -> WideKv {
+        let (hd, nkv) = (shape.head_dim, shape.n_head_kv);
+        let kv_dim = hd * nkv;
+        let n_keys = keys.len() / kv_dim;
+        let n_tiles = n_keys.div_ceil(KV_TILE);
+        let mut v = vec![0f32; values.len()];
+        values.convert_to_f32_slice(&mut v);
+        let mut row = vec![0f32; kv_dim];
+        let mut kt = vec![0f32; nkv * n_tiles * hd * KV_TILE];
+        for j in 0..n_keys {
+            keys[j * kv_dim..][..kv_dim].convert_to_f32_slice(&mut row);
+            let (tile, jj) = (j / KV_TILE, j % KV_TILE);
+            for (kvh, k) in row.chunks_exact(hd).enumerate() {
+                let base = (kvh * n_tiles + tile) * hd * KV_TILE + jj;
+                for (d, &x) in k.iter().enumerate() {
+                    kt[base + d * KV_TILE] = x;
+                }
+            }
+        }
+        WideKv {
+            kt,
+            v,
+            head_dim: hd,
+            kv_dim,
+            n_tiles,
+        }
+    }
+
+    /// Tile `tile` of KV head `kvh`: `(head_dim, KV_TILE)`.
+    fn k_tile(&self, kvh: usize, tile: usize) -> &[f32] {
+        &self.kt[(kvh * self.n_tiles + tile) * self.head_dim * KV_TILE..][..self.head_dim * KV_TILE]
+    }
+
+    fn v(&self, kvh: usize, j: usize) -> &[f32] {
+        &self.v[j * self.kv_dim + kvh * self.head_dim..][..self.head_dim]
+    }
+}
+
 /// Per-thread buffers of the attention kernels.
-pub struct Scratch {
+struct Scratch {
     q16: Vec<f32>,
     k32: Vec<f32>,
-    acc16: Vec<f16>,
+    v32: Vec<f32>,
     acc: Vec<f32>,
+    acc16: Vec<f16>,
     weights: [f32; KV_TILE],
 }
 
@@ -129,50 +243,52 @@ impl Scratch {
         Scratch {
             q16: vec![0.0; head_dim],
             k32: vec![0.0; head_dim],
-            acc16: vec![f16::ZERO; head_dim],
+            v32: vec![0.0; head_dim],
             acc: vec![0.0; head_dim],
+            acc16: vec![f16::ZERO; head_dim],
             weights: [0.0; KV_TILE],
         }
     }
 }
 
-/// Keys per tile of llama.cpp's tiled path (`GGML_FA_TILE_KV`). Tiles start
-/// at cell 0; the softmax is rescaled once per tile, so the tiling shows in
-/// the rounding.
-const KV_TILE: usize = 64;
-
-/// One query head against keys `range`, all in f32, the way llama.cpp's
+/// One query head against keys `lo..=hi`, all in f32, the way llama.cpp's
 /// `ggml_compute_forward_flash_attn_ext_tiled` computes it: per 64-key tile,
-/// scores as FMA chains over the head dimension, the tile's running max and
-/// sum updated once, weights from ggml's fast [`v_expf`] summed 8 lanes at a
-/// time into an f64, and the weighted values accumulated key by key with FMAs.
+/// scores as FMA chains over the head dimension, the running max and sum
+/// updated once per tile, weights from ggml's fast [`v_expf`] summed 8 lanes
+/// at a time into an f64, and the weighted values accumulated key by key with
+/// FMAs.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // why: a kernel's operands
 fn attend_f32(
     q: &[f32],
-    kv: &KvHead,
-    range: RangeInclusive<usize>,
+    kv: &WideKv,
+    kvh: usize,
+    lo: usize,
+    hi: usize,
     scale: f32,
     sc: &mut Scratch,
     out: &mut [f32],
 ) {
-    let (lo, hi) = (*range.start(), *range.end());
     let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
     sc.acc.fill(0.0);
-    let mut t0 = lo / KV_TILE * KV_TILE;
-    while t0 <= hi {
+    for tile in lo / KV_TILE..=hi / KV_TILE {
+        let t0 = tile * KV_TILE;
         let w = &mut sc.weights;
+        w.fill(0.0);
+        for (&qd, kd) in q.iter().zip(kv.k_tile(kvh, tile).chunks_exact(KV_TILE)) {
+            for (s, &k) in w.iter_mut().zip(kd) {
+                *s = qd.mul_add(k, *s);
+            }
+        }
         let mut tile_max = f32::NEG_INFINITY;
-        for (jj, wj) in w.iter_mut().enumerate() {
-            let j = t0 + jj;
-            *wj = if (lo..=hi).contains(&j) {
-                let dot = q
-                    .iter()
-                    .zip(kv.k(j))
-                    .fold(0f32, |acc, (&a, b)| a.mul_add(b.to_f32(), acc));
-                dot * scale
+        for (jj, s) in w.iter_mut().enumerate() {
+            // keys outside lo..=hi are masked
+            *s = if (lo..=hi).contains(&(t0 + jj)) {
+                *s * scale
             } else {
-                f32::NEG_INFINITY // masked
+                f32::NEG_INFINITY
             };
-            tile_max = tile_max.max(*wj);
+            tile_max = tile_max.max(*s);
         }
         let new_max = max.max(tile_max);
         if new_max > max {
@@ -191,12 +307,11 @@ fn attend_f32(
         for (jj, &wj) in w.iter().enumerate() {
             if wj != 0.0 {
                 // a zero weight (masked key) adds nothing to the FMA chain
-                for (a, v) in sc.acc.iter_mut().zip(kv.v(t0 + jj)) {
-                    *a = v.to_f32().mul_add(wj, *a);
+                for (a, &v) in sc.acc.iter_mut().zip(kv.v(kvh, t0 + jj)) {
+                    *a = v.mul_add(wj, *a);
                 }
             }
         }
-        t0 += KV_TILE;
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
     for (o, &a) in out.iter_mut().zip(&sc.acc) {
@@ -204,14 +319,17 @@ fn attend_f32(
     }
 }
 
-/// One query head against keys `range` the way llama.cpp's single-row flash
-/// attention (`..._f16_one_chunk`) does it: `q` rounded to f16, scores by
-/// `ggml_vec_dot_f16` ([`dot_f16`]), online softmax with libm `expf`, and the
-/// weighted values accumulated in f16 (rounded after every key).
+/// One query head against keys `lo..=hi` the way llama.cpp's single-row
+/// flash attention (`..._f16_one_chunk`) does it: `q` rounded to f16, scores
+/// by `ggml_vec_dot_f16` ([`dot_f16`]), online softmax with libm `expf`, and
+/// the weighted values accumulated in f16 (rounded after every key).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // why: a kernel's operands
 fn attend_f16(
     q: &[f32],
     kv: &KvHead,
-    range: RangeInclusive<usize>,
+    lo: usize,
+    hi: usize,
     scale: f32,
     sc: &mut Scratch,
     out: &mut [f32],
@@ -219,32 +337,171 @@ fn attend_f16(
     for (d, &s) in sc.q16.iter_mut().zip(q) {
         *d = f16::from_f32(s).to_f32();
     }
-    sc.acc16.fill(f16::ZERO);
+    // `acc` always holds the f16 accumulator's values, widened.
+    sc.acc.fill(0.0);
     let mut sum = 0f32;
     let mut max = f32::NEG_INFINITY;
-    for j in range {
-        for (d, k) in sc.k32.iter_mut().zip(kv.k(j)) {
-            *d = k.to_f32();
-        }
+    for j in lo..=hi {
+        kv.k(j).convert_to_f32_slice(&mut sc.k32);
         let s = dot_f16(&sc.k32, &sc.q16) * scale;
         let (mut ms, mut vs) = (1.0f32, 1.0f32);
         if s > max {
             ms = (max - s).exp();
             max = s;
-            for a in sc.acc16.iter_mut() {
-                *a = f16::from_f32(a.to_f32() * ms);
-            }
+            sc.acc.iter_mut().for_each(|a| *a *= ms);
+            round_to_f16(&mut sc.acc, &mut sc.acc16);
         } else {
             vs = (s - max).exp();
         }
-        for (a, v) in sc.acc16.iter_mut().zip(kv.v(j)) {
-            *a = f16::from_f32(v.to_f32().mul_add(vs, a.to_f32()));
+        kv.v(j).convert_to_f32_slice(&mut sc.v32);
+        for (a, &v) in sc.acc.iter_mut().zip(&sc.v32) {
+            *a = v.mul_add(vs, *a);
         }
+        round_to_f16(&mut sc.acc, &mut sc.acc16);
         // why: GCC contracts ggml's `S = S*ms + vs` into an FMA.
         sum = sum.mul_add(ms, vs);
     }
     let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, a) in out.iter_mut().zip(&sc.acc16) {
-        *o = a.to_f32() * inv;
+    for (o, &a) in out.iter_mut().zip(&sc.acc) {
+        *o = a * inv;
+    }
+}
+
+/// Rounds `x` to f16 precision (round to nearest even, as F16C's
+/// `vcvtps2ph`), through the buffer `tmp`.
+#[inline(always)]
+fn round_to_f16(x: &mut [f32], tmp: &mut [f16]) {
+    tmp.convert_from_f32_slice(x);
+    tmp.convert_to_f32_slice(x);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plain softmax attention in f64, for one (token, head).
+    fn naive(
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        shape: &AttnShape,
+        h: usize,
+        lo: usize,
+        p: usize,
+    ) -> Vec<f64> {
+        let hd = shape.head_dim;
+        let kv_dim = shape.n_head_kv * hd;
+        let off = h / (shape.n_head / shape.n_head_kv) * hd;
+        let s: Vec<f64> = (lo..=p)
+            .map(|j| {
+                q.iter()
+                    .zip(&keys[j * kv_dim + off..][..hd])
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+                    * shape.scale as f64
+            })
+            .collect();
+        let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let w: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = w.iter().sum();
+        (0..hd)
+            .map(|d| {
+                (lo..=p)
+                    .zip(&w)
+                    .map(|(j, wj)| wj * values[j * kv_dim + off + d] as f64)
+                    .sum::<f64>()
+                    / z
+            })
+            .collect()
+    }
+
+    fn pseudo(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x as f32 / u32::MAX as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Both paths (f16 below 64 tokens, tiled f32 from 64) agree with plain
+    /// attention, across tile boundaries and with a window; and the FMA-compiled
+    /// kernels give bit-identical results to the portable ones.
+    #[test]
+    fn matches_naive_attention_and_fma_variant() {
+        let pool = ThreadPool::new(2);
+        for (n_tok, pos0, window) in [
+            (1, 0, None),
+            (3, 70, None),
+            (64, 0, None),
+            (100, 40, None),
+            (80, 10, Some(50)),
+        ] {
+            let shape = AttnShape {
+                n_head: 4,
+                n_head_kv: 2,
+                head_dim: 40, // one 32-wide step of dot_f16 and an f64 tail
+                scale: 0.3,
+                window,
+            };
+            let n_keys = pos0 + n_tok;
+            let kv_dim = shape.n_head_kv * shape.head_dim;
+            let q_dim = shape.n_head * shape.head_dim;
+            let q: Vec<f32> = pseudo(n_tok * q_dim, 1).iter().map(|x| x * 3.0).collect();
+            let k16: Vec<f16> = pseudo(n_keys * kv_dim, 2)
+                .iter()
+                .map(|&x| f16::from_f32(x * 2.0))
+                .collect();
+            let v16: Vec<f16> = pseudo(n_keys * kv_dim, 3)
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect();
+            let mut out = vec![0f32; n_tok * q_dim];
+            attention(&pool, &shape, &q, &k16, &v16, pos0, n_tok, &mut out);
+
+            let k32: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+            let v32: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+            for t in 0..n_tok {
+                for h in 0..shape.n_head {
+                    let p = pos0 + t;
+                    let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
+                    let want = naive(
+                        &q[t * q_dim + h * shape.head_dim..][..shape.head_dim],
+                        &k32,
+                        &v32,
+                        &shape,
+                        h,
+                        lo,
+                        p,
+                    );
+                    let got = &out[t * q_dim + h * shape.head_dim..][..shape.head_dim];
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!(
+                            (*g as f64 - w).abs() < 2e-3,
+                            "n_tok {n_tok} t {t} h {h}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+
+            let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| WideKv::new(&k16, &v16, &shape));
+            let job = Job {
+                shape: &shape,
+                q: &q,
+                keys: &k16,
+                values: &v16,
+                wide: wide.as_ref(),
+                pos0,
+            };
+            let mut portable = vec![0f32; n_tok * q_dim];
+            job.run_body(0..n_tok * shape.n_head, &mut portable);
+            assert_eq!(
+                portable, out,
+                "n_tok {n_tok}: portable and dispatched kernels differ"
+            );
+        }
     }
 }

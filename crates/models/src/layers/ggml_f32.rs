@@ -15,13 +15,28 @@
 //! Everything here is plain scalar Rust over 8-lane arrays, so it is
 //! portable and deterministic; only the *order* of operations mimics AVX2.
 
+/// Whether this CPU has AVX2 and FMA, for which the kernels that use these
+/// primitives have a compiled variant (`f32::mul_add` without FMA enabled at
+/// compile time is a slow library call; the results are the same).
+#[inline]
+pub fn has_avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// ggml's `ggml_v_expf` (AVX2 version): a fast `exp` with a polynomial on the
 /// reduced argument and explicit under/overflow handling. It is not `expf`:
 /// results differ from the correctly rounded value by up to ~1.5 ulp.
 ///
 /// Used by ggml's vectorized softmax and SiLU; computed here one lane at a
 /// time, which gives the same result as the vector code for every lane.
-#[inline]
+#[inline(always)]
 pub fn v_expf(x: f32) -> f32 {
     const SHIFT: f32 = 12_582_912.0; // 0x1.8p23: adding it rounds to an integer
     const LOG2E: f32 = f32::from_bits(0x3fb8_aa3b); // 0x1.715476p+0
@@ -59,7 +74,7 @@ pub fn v_expf(x: f32) -> f32 {
 
 /// Horizontal sum of 8 lanes in the order of ggml's `GGML_F32x8_REDUCE`
 /// (`_mm256` halves added, then two `hadd`s).
-#[inline]
+#[inline(always)]
 pub fn reduce8_hadd(x: &[f32; 8]) -> f32 {
     let t: [f32; 4] = std::array::from_fn(|i| x[i] + x[i + 4]);
     (t[0] + t[1]) + (t[2] + t[3])
@@ -67,7 +82,7 @@ pub fn reduce8_hadd(x: &[f32; 8]) -> f32 {
 
 /// Horizontal sum of 8 lanes in the order of `ggml_vec_soft_max_f32`'s
 /// AVX2 branch (halves, `movehl`, `movehdup`).
-#[inline]
+#[inline(always)]
 pub fn reduce8_softmax(x: &[f32; 8]) -> f32 {
     let t: [f32; 4] = std::array::from_fn(|i| x[i] + x[i + 4]);
     (t[0] + t[2]) + (t[1] + t[3])
@@ -76,6 +91,7 @@ pub fn reduce8_softmax(x: &[f32; 8]) -> f32 {
 /// `ggml_vec_dot_f16` on f16 inputs already widened to f32: four 8-lane FMA
 /// accumulators over each 32-element step, reduced like `GGML_F32x8_REDUCE`;
 /// the elements past the last full step are added in f64, one by one.
+#[inline(always)]
 pub fn dot_f16(x: &[f32], y: &[f32]) -> f32 {
     debug_assert_eq!(x.len(), y.len());
     let n = x.len();

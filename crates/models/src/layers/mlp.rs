@@ -1,6 +1,6 @@
 //! Gated feed-forward activations.
 
-use super::ggml_f32::v_expf;
+use super::ggml_f32::{has_avx2_fma, v_expf};
 
 /// SiLU: `x * sigmoid(x)`, computed as `x / (1 + exp(-x))` with libm's `expf`.
 #[inline]
@@ -15,6 +15,27 @@ pub fn silu(x: f32) -> f32 {
 /// tail of a row with [`silu`]; we do the same so that the values the down
 /// projection quantizes are bit-identical.
 pub fn swiglu(gate: &mut [f32], up: &[f32], width: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { swiglu_avx2_fma(gate, up, width) };
+        return;
+    }
+    swiglu_body(gate, up, width);
+}
+
+/// [`swiglu_body`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn swiglu_avx2_fma(gate: &mut [f32], up: &[f32], width: usize) {
+    swiglu_body(gate, up, width);
+}
+
+#[inline(always)]
+fn swiglu_body(gate: &mut [f32], up: &[f32], width: usize) {
     let n8 = width / 8 * 8;
     for (g, u) in gate.chunks_exact_mut(width).zip(up.chunks_exact(width)) {
         for (x, &y) in g[..n8].iter_mut().zip(&u[..n8]) {

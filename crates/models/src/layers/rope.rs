@@ -1,5 +1,7 @@
 //! Rotary position embeddings (RoPE).
 
+use super::ggml_f32::has_avx2_fma;
+
 /// How the rotated dimensions are paired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -24,6 +26,33 @@ pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mu
 
 /// Rotates the first `cos.len() * 2` dimensions of each `head_dim`-wide head in `x`.
 pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA.
+        unsafe { rope_apply_avx2_fma(x, head_dim, style, cos, sin) };
+        return;
+    }
+    rope_apply_body(x, head_dim, style, cos, sin);
+}
+
+/// [`rope_apply_body`] compiled with AVX2 and FMA.
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rope_apply_avx2_fma(
+    x: &mut [f32],
+    head_dim: usize,
+    style: RopeStyle,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    rope_apply_body(x, head_dim, style, cos, sin);
+}
+
+#[inline(always)]
+fn rope_apply_body(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
     let half = cos.len();
     for head in x.chunks_exact_mut(head_dim) {
         match style {
@@ -49,7 +78,7 @@ pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32],
 /// GCC compiles (with FMA available, contraction on by default) into
 /// `fma(a, c, -(b*s))` and `fma(a, s, b*c)`; rounding the same way keeps Q and
 /// K bit-identical to the reference.
-#[inline]
+#[inline(always)]
 fn rotate(a: f32, b: f32, c: f32, s: f32) -> (f32, f32) {
     (a.mul_add(c, -(b * s)), a.mul_add(s, b * c))
 }
