@@ -120,8 +120,10 @@ fn default_model_answers_a_chat_prompt() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    // Greedy, so this is llama.cpp's answer too (checked with llama-completion).
-    assert!(text.contains("Rayleigh scattering"), "answer: {text}");
+    // llama-completion -no-cnv --temp 0 on the same chat-templated prompt writes exactly this.
+    let llama_cpp = "The answer to this question lies in the intricate dance of atmospheric molecules \
+                     and the human perception of light.";
+    assert!(text.starts_with(llama_cpp), "answer: {text}");
     assert!(stderr(&o).contains("tok/s"));
 }
 
