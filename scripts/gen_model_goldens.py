@@ -55,6 +55,22 @@ PROMPT_SETS = {
         "Once upon a time there was a little girl",
         "We went to the market and",
     ],
+    # Base (non-chat) models such as Gemma 3 270M: the five plain continuations of "smollm2".
+    "base": [
+        "The capital of France is",
+        "Once upon a time, in a small village by the sea, there lived",
+        "The three primary colors are red, yellow and",
+        "In 1969, Neil Armstrong became the first person to",
+        "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    ],
+    # Tiny random models with a ChatML template (tiny-qwen2, tiny-qwen3): three plain prompts
+    # and one ChatML turn, so <|im_start|>/<|im_end|> are parsed as special tokens.
+    "tiny-chatml": [
+        "The quick brown fox",
+        "Hello, world! This is a test.",
+        "Once upon a time there was a little girl",
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
+    ],
 }
 
 _log_lines = []
