@@ -84,6 +84,17 @@ impl HParams {
         };
 
         let n_layer = req("block_count")?;
+        // Every block has tensors of its own. A larger count is corrupt, and per-layer
+        // allocations (the block list, the KV cache) must not be sized by it.
+        if n_layer > f.tensors().len() {
+            return Err(ModelError::BadHParam {
+                key: key("block_count"),
+                problem: format!(
+                    "{n_layer} blocks, but the file has only {} tensors",
+                    f.tensors().len()
+                ),
+            });
+        }
         let n_embd = req("embedding_length")?;
         let n_ff = req("feed_forward_length")?;
         let n_head = req("attention.head_count")?;
