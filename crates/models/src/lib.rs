@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod decoder;
 mod error;
 pub mod hparams;
 pub mod kv_cache;
@@ -67,7 +68,10 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
         })?
         .to_owned();
     match arch.as_str() {
-        "llama" => Ok(Box::new(arch::llama::Llama::load(file)?)),
+        "llama" => Ok(Box::new(arch::llama::load(file)?)),
+        "qwen2" => Ok(Box::new(arch::qwen2::load(file)?)),
+        "qwen3" => Ok(Box::new(arch::qwen3::load(file)?)),
+        "gemma3" => Ok(Box::new(arch::gemma3::load(file)?)),
         _ => Err(ModelError::UnsupportedArch {
             arch,
             supported: arch::SUPPORTED.join(", "),

@@ -196,6 +196,38 @@ fn smollm2_matches_llama_cpp() {
     );
 }
 
+fn golden_path(name: &str) -> String {
+    common::repo_root()
+        .join(format!("tests/golden/models/{name}.json"))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn tiny_qwen2_matches_llama_cpp() {
+    let r = check_model(
+        &common::repo_root().join("tests/data/tiny-qwen2.gguf"),
+        &golden_path("tiny-qwen2"),
+    );
+    assert_parity(&r, 0.01);
+}
+
+#[test]
+fn tiny_qwen3_matches_llama_cpp() {
+    let r = check_model(
+        &common::repo_root().join("tests/data/tiny-qwen3.gguf"),
+        &golden_path("tiny-qwen3"),
+    );
+    assert_parity(&r, 0.01);
+}
+
+#[test]
+#[ignore = "Q5_0/Q4_K/Q6_K dot products are not yet bit-exact with llama.cpp's AVX2 kernels; one greedy run diverges at margin 0.54"]
+fn gemma3_matches_llama_cpp() {
+    let r = check_model(&common::store_model("gemma3-270m"), &golden_path("gemma3-270m"));
+    assert_parity(&r, 0.05);
+}
+
 #[test]
 #[ignore] // why: a diagnostic, run by hand
 fn diag_per_position() {

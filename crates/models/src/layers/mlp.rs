@@ -47,17 +47,40 @@ fn swiglu_body(gate: &mut [f32], up: &[f32], width: usize) {
     }
 }
 
-/// GELU, tanh approximation (as llama.cpp's `ggml_gelu`).
+/// GELU, tanh approximation, as llama.cpp's `ggml_gelu_f32` computes it
+/// (GCC fuses `1 + c*x*x` into an FMA).
 #[inline]
 pub fn gelu(x: f32) -> f32 {
+    const GELU_COEF_A: f32 = 0.044715;
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (GELU_COEF_A * x).mul_add(x, 1.0)).tanh())
 }
 
-/// GeGLU in place: `gate = gelu(gate) * up`.
+/// `gelu(h)` rounded to f16 for every f16 value `h`: llama.cpp's CPU backend
+/// evaluates GELU through this table (`GGML_GELU_FP16`), so we do too.
+fn gelu_table() -> &'static [half::f16] {
+    static TABLE: std::sync::OnceLock<Vec<half::f16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| half::f16::from_f32(gelu(half::f16::from_bits(bits).to_f32())))
+            .collect()
+    })
+}
+
+/// GeGLU in place: `gate = gelu(gate) * up`, with GELU looked up in
+/// [`gelu_table`] for inputs in (-10, 10) exactly like `ggml_vec_geglu_f32`:
+/// the input is rounded to f16 and the table's f16 result widened.
 pub fn geglu(gate: &mut [f32], up: &[f32]) {
+    let table = gelu_table();
     for (g, &u) in gate.iter_mut().zip(up) {
-        *g = gelu(*g) * u;
+        let x = *g;
+        *g = if x <= -10.0 {
+            0.0
+        } else if x >= 10.0 {
+            x * u
+        } else {
+            table[half::f16::from_f32(x).to_bits() as usize].to_f32() * u
+        };
     }
 }
 
@@ -73,6 +96,11 @@ mod tests {
         let mut g = [1.0f32, -1.0];
         swiglu(&mut g, &[2.0, 3.0], 2);
         assert!((g[0] - 2.0 * silu(1.0)).abs() < 1e-7);
+        let mut g = [1.0f32, -20.0, 12.0];
+        geglu(&mut g, &[2.0, 2.0, 0.5]);
+        assert!((g[0] - 2.0 * gelu(1.0)).abs() < 2e-3);
+        assert_eq!(g[1], 0.0);
+        assert_eq!(g[2], 6.0);
         let mut g: Vec<f32> = (0..20).map(|i| i as f32 * 0.5 - 5.0).collect();
         let want: Vec<f32> = g.iter().map(|&x| silu(x) * 2.0).collect();
         swiglu(&mut g, &[2.0; 20], 10);

@@ -1,0 +1,393 @@
+//! The pre-norm decoder-only transformer that `llama`, `qwen2`, `qwen3` and
+//! `gemma3` share. Each architecture file only says which tensors exist and
+//! which options are on ([`DecoderCfg`], [`LayerCfg`]); the forward pass is
+//! written once, here, and reads like the papers:
+//!
+//! ```text
+//! x = embed(tokens) [* embd_scale]
+//! for each layer:
+//!     h = rmsnorm(x)                                   attn_norm
+//!     q, k, v = h·Wq [+bq], h·Wk [+bk], h·Wv [+bv]     Qcur, Kcur, Vcur
+//!     q, k = rmsnorm_per_head(q, k)                    (qwen3, gemma3)
+//!     q, k = rope(q, k) ; q *= q_scale                 (gemma3 pre-scales q)
+//!     a = attention(q, K, V) · Wo [then rmsnorm]       kqv_out, attn_out (gemma3 post-norm)
+//!     x = x + a                                        ffn_inp
+//!     h = rmsnorm(x)                                   ffn_norm
+//!     f = (act(h·Wgate) * h·Wup) · Wdown [then rmsnorm] ffn_out (gemma3 post-norm)
+//!     x = x + f                                        l_out
+//! logits = rmsnorm(x) · Wout
+//! ```
+
+use std::sync::Arc;
+
+use sparetire_formats::gguf::GgufFile;
+use sparetire_quant::{GgmlType, ThreadPool};
+
+use crate::hparams::HParams;
+use crate::kv_cache::KvCache;
+use crate::layers::attention::{attention, AttnShape};
+use crate::layers::mlp::{geglu, swiglu};
+use crate::layers::norm::rms_norm;
+use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
+use crate::state::{sized, tap, State};
+use crate::weights::{Weight, WeightLoader};
+use crate::{linear, Logits, Model, ModelError};
+
+/// The gated activation of the feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `silu(gate) * up` (Llama, Qwen).
+    SwiGlu,
+    /// `gelu(gate) * up`, tanh GELU (Gemma).
+    GeGlu,
+}
+
+/// Options that hold for every layer.
+#[derive(Clone, Debug)]
+pub struct DecoderCfg {
+    /// How RoPE pairs dimensions.
+    pub rope_style: RopeStyle,
+    /// Multiply the embeddings by this (Gemma: `sqrt(n_embd)`).
+    pub embd_scale: Option<f32>,
+    /// Multiply the queries by this after RoPE and use an attention scale of 1
+    /// (Gemma); otherwise the attention scale is `1/sqrt(head_dim)`.
+    pub q_scale: Option<f32>,
+    /// The feed-forward activation.
+    pub activation: Activation,
+}
+
+/// Options of one layer.
+#[derive(Clone, Debug)]
+pub struct LayerCfg {
+    /// RoPE base frequency.
+    pub rope_base: f32,
+    /// Sliding attention window, if the layer is local.
+    pub window: Option<usize>,
+}
+
+/// One block's weights; the optional ones are present only in some architectures.
+pub struct Block {
+    /// Layer options.
+    pub cfg: LayerCfg,
+    /// Pre-attention RMSNorm weight.
+    pub attn_norm: Vec<f32>,
+    /// Query projection.
+    pub wq: Weight,
+    /// Key projection.
+    pub wk: Weight,
+    /// Value projection.
+    pub wv: Weight,
+    /// Attention output projection.
+    pub wo: Weight,
+    /// Biases of q, k, v (Qwen2).
+    pub bqkv: Option<[Vec<f32>; 3]>,
+    /// Per-head RMSNorm weights of q and k (Qwen3, Gemma 3).
+    pub qk_norm: Option<[Vec<f32>; 2]>,
+    /// RMSNorm of the attention output before the residual (Gemma 3).
+    pub attn_post_norm: Option<Vec<f32>>,
+    /// Pre-FFN RMSNorm weight.
+    pub ffn_norm: Vec<f32>,
+    /// FFN gate projection.
+    pub w_gate: Weight,
+    /// FFN up projection.
+    pub w_up: Weight,
+    /// FFN down projection.
+    pub w_down: Weight,
+    /// RMSNorm of the FFN output before the residual (Gemma 3).
+    pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// A decoder-only transformer over a memory-mapped GGUF file.
+pub struct Decoder {
+    file: Arc<GgufFile>,
+    hp: HParams,
+    cfg: DecoderCfg,
+    tok_embd: Weight,
+    blocks: Vec<Block>,
+    output_norm: Vec<f32>,
+    /// `output.weight`, or `token_embd.weight` when the embedding is tied.
+    output: Weight,
+}
+
+/// Names of a block's tensors (`blk.{i}.{name}.weight`), loaded with the shapes `hp` implies.
+pub struct BlockLoader<'a> {
+    ld: &'a WeightLoader,
+    hp: &'a HParams,
+}
+
+impl<'a> BlockLoader<'a> {
+    /// A loader for the blocks of a model with hyperparameters `hp`.
+    pub fn new(ld: &'a WeightLoader, hp: &'a HParams) -> Self {
+        BlockLoader { ld, hp }
+    }
+
+    fn name(i: usize, s: &str, kind: &str) -> String {
+        format!("blk.{i}.{s}.{kind}")
+    }
+
+    /// Block `i` with the tensors every architecture has; options off.
+    pub fn base(&self, i: usize, cfg: LayerCfg) -> Result<Block, ModelError> {
+        let hp = self.hp;
+        let (d, q_dim, kv_dim, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        let n = |s: &str| Self::name(i, s, "weight");
+        let ld = self.ld;
+        Ok(Block {
+            cfg,
+            attn_norm: ld.vector(&n("attn_norm"), d)?,
+            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
+            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
+            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
+            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+            bqkv: None,
+            qk_norm: None,
+            attn_post_norm: None,
+            ffn_norm: ld.vector(&n("ffn_norm"), d)?,
+            w_gate: matrix(ld, &n("ffn_gate"), d, ff)?,
+            w_up: matrix(ld, &n("ffn_up"), d, ff)?,
+            w_down: matrix(ld, &n("ffn_down"), ff, d)?,
+            ffn_post_norm: None,
+        })
+    }
+
+    /// The q/k/v biases of block `i` (`attn_q.bias`, …).
+    pub fn qkv_bias(&self, i: usize) -> Result<[Vec<f32>; 3], ModelError> {
+        let n = |s: &str| Self::name(i, s, "bias");
+        let (q_dim, kv_dim) = (self.hp.q_dim(), self.hp.kv_dim());
+        Ok([
+            self.ld.vector(&n("attn_q"), q_dim)?,
+            self.ld.vector(&n("attn_k"), kv_dim)?,
+            self.ld.vector(&n("attn_v"), kv_dim)?,
+        ])
+    }
+
+    /// The per-head q/k norm weights of block `i`.
+    pub fn qk_norm(&self, i: usize) -> Result<[Vec<f32>; 2], ModelError> {
+        let n = |s: &str| Self::name(i, s, "weight");
+        Ok([
+            self.ld.vector(&n("attn_q_norm"), self.hp.head_dim)?,
+            self.ld.vector(&n("attn_k_norm"), self.hp.head_dim)?,
+        ])
+    }
+
+    /// A model-width norm vector of block `i` (e.g. `post_attention_norm`).
+    pub fn norm(&self, i: usize, s: &str) -> Result<Vec<f32>, ModelError> {
+        self.ld.vector(&Self::name(i, s, "weight"), self.hp.n_embd)
+    }
+}
+
+/// A `(rows, cols)` weight matrix usable by matmul: GGUF shape `[cols, rows]`.
+pub(crate) fn matrix(
+    ld: &WeightLoader,
+    name: &str,
+    cols: usize,
+    rows: usize,
+) -> Result<Weight, ModelError> {
+    check_matmul_type(ld.get(name, &[cols, rows])?)
+}
+
+fn check_matmul_type(w: Weight) -> Result<Weight, ModelError> {
+    match w.ty {
+        GgmlType::Q8_1 | GgmlType::Q8_K => Err(ModelError::UnsupportedType {
+            tensor: w.name.clone(),
+            ty: w.ty.name().into(),
+        }),
+        _ => Ok(w),
+    }
+}
+
+impl Decoder {
+    /// Assembles a decoder from loaded blocks, reading the embedding, the
+    /// final norm and the (possibly tied) output projection.
+    pub fn new(
+        ld: &WeightLoader,
+        hp: HParams,
+        cfg: DecoderCfg,
+        blocks: Vec<Block>,
+    ) -> Result<Decoder, ModelError> {
+        let d = hp.n_embd;
+        let tok_embd = ld.get("token_embd.weight", &[d, hp.n_vocab])?;
+        let output_norm = ld.vector("output_norm.weight", d)?;
+        let output = match ld.try_get("output.weight", &[d, hp.n_vocab])? {
+            Some(w) => check_matmul_type(w)?,
+            None => check_matmul_type(tok_embd.clone())?,
+        };
+        Ok(Decoder {
+            file: ld.file().clone(),
+            hp,
+            cfg,
+            tok_embd,
+            blocks,
+            output_norm,
+            output,
+        })
+    }
+}
+
+impl Model for Decoder {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+        Ok(State::new(KvCache::new(
+            self.hp.n_layer,
+            n_ctx,
+            self.hp.kv_dim(),
+        )?))
+    }
+
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        st: &mut State,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<(), ModelError> {
+        let hp = &self.hp;
+        let cfg = &self.cfg;
+        let f = &*self.file;
+        let n = tokens.len();
+        let pos0 = st.n_past;
+        crate::check_batch(hp, st, tokens)?;
+        let (d, q_dim, kv_dim, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
+        let b = &mut st.buf;
+        let taps = &mut st.tap; // debugging hook, see [`crate::Tap`]
+        let x = sized(&mut b.x, n * d); // (n, d) residual stream
+        for (t, &tok) in tokens.iter().enumerate() {
+            self.tok_embd
+                .row_into(f, tok as usize, &mut x[t * d..(t + 1) * d])?;
+        }
+        if let Some(s) = cfg.embd_scale {
+            x.iter_mut().for_each(|v| *v *= s);
+            tap(taps, "inp_scaled", None, x);
+        }
+        let half = hp.n_rot / 2;
+        let mut cos = vec![0f32; half];
+        let mut sin = vec![0f32; half];
+        for (il, blk) in self.blocks.iter().enumerate() {
+            // attention
+            let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
+            rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
+            tap(taps, "attn_norm", Some(il), xn);
+            let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
+            let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
+            let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
+            linear(pool, f, &blk.wq, xn, n, q)?;
+            linear(pool, f, &blk.wk, xn, n, k)?;
+            linear(pool, f, &blk.wv, xn, n, v)?;
+            if let Some([bq, bk, bv]) = &blk.bqkv {
+                add_bias(q, bq);
+                add_bias(k, bk);
+                add_bias(v, bv);
+            }
+            if let Some([nq, nk]) = &blk.qk_norm {
+                // Rows of head_dim: each head normalized on its own.
+                let (qn, kn) = (sized(&mut b.attn, n * q_dim), sized(&mut b.out, n * kv_dim));
+                rms_norm(q, nq, hp.rms_eps, qn);
+                q.copy_from_slice(qn);
+                rms_norm(k, nk, hp.rms_eps, kn);
+                k.copy_from_slice(kn);
+                tap(taps, "Qcur_normed", Some(il), q);
+                tap(taps, "Kcur_normed", Some(il), k);
+            }
+            for t in 0..n {
+                rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
+                rope_apply(&mut q[t * q_dim..(t + 1) * q_dim], hd, cfg.rope_style, &cos, &sin);
+                rope_apply(&mut k[t * kv_dim..(t + 1) * kv_dim], hd, cfg.rope_style, &cos, &sin);
+                st.kv.store(
+                    il,
+                    pos0 + t,
+                    &k[t * kv_dim..(t + 1) * kv_dim],
+                    &v[t * kv_dim..(t + 1) * kv_dim],
+                );
+            }
+            tap(taps, "Qcur", Some(il), q);
+            tap(taps, "Kcur", Some(il), k);
+            tap(taps, "Vcur", Some(il), v);
+            let scale = match cfg.q_scale {
+                Some(s) => {
+                    q.iter_mut().for_each(|v| *v *= s);
+                    1.0
+                }
+                None => 1.0 / (hd as f32).sqrt(),
+            };
+            let shape = AttnShape {
+                n_head: hp.n_head,
+                n_head_kv: hp.n_head_kv,
+                head_dim: hd,
+                scale,
+                window: blk.cfg.window,
+            };
+            let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
+            attention(pool, &shape, q, st.kv.keys(il), st.kv.values(il), pos0, n, attn);
+            tap(taps, "kqv_out", Some(il), attn);
+            let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
+            linear(pool, f, &blk.wo, attn, n, out)?;
+            tap(taps, "attn_out", Some(il), out);
+            if let Some(w) = &blk.attn_post_norm {
+                let xn = sized(&mut b.xn, n * d);
+                rms_norm(out, w, hp.rms_eps, xn);
+                out.copy_from_slice(xn);
+                tap(taps, "attn_post_norm", Some(il), out);
+            }
+            add_into(x, out);
+            tap(taps, "ffn_inp", Some(il), x);
+
+            // feed-forward
+            let xn = sized(&mut b.xn, n * d);
+            rms_norm(x, &blk.ffn_norm, hp.rms_eps, xn);
+            tap(taps, "ffn_norm", Some(il), xn);
+            let gate = sized(&mut b.gate, n * ff); // (n, ff)
+            let up = sized(&mut b.up, n * ff); // (n, ff)
+            linear(pool, f, &blk.w_gate, xn, n, gate)?;
+            linear(pool, f, &blk.w_up, xn, n, up)?;
+            match cfg.activation {
+                Activation::SwiGlu => swiglu(gate, up, ff),
+                Activation::GeGlu => geglu(gate, up),
+            }
+            let act_name = match cfg.activation {
+                Activation::SwiGlu => "ffn_swiglu",
+                Activation::GeGlu => "ffn_geglu",
+            };
+            tap(taps, act_name, Some(il), gate);
+            linear(pool, f, &blk.w_down, gate, n, out)?;
+            tap(taps, "ffn_out", Some(il), out);
+            if let Some(w) = &blk.ffn_post_norm {
+                rms_norm(out, w, hp.rms_eps, xn);
+                out.copy_from_slice(xn);
+                tap(taps, "ffn_post_norm", Some(il), out);
+            }
+            add_into(x, out);
+            tap(taps, "l_out", Some(il), x);
+        }
+        st.n_past += n;
+
+        // output: only the rows whose logits are wanted
+        let first = match logits {
+            Logits::All => 0,
+            Logits::Last => n - 1,
+        };
+        let n_out = n - first;
+        let xn = sized(&mut b.xn, n_out * d);
+        rms_norm(&x[first * d..n * d], &self.output_norm, hp.rms_eps, xn);
+        tap(taps, "result_norm", None, xn);
+        st.logits.resize(n_out * hp.n_vocab, 0.0);
+        linear(pool, f, &self.output, xn, n_out, &mut st.logits)?; // "result_output"
+        Ok(())
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Adds `bias` to every row of `x`.
+fn add_bias(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        for (a, &b) in row.iter_mut().zip(bias) {
+            *a += b;
+        }
+    }
+}
