@@ -42,7 +42,7 @@ impl Engine {
         }
         let template = match tokenizer.chat_template() {
             Some(src) => ChatTemplate::new(src)?,
-            None => ChatTemplate::chatml(),
+            None => ChatTemplate::builtin(&model.hparams().arch),
         };
         Ok(Engine {
             file,

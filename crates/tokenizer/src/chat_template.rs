@@ -34,6 +34,22 @@ const CHATML: &str = "{%- for message in messages -%}\
 {%- endfor -%}\
 {%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}";
 
+/// Gemma's turn format (`<start_of_turn>user … <end_of_turn>`, the assistant called `model`,
+/// a system message folded into the first user turn), for Gemma files that carry no template.
+const GEMMA: &str = "{{- bos_token -}}\
+{%- if messages and messages[0]['role'] == 'system' -%}\
+{%- set prefix = messages[0]['content'] + '\n\n' -%}{%- set turns = messages[1:] -%}\
+{%- else -%}{%- set prefix = '' -%}{%- set turns = messages -%}{%- endif -%}\
+{%- for m in turns -%}\
+{%- set role = 'model' if m['role'] == 'assistant' else m['role'] -%}\
+{{- '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + m['content'] | trim + '<end_of_turn>\n' -}}\
+{%- endfor -%}\
+{%- if add_generation_prompt -%}{{- '<start_of_turn>model\n' -}}{%- endif -%}";
+
+/// Most template instructions one render may execute: a template is code a model file
+/// supplies, and this bounds a hostile one (the SmolLM2 template needs a few hundred).
+const FUEL: u64 = 2_000_000;
+
 const NAME: &str = "chat";
 
 /// A compiled chat template.
@@ -52,6 +68,7 @@ impl ChatTemplate {
     pub fn new(source: &str) -> Result<Self, TokenizerError> {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
+        env.set_fuel(Some(FUEL));
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         minijinja_contrib::add_to_environment(&mut env);
@@ -76,6 +93,17 @@ impl ChatTemplate {
                 env: Environment::new(),
             },
         }
+    }
+
+    /// The built-in template for a model architecture whose file has none: Gemma's turn
+    /// format for `gemma*`, ChatML (what Qwen and SmolLM use) for everything else.
+    pub fn builtin(arch: &str) -> Self {
+        if arch.starts_with("gemma") {
+            if let Ok(t) = Self::new(GEMMA) {
+                return t;
+            }
+        }
+        Self::chatml()
     }
 
     /// Renders `messages`; with `add_generation_prompt` the text ends where the assistant's
@@ -121,6 +149,27 @@ mod tests {
             ChatMessage::new("assistant", "Hello."),
             ChatMessage::new("user", "Bye?"),
         ]
+    }
+
+    #[test]
+    fn gemma_builtin() {
+        let out = ChatTemplate::builtin("gemma3")
+            .render(&conversation(), true, "<bos>", "<eos>")
+            .expect("render");
+        assert_eq!(
+            out,
+            "<bos><start_of_turn>user\nBe brief.\n\nHi!<end_of_turn>\n\
+             <start_of_turn>model\nHello.<end_of_turn>\n<start_of_turn>user\nBye?<end_of_turn>\n\
+             <start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn runaway_templates_stop() {
+        let t = ChatTemplate::new("{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}")
+            .expect("compiles");
+        let err = t.render(&conversation(), true, "", "").unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
     }
 
     #[test]
