@@ -319,3 +319,51 @@ fn prompt_longer_than_context_is_an_error() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("context holds 8"), "{}", stderr(&o));
 }
+
+/// `sparetire perplexity` against what llama-perplexity printed for the same
+/// model, text and context (tests/golden/perplexity, scripts/gen_ppl_goldens.sh).
+fn check_perplexity(model: &str, golden: &str) {
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/golden/perplexity").join(golden)).unwrap(),
+    )
+    .unwrap();
+    let text = root().join("tests/data/ppl/text.txt").display().to_string();
+    let n_ctx = g["n_ctx"].as_u64().unwrap().to_string();
+    let v = ok_json(&["perplexity", "-m", model, "-f", &text, "-c", &n_ctx, "--json"]);
+    assert_eq!(v["chunks"], g["n_chunks"]);
+    assert_eq!(v["n_tokens"], g["n_tokens"]);
+    assert_eq!(v["n_scored"], g["n_scored"]);
+    let (ours, theirs) = (v["ppl"].as_f64().unwrap(), g["ppl"].as_f64().unwrap());
+    let rel = (ours / theirs - 1.0).abs();
+    eprintln!("{model}: PPL {ours:.4} vs llama.cpp {theirs:.4} ({:.4}% apart)", rel * 100.0);
+    assert!(rel < 0.01, "{model}: PPL {ours} vs llama.cpp {theirs}");
+    let sd = v["ppl_sd"].as_f64().unwrap();
+    assert!((sd / g["ppl_sd"].as_f64().unwrap() - 1.0).abs() < 0.02, "± {sd}");
+}
+
+#[test]
+fn perplexity_matches_llama_cpp_smollm2() {
+    check_perplexity("smollm2", "smollm2.json");
+}
+
+#[test]
+fn perplexity_matches_llama_cpp_gemma3() {
+    check_perplexity("gemma3-270m", "gemma3-270m.json");
+}
+
+#[test]
+fn perplexity_kl_against_itself_is_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = root().join("tests/data/ppl/text.txt").display().to_string();
+    let logits = dir.path().join("base.logits").display().to_string();
+    let a = ok_json(&["perplexity", "-m", &tiny(), "-f", &text, "-c", "64", "--chunks", "3", "--json", "--save-logits", &logits]);
+    let b = ok_json(&["perplexity", "-m", &tiny(), "-f", &text, "-c", "64", "--chunks", "3", "--json", "--kl-base", &logits]);
+    assert_eq!(a["ppl"], b["ppl"]);
+    let kl = &b["kl"];
+    assert!(kl["mean"].as_f64().unwrap().abs() < 1e-4, "{kl}");
+    assert_eq!(kl["top1_agreement"], 1.0);
+    // A different model's logits: the file says so.
+    let o = run(&["perplexity", "-m", "smollm2", "-f", &text, "-c", "64", "--chunks", "3", "--kl-base", &logits]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("vocabulary"), "{}", stderr(&o));
+}

@@ -177,8 +177,7 @@ pub fn perplexity(
         for j in first..n_ctx - 1 {
             let row = &logits[(j - first) * n_vocab..(j - first + 1) * n_vocab];
             let target = window[j + 1] as usize;
-            log_softmax(row, &mut logprobs);
-            let lp = logprobs[target] as f64;
+            let lp = log_softmax(row, &mut logprobs, target);
             stats.nll -= lp;
             stats.nll2 += lp * lp;
             stats.count += 1;
@@ -221,14 +220,17 @@ pub fn perplexity(
     })
 }
 
-/// `out = log_softmax(logits)`, with the sum of exponentials in f64 as llama.cpp does.
-fn log_softmax(logits: &[f32], out: &mut [f32]) {
+/// `out = log_softmax(logits)`; returns the log-probability of `target` in
+/// f64, computed like llama-perplexity: `expf` of each float difference,
+/// summed in a double.
+fn log_softmax(logits: &[f32], out: &mut [f32], target: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    let sum: f64 = logits.iter().map(|&l| (l - max).exp() as f64).sum();
     let lse = sum.ln();
     for (o, &l) in out.iter_mut().zip(logits) {
         *o = ((l - max) as f64 - lse) as f32;
     }
+    (logits[target] - max) as f64 - lse
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -248,7 +250,8 @@ mod tests {
     #[test]
     fn log_softmax_normalizes() {
         let mut out = [0f32; 3];
-        log_softmax(&[1.0, 2.0, 3.0], &mut out);
+        let lp = log_softmax(&[1.0, 2.0, 3.0], &mut out, 2);
+        assert!((lp - out[2] as f64).abs() < 1e-6);
         let s: f32 = out.iter().map(|x| x.exp()).sum();
         assert!((s - 1.0).abs() < 1e-6);
         assert!(out[2] > out[1] && out[1] > out[0]);
