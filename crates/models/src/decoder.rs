@@ -292,8 +292,20 @@ impl Model for Decoder {
             }
             for t in 0..n {
                 rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
-                rope_apply(&mut q[t * q_dim..(t + 1) * q_dim], hd, cfg.rope_style, &cos, &sin);
-                rope_apply(&mut k[t * kv_dim..(t + 1) * kv_dim], hd, cfg.rope_style, &cos, &sin);
+                rope_apply(
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    hd,
+                    cfg.rope_style,
+                    &cos,
+                    &sin,
+                );
+                rope_apply(
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    hd,
+                    cfg.rope_style,
+                    &cos,
+                    &sin,
+                );
                 st.kv.store(
                     il,
                     pos0 + t,
@@ -319,7 +331,16 @@ impl Model for Decoder {
                 window: blk.cfg.window,
             };
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            attention(pool, &shape, q, st.kv.keys(il), st.kv.values(il), pos0, n, attn);
+            attention(
+                pool,
+                &shape,
+                q,
+                st.kv.keys(il),
+                st.kv.values(il),
+                pos0,
+                n,
+                attn,
+            );
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
             linear(pool, f, &blk.wo, attn, n, out)?;
@@ -341,6 +362,8 @@ impl Model for Decoder {
             let up = sized(&mut b.up, n * ff); // (n, ff)
             linear(pool, f, &blk.w_gate, xn, n, gate)?;
             linear(pool, f, &blk.w_up, xn, n, up)?;
+            tap(taps, "ffn_gate", Some(il), gate);
+            tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
                 Activation::SwiGlu => swiglu(gate, up, ff),
                 Activation::GeGlu => geglu(gate, up),
@@ -372,7 +395,8 @@ impl Model for Decoder {
         rms_norm(&x[first * d..n * d], &self.output_norm, hp.rms_eps, xn);
         tap(taps, "result_norm", None, xn);
         st.logits.resize(n_out * hp.n_vocab, 0.0);
-        linear(pool, f, &self.output, xn, n_out, &mut st.logits)?; // "result_output"
+        linear(pool, f, &self.output, xn, n_out, &mut st.logits)?;
+        tap(taps, "result_output", None, &st.logits);
         Ok(())
     }
 }

@@ -33,7 +33,9 @@ pub fn load(file: Arc<GgufFile>) -> Result<Decoder, ModelError> {
             None => {
                 return Err(ModelError::BadHParam {
                     key: "gemma3.attention.sliding_window_pattern".into(),
-                    problem: format!("expected an integer (per-layer arrays are not supported), found {v}"),
+                    problem: format!(
+                        "expected an integer (per-layer arrays are not supported), found {v}"
+                    ),
                 })
             }
         },
