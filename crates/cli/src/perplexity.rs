@@ -36,8 +36,12 @@ pub fn main(a: PerplexityArgs) -> Result<()> {
     if a.chunks == Some(0) {
         return Err(usage("--chunks must be at least 1"));
     }
-    let text = std::fs::read_to_string(&a.file)
+    let mut text = std::fs::read_to_string(&a.file)
         .with_context(|| format!("reading {}", a.file.display()))?;
+    // llama-perplexity drops one trailing newline of the file; so do we, to score the same tokens.
+    if text.ends_with('\n') {
+        text.pop();
+    }
     let (engine, _) = a.model.load()?;
     let n_ctx = a.model.ctx_size.map(|c| c as usize).unwrap_or(512);
     let mut save = a
