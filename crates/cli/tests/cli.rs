@@ -367,3 +367,39 @@ fn perplexity_kl_against_itself_is_zero() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("vocabulary"), "{}", stderr(&o));
 }
+
+#[test]
+fn unknown_architecture_lists_the_supported_ones() {
+    use sparetire_formats::gguf::{GgufWriter, Value};
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("mamba.gguf");
+    let mut w = GgufWriter::new();
+    w.add("general.architecture", Value::String("mamba".into()));
+    std::fs::write(&p, w.to_bytes()).unwrap();
+    let o = run(&["run", "-m", p.to_str().unwrap(), "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("\"mamba\"") && e.contains("llama, qwen2, qwen3, gemma3"), "{e}");
+    no_panic(&o);
+}
+
+#[test]
+fn gemma3_chat_uses_its_turn_format() {
+    // The file has no chat template: the built-in Gemma one applies (BOS once, <start_of_turn> = 105).
+    let v = ok_json(&["run", "-m", "gemma3", "--temp", "0", "-n", "4", "--json", "--system", "Be brief.", "Hi"]);
+    let ids: Vec<u32> = serde_json::from_value(v["prompt_tokens"].clone()).unwrap();
+    assert_eq!(&ids[..2], &[2, 105], "{ids:?}");
+    assert_eq!(ids.iter().filter(|&&t| t == 2).count(), 1, "one BOS: {ids:?}");
+    assert_eq!(&ids[ids.len() - 3..], &[105, 4368, 107], "ends with <start_of_turn>model\\n: {ids:?}");
+    let mut child = bin()
+        .args(["chat", "-m", "gemma3", "--temp", "0", "-n", "8"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Hello there.\nAnd again.\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    no_panic(&o);
+}
