@@ -227,7 +227,8 @@ fn pip_download(requirement: &str, dir: &Path) -> Result<PathBuf> {
         .args(["-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check", "-d"])
         .arg(dir)
         .arg(requirement)
-        .stdout(std::process::Stdio::null())
+        // pip's progress bar is the download's progress: show it, on stderr (stdout is for answers).
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| {
             anyhow!(

