@@ -28,7 +28,7 @@ pub mod threads;
 mod types;
 
 pub use error::QuantError;
-pub use matmul::{matmul, WeightView};
+pub use matmul::{matmul, WeightView, MATMUL_HELD_BACK};
 pub use reference::{dequantize_row, quantize_activation_row, quantize_row};
 pub use simd::vec_dot;
 pub use threads::ThreadPool;

@@ -2,7 +2,8 @@
 //!
 //! Checked byte-exact: `quantize_row` against `quantize_row_*_ref` (incl. the K-quants), and
 //! `quantize_activation_row` against the CPU backend's x86 `quantize_row_q8_0/q8_1/q8_K`.
-//! Dot products agree to float-summation order: |ours - llama.cpp| ≤ 1e-5 · Σ|w·a|.
+//! Dot products agree to float-summation order: |ours - llama.cpp| ≤ 1e-5 · Σ|w·a|, and on an
+//! AVX2 CPU the types whose AVX2 kernels replicate llama.cpp's are bit-identical.
 
 use sparetire_quant::{
     dequantize_row, quantize_activation_row, quantize_row, reference, vec_dot, GgmlType,
@@ -117,5 +118,27 @@ fn dot_products_match_llama_cpp() {
                 "{name} {what}: {got} vs {want} (Σ|w·a| = {mag})"
             );
         }
+    }
+}
+
+/// Weight types whose AVX2 kernel computes exactly what llama.cpp's AVX2 `ggml_vec_dot_*` does.
+const EXACT_ON_AVX2: [&str; 6] = ["Q4_0", "Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"];
+
+#[test]
+fn avx2_dot_products_are_bit_exact_with_llama_cpp() {
+    use sparetire_quant::simd::Isa;
+    if Isa::detect() != Isa::Avx2 {
+        eprintln!("no AVX2 here: nothing to check");
+        return;
+    }
+    for name in EXACT_ON_AVX2 {
+        let c = load(name);
+        let ours = vec_dot(c.ty, c.n, &c.w, &c.a).unwrap();
+        assert_eq!(
+            ours.to_bits(),
+            c.dot_cpu.to_bits(),
+            "{name}: ours {ours} vs llama.cpp {}",
+            c.dot_cpu
+        );
     }
 }

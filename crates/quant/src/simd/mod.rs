@@ -11,6 +11,16 @@ use crate::reference::{check_vec_dot, dot_fn, DotFn};
 use crate::{GgmlType, QuantError};
 use std::sync::OnceLock;
 
+/// Most activation rows a tile kernel takes at once.
+pub(crate) const MAX_TILE: usize = 4;
+
+/// A tile kernel: `f(cols, w_row, acts, a_stride, out)` sets `out[t]` (`1 <= out.len() <=
+/// MAX_TILE`) to the dot product of the weight row with activation row `t`, which starts at
+/// byte `t * a_stride` of `acts`. Each output is computed exactly as the single-row kernel would
+/// (or, for F32/F16 when asked, as llamafile's batched sgemm would); the tile only shares the
+/// decoding of each weight block. Panics on short buffers.
+pub(crate) type TileFn = fn(usize, &[u8], &[u8], usize, &mut [f32]);
+
 /// An instruction-set level the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -81,6 +91,18 @@ pub(crate) fn best_kernel(ty: GgmlType) -> Option<DotFn> {
             .collect()
     });
     table.iter().find(|(t, _)| *t == ty).and_then(|(_, f)| *f)
+}
+
+/// The tile kernel for `ty` on the detected ISA, if it has one. `sgemm` asks for llamafile's
+/// batched accumulation order, which differs from `vec_dot`'s only for F32 and F16.
+pub(crate) fn best_tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
+    match Isa::detect() {
+        Isa::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86_avx2::tile(ty, sgemm),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => None,
+    }
 }
 
 /// Dot product of a weight row `w` (`n` elements of `ty`) with an activation row `act`

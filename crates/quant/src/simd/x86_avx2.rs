@@ -1,302 +1,621 @@
-//! AVX2 + FMA dot-product kernels (x86_64).
+//! AVX2 + FMA + F16C kernels (x86_64), op for op as llama.cpp's AVX2 build computes them.
 //!
-//! Each kernel mirrors the integer-then-scale structure of the scalar reference; only the float
-//! summation order differs (8 lanes, then a horizontal sum), as in llama.cpp's AVX2 code.
-//! Kernels are reachable only through [`kernel`], which returns them only when the CPU has AVX2
-//! and FMA, so the `#[target_feature]` functions are never called on a CPU without them.
+//! Every kernel reproduces the arithmetic of the llama.cpp routine it is named after — the same
+//! integer lanes (`maddubs`/`madd`), the same per-block float operations and accumulators, the
+//! same horizontal sums — so its result is bit-identical, not merely close:
+//! - quantized types: `ggml_vec_dot_*` of `arch/x86/quants.c`; `tinyBLAS_Q0_AVX` (llamafile's
+//!   batched path for Q4_0/Q5_0/Q8_0) computes each output with the same operations, so one
+//!   kernel serves both;
+//! - F32/F16: `ggml_vec_dot_f32`/`ggml_vec_dot_f16` (four 8-lane accumulators, f64 tail) for a
+//!   single token, and llamafile's `tinyBLAS<8>` (one 8-lane accumulator) for batches.
+//!
+//! Each kernel comes as a *tile*: one weight row against `T` (1..=[`MAX_TILE`]) activation rows,
+//! decoding each weight block once for all of them; per output the operations are unchanged.
+//! Kernels are reachable only through [`kernel`] and [`tile`], which hand them out only when the
+//! CPU has AVX2, FMA and F16C, so the `#[target_feature]` functions never run on a CPU without.
 
-use crate::blocks::scale_min_k4;
+// why: the kernels below are `unsafe fn`s whose bodies are pointer reads under the contract
+// stated in their `# Safety` sections; wrapping every load in its own block adds nothing.
+#![allow(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::needless_range_loop)] // why: per-token index loops mirror ggml's C
+
+use super::{TileFn, MAX_TILE};
 use crate::reference::DotFn;
 use crate::GgmlType;
 use std::arch::x86_64::*;
 
 /// Whether this CPU runs the kernels in this file.
 pub(crate) fn available() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
 }
 
-/// The AVX2 kernel for weights of type `ty`, if there is one and the CPU supports it.
+// Raw tile kernels: `f::<T>(nb, w, a, a_stride, out)` computes `out[t] = w · a[t]` for
+// `t < T`, reading `nb` blocks (or groups of 8, for floats) of the weight row at `w` and of each
+// activation row at `a + t * a_stride`. Their `# Safety` sections say "as a raw tile": the CPU
+// has AVX2, FMA and F16C; `w` and every activation row hold `nb` blocks; `out` has `T` slots.
+
+macro_rules! tile_fns {
+    ($name:ident, $raw:ident, $wbytes:expr, $abytes:expr, $per:expr) => {
+        /// Safe wrapper: checks lengths, then dispatches on the token count.
+        fn $name(cols: usize, w: &[u8], a: &[u8], a_stride: usize, out: &mut [f32]) {
+            let nb = cols / $per;
+            let t = out.len();
+            assert!((1..=MAX_TILE).contains(&t), "tile of {t} tokens");
+            assert!(w.len() >= nb * $wbytes, "weight row too short");
+            assert!(
+                a_stride >= nb * $abytes && a.len() >= (t - 1) * a_stride + nb * $abytes,
+                "activation rows too short"
+            );
+            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            // SAFETY: `kernel`/`tile` hand this function out only after `available()` confirmed
+            // AVX2, FMA and F16C; the asserts above show the weight row has `nb` blocks, each of
+            // the `t` activation rows (stride `a_stride`) has `nb` blocks, and `out` has `t` slots.
+            unsafe {
+                match t {
+                    1 => $raw::<1>(nb, w, a, a_stride, o),
+                    2 => $raw::<2>(nb, w, a, a_stride, o),
+                    3 => $raw::<3>(nb, w, a, a_stride, o),
+                    _ => $raw::<4>(nb, w, a, a_stride, o),
+                }
+            }
+        }
+    };
+}
+
+tile_fns!(tile_q4_0, q4_0_q8_0, 18, 34, 32);
+tile_fns!(tile_q4_1, q4_1_q8_1, 20, 36, 32);
+tile_fns!(tile_q5_0, q5_0_q8_0, 22, 34, 32);
+tile_fns!(tile_q8_0, q8_0_q8_0, 34, 34, 32);
+tile_fns!(tile_q4_k, q4_k_q8_k, 144, 292, 256);
+tile_fns!(tile_q6_k, q6_k_q8_k, 210, 292, 256);
+tile_fns!(tile_f32_sgemm, f32_sgemm, 32, 32, 8);
+tile_fns!(tile_f16_sgemm, f16_sgemm, 16, 16, 8);
+
+/// `ggml_vec_dot_f32`/`_f16` handle any length (a scalar tail), so they are wrapped separately.
+fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    assert!(w.len() >= 4 * n && a.len() >= 4 * n);
+    // SAFETY: as in `tile_fns!`: AVX2/FMA/F16C checked by `kernel`; both rows hold `n` f32.
+    unsafe { vec_dot_f32(n, w.as_ptr().cast(), a.as_ptr().cast()) }
+}
+
+fn dot_f16(n: usize, w: &[u8], a: &[u8]) -> f32 {
+    assert!(w.len() >= 2 * n && a.len() >= 2 * n);
+    // SAFETY: as in `tile_fns!`: AVX2/FMA/F16C checked by `kernel`; both rows hold `n` f16.
+    unsafe { vec_dot_f16(n, w.as_ptr().cast(), a.as_ptr().cast()) }
+}
+
+macro_rules! dot_from_tile {
+    ($name:ident, $tile:ident) => {
+        fn $name(n: usize, w: &[u8], a: &[u8]) -> f32 {
+            let mut out = [0.0f32];
+            $tile(n, w, a, a.len(), &mut out);
+            out[0]
+        }
+    };
+}
+dot_from_tile!(dot_q4_0, tile_q4_0);
+dot_from_tile!(dot_q4_1, tile_q4_1);
+dot_from_tile!(dot_q5_0, tile_q5_0);
+dot_from_tile!(dot_q8_0, tile_q8_0);
+dot_from_tile!(dot_q4_k, tile_q4_k);
+dot_from_tile!(dot_q6_k, tile_q6_k);
+
+/// The single-row dot kernel (`ggml_vec_dot_*`) for weights of type `ty`, if there is one and
+/// the CPU supports it.
 pub(crate) fn kernel(ty: GgmlType) -> Option<DotFn> {
     if !available() {
         return None;
     }
-    macro_rules! wrap {
-        ($f:ident) => {{
-            fn w(n: usize, x: &[u8], y: &[u8]) -> f32 {
-                // SAFETY: `w` is only handed out by `kernel`, after `available()` confirmed
-                // AVX2 and FMA on this CPU.
-                unsafe { $f(n, x, y) }
-            }
-            w as DotFn
-        }};
-    }
     Some(match ty {
-        GgmlType::F32 => wrap!(dot_f32),
-        GgmlType::Q4_0 => wrap!(dot_q4_0_q8_0),
-        GgmlType::Q4_1 => wrap!(dot_q4_1_q8_1),
-        GgmlType::Q5_0 => wrap!(dot_q5_0_q8_0),
-        GgmlType::Q8_0 => wrap!(dot_q8_0_q8_0),
-        GgmlType::Q4_K => wrap!(dot_q4_k_q8_k),
-        GgmlType::Q6_K => wrap!(dot_q6_k_q8_k),
+        GgmlType::F32 => dot_f32,
+        GgmlType::F16 => dot_f16,
+        GgmlType::Q4_0 => dot_q4_0,
+        GgmlType::Q4_1 => dot_q4_1,
+        GgmlType::Q5_0 => dot_q5_0,
+        GgmlType::Q8_0 => dot_q8_0,
+        GgmlType::Q4_K => dot_q4_k,
+        GgmlType::Q6_K => dot_q6_k,
         _ => return None,
     })
 }
 
-#[inline]
-fn f16_at(b: &[u8], off: usize) -> f32 {
-    half::f16::from_le_bytes([b[off], b[off + 1]]).to_f32()
+/// The tile kernel for weights of type `ty`. `sgemm` selects, for F32/F16, llamafile's batched
+/// accumulation order instead of `ggml_vec_dot_*`'s (quantized types compute the same either way).
+/// F32/F16 have no `vec_dot`-order tile: their single-token path uses [`kernel`].
+pub(crate) fn tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
+    if !available() {
+        return None;
+    }
+    Some(match (ty, sgemm) {
+        (GgmlType::F32, true) => tile_f32_sgemm,
+        (GgmlType::F16, true) => tile_f16_sgemm,
+        (GgmlType::Q4_0, _) => tile_q4_0,
+        (GgmlType::Q4_1, _) => tile_q4_1,
+        (GgmlType::Q5_0, _) => tile_q5_0,
+        (GgmlType::Q8_0, _) => tile_q8_0,
+        (GgmlType::Q4_K, _) => tile_q4_k,
+        (GgmlType::Q6_K, _) => tile_q6_k,
+        _ => return None,
+    })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Helpers (arch/x86/quants.c).
+
+/// # Safety
+/// 32 readable bytes at `p`.
 #[inline]
-fn f32_at(b: &[u8], off: usize) -> f32 {
-    f32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p.cast())
 }
 
+/// Two f16 at `p` widened to f32 in lanes 0 and 1 (lanes 2, 3 are zero).
+///
+/// # Safety
+/// 4 readable bytes at `p`; F16C.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn load32(b: &[u8]) -> __m256i {
-    let b = &b[..32];
-    // SAFETY: `b` has 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x2(p: *const u8) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(p.cast::<i32>().read_unaligned()))
 }
 
+/// One f16 at `p` as f32 (`GGML_CPU_FP16_TO_FP32`, F16C).
+///
+/// # Safety
+/// 2 readable bytes at `p`; F16C.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn load16(b: &[u8]) -> __m128i {
-    let b = &b[..16];
-    // SAFETY: `b` has 16 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x1(p: *const u8) -> f32 {
+    let h = p.cast::<u16>().read_unaligned();
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
 }
 
+/// `hsum_float_8` (and llamafile's `hsum(__m256)`): halves, `movehl`, `movehdup`, i.e.
+/// `(t0 + t2) + (t1 + t3)` with `t_i = l_i + l_{i+4}`.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn load_f32x8(b: &[u8]) -> __m256 {
-    let b = &b[..32];
-    // SAFETY: `b` has 32 readable bytes (8 f32); loadu has no alignment requirement.
-    unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
-}
-
-#[inline]
-#[target_feature(enable = "avx2")]
-fn hsum_f32_8(x: __m256) -> f32 {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_float_8(x: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_movehdup_ps(s));
     _mm_cvtss_f32(s)
 }
 
-/// 32 nibbles -> 32 bytes: low nibbles of the 16 bytes first, then the high nibbles.
+/// `bytes_from_nibbles_32`: 16 bytes -> low nibbles, then high nibbles, as 32 bytes.
+///
+/// # Safety
+/// 16 readable bytes at `p`.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn bytes_from_nibbles_32(b: &[u8]) -> __m256i {
-    let tmp = load16(b);
-    let both = _mm256_insertf128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p.cast());
+    let both = _mm256_inserti128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
 
-/// 32 bits (little-endian u32 at `b`) -> 32 bytes of 0xFF (bit set) or 0x00.
+/// `bytes_from_bits_32`: 32 bits (little-endian u32 at `p`) -> 32 bytes of 0xFF or 0x00.
+///
+/// # Safety
+/// 4 readable bytes at `p`.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn bytes_from_bits_32(b: &[u8]) -> __m256i {
-    let x32 = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes_from_bits_32(p: *const u8) -> __m256i {
+    let x32 = p.cast::<i32>().read_unaligned();
     let shuf = _mm256_set_epi64x(
         0x0303030303030303,
         0x0202020202020202,
         0x0101010101010101,
         0,
     );
-    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32 as i32), shuf);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32), shuf);
     let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
-/// Unsigned bytes × signed bytes, summed in pairs to i16 then in pairs to i32, as f32.
+/// `mul_sum_us8_pairs_float` without VNNI: `maddubs`, then pairs of i16 summed by `madd`.
 #[inline]
-#[target_feature(enable = "avx2")]
-fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
     let dot = _mm256_maddubs_epi16(ax, sy);
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_set1_epi16(1), dot))
 }
 
-/// Signed × signed bytes (moves x's sign onto y so maddubs can take |x|).
-#[inline]
-#[target_feature(enable = "avx2")]
-fn mul_sum_i8_pairs_float(x: __m256i, y: __m256i) -> __m256 {
-    mul_sum_us8_pairs_float(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
-}
+// ---------------------------------------------------------------------------------------------
+// Legacy quants. In every one, output t is `hsum_float_8(acc_t)` with
+// `acc_t = fma(d_x * d_y, float(isum lanes), acc_t)` per block, as in `ggml_vec_dot_*`.
 
+/// Signed weight quants × Q8_0 activations; `qx(block)` decodes a block's 32 signed quants.
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let (w, a) = (&w[..4 * n], &a[..4 * n]);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let body = n / 32 * 32;
-    for i in (0..body).step_by(32) {
-        for (k, acc) in acc.iter_mut().enumerate() {
-            let off = 4 * (i + 8 * k);
-            *acc = _mm256_fmadd_ps(load_f32x8(&w[off..]), load_f32x8(&a[off..]), *acc);
+/// As a raw tile (see the top of this file).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_acts<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    wbytes: usize,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+    qx: impl Fn(*const u8) -> __m256i,
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for i in 0..nb {
+        let xb = w.add(wbytes * i);
+        let dx = f16x1(xb);
+        let q = qx(xb);
+        let ax = _mm256_sign_epi8(q, q);
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let yb = a.add(a_stride * t + 34 * i);
+            let d = _mm256_set1_ps(dx * f16x1(yb));
+            let sy = _mm256_sign_epi8(load32(yb.add(2)), q);
+            *acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(ax, sy), *acc);
         }
     }
-    let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut s = hsum_f32_8(sum);
-    for i in body..n {
-        s += f32_at(w, 4 * i) * f32_at(a, 4 * i);
+    for (t, acc) in acc.iter().enumerate() {
+        *out.add(t) = hsum_float_8(*acc);
     }
-    s
 }
 
+/// `ggml_vec_dot_q4_0_q8_0` (AVX2).
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q4_0_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for i in 0..n / 32 {
-        let (x, y) = (&w[18 * i..18 * i + 18], &a[34 * i..34 * i + 34]);
-        let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
-        let qx = _mm256_sub_epi8(bytes_from_nibbles_32(&x[2..]), _mm256_set1_epi8(8));
-        let q = mul_sum_i8_pairs_float(qx, load32(&y[2..]));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc)
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_q8_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    q8_0_acts::<T>(nb, w, 18, a, a_stride, out, |xb| {
+        _mm256_sub_epi8(bytes_from_nibbles_32(xb.add(2)), _mm256_set1_epi8(8))
+    })
 }
 
+/// `ggml_vec_dot_q5_0_q8_0` (AVX2).
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q4_1_q8_1(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summs = 0.0f32;
-    for i in 0..n / 32 {
-        let (x, y) = (&w[20 * i..20 * i + 20], &a[36 * i..36 * i + 36]);
-        summs += f16_at(x, 2) * f16_at(y, 2);
-        let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
-        let q = mul_sum_us8_pairs_float(bytes_from_nibbles_32(&x[4..]), load32(&y[4..]));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc) + summs
-}
-
-/// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q5_0_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for i in 0..n / 32 {
-        let (x, y) = (&w[22 * i..22 * i + 22], &a[34 * i..34 * i + 34]);
-        let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_q8_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    q8_0_acts::<T>(nb, w, 22, a, a_stride, out, |xb| {
         // A clear fifth bit means q - 16 < 0: put 0xF0 in the high nibble (two's complement).
-        let hi = _mm256_andnot_si256(bytes_from_bits_32(&x[2..]), _mm256_set1_epi8(0xF0u8 as i8));
-        let qx = _mm256_or_si256(bytes_from_nibbles_32(&x[6..]), hi);
-        let q = mul_sum_i8_pairs_float(qx, load32(&y[2..]));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc)
+        let hi = _mm256_andnot_si256(
+            bytes_from_bits_32(xb.add(2)),
+            _mm256_set1_epi8(0xF0u8 as i8),
+        );
+        _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
+    })
 }
 
+/// `ggml_vec_dot_q8_0_q8_0` (AVX2).
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q8_0_q8_0(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    for i in 0..n / 32 {
-        let (x, y) = (&w[34 * i..34 * i + 34], &a[34 * i..34 * i + 34]);
-        let d = _mm256_set1_ps(f16_at(x, 0) * f16_at(y, 0));
-        let q = mul_sum_i8_pairs_float(load32(&x[2..]), load32(&y[2..]));
-        acc = _mm256_fmadd_ps(d, q, acc);
-    }
-    hsum_f32_8(acc)
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_q8_0<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    q8_0_acts::<T>(nb, w, 34, a, a_stride, out, |xb| load32(xb.add(2)))
 }
 
-/// Q8_K block layout: f32 d at 0, 256 quants at 4, 16 i16 bsums at 260.
+/// `ggml_vec_dot_q4_1_q8_1` (AVX2): `hsum_float_8(acc) + summs`, `summs += m_x * s_y`.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_q8_1<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    // Lane 1 is `summs`; lane 0 collects d_x * d_y, unused.
+    let mut summs = [_mm_setzero_ps(); T];
+    for i in 0..nb {
+        let xb = w.add(20 * i);
+        let dm_x = f16x2(xb);
+        let qx = bytes_from_nibbles_32(xb.add(4));
+        for t in 0..T {
+            let yb = a.add(a_stride * t + 36 * i);
+            // [d_x * d_y, m_x * s_y]: both products of two f16 values, exact in f32.
+            let p = _mm_mul_ps(dm_x, f16x2(yb));
+            summs[t] = _mm_add_ps(summs[t], p);
+            let d = _mm256_broadcastss_ps(p);
+            acc[t] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx, load32(yb.add(4))), acc[t]);
+        }
+    }
+    for t in 0..T {
+        *out.add(t) = hsum_float_8(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[t]));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-quants. Q8_K block: f32 d at 0, 256 quants at 4, 16 i16 bsums at 260.
+
 const Q8K_QS: usize = 4;
 const Q8K_BSUMS: usize = 260;
 const Q8K_SIZE: usize = 292;
 
+/// `ggml_vec_dot_q4_K_q8_K` (AVX2): integer lanes scaled per 32, an 8-lane float accumulator
+/// for the scales and a 4-lane one for the mins.
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q4_k_q8_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let mut summ = 0.0f32;
-    let m4 = _mm256_set1_epi8(0x0F);
-    for i in 0..n / 256 {
-        let (x, y) = (
-            &w[144 * i..144 * i + 144],
-            &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)],
-        );
-        let yd = f32_at(y, 0);
-        let scales: &[u8; 12] = x[4..16].try_into().unwrap_or(&[0; 12]);
-        let mut sc = [0i16; 8];
-        let mut mins_dot = 0i32;
-        for (j, s) in sc.iter_mut().enumerate() {
-            let (scale, min) = scale_min_k4(j, scales);
-            *s = scale as i16;
-            let b0 = i16::from_le_bytes([y[Q8K_BSUMS + 4 * j], y[Q8K_BSUMS + 4 * j + 1]]);
-            let b1 = i16::from_le_bytes([y[Q8K_BSUMS + 4 * j + 2], y[Q8K_BSUMS + 4 * j + 3]]);
-            mins_dot += (b0 as i32 + b1 as i32) * min as i32;
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_q8_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc_m = [_mm_setzero_ps(); T];
+    for i in 0..nb {
+        let xb = w.add(144 * i);
+        let (dx, dminx) = (f16x1(xb), f16x1(xb.add(2)));
+        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
+        let (u0, u1, u2) = (u(0), u(1), u(2));
+        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+        let utmp2 = u1 & KMASK1;
+        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+        let utmp0 = u0 & KMASK1;
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+            utmp3 as i32,
+            utmp2 as i32,
+            utmp1 as i32,
+            utmp0 as i32,
+        ));
+        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        let sc128 = _mm256_castsi256_si128(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let q4 = xb.add(16);
+        let mut q4l = [_mm256_setzero_si256(); 4];
+        let mut q4h = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            let bits = load32(q4.add(32 * j));
+            q4l[j] = _mm256_and_si256(bits, m4);
+            q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
         }
-        let (qs, q8) = (&x[16..], &y[Q8K_QS..]);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let bits = load32(&qs[32 * c..]);
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            let pl = _mm256_maddubs_epi16(lo, load32(&q8[64 * c..]));
-            let ph = _mm256_maddubs_epi16(hi, load32(&q8[64 * c + 32..]));
-            let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * c]));
-            let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * c + 1]));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        // get_scale_shuffle_k4(2j), (2j + 1): scale 2j (resp. 2j + 1) in every i16 lane.
+        let scale_l: [__m256i; 4] = std::array::from_fn(|j| {
+            let b = 4 * j as i16;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
+        });
+        let scale_h: [__m256i; 4] = std::array::from_fn(|j| {
+            let b = 4 * j as i16 + 2;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
+        });
+        for t in 0..T {
+            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let yd = yb.cast::<f32>().read_unaligned();
+            let d = yd * dx;
+            let dmin = -yd * dminx;
+            let q8sums = load32(yb.add(Q8K_BSUMS));
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256(q8sums, 1),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            acc_m[t] = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m[t]);
+            let q8 = yb.add(Q8K_QS);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let p16l = _mm256_maddubs_epi16(q4l[j], load32(q8.add(64 * j)));
+                let p16h = _mm256_maddubs_epi16(q4h[j], load32(q8.add(64 * j + 32)));
+                let p16l = _mm256_madd_epi16(scale_l[j], p16l);
+                let p16h = _mm256_madd_epi16(scale_h[j], p16h);
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p16l, p16h));
+            }
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[t]);
         }
-        let d = _mm256_set1_ps(f16_at(x, 0) * yd);
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-        summ += f16_at(x, 2) * yd * mins_dot as f32;
     }
-    hsum_f32_8(acc) - summ
+    for t in 0..T {
+        let m = acc_m[t];
+        let m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+        let m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        *out.add(t) = hsum_float_8(acc[t]) + _mm_cvtss_f32(m);
+    }
 }
 
+/// `ggml_vec_dot_q6_K_q8_K` (AVX2): unsigned 6-bit quants against Q8_K, the `32 * Σ scale ·
+/// bsum` offset subtracted per lane afterwards (exactly as llama.cpp distributes it).
+///
 /// # Safety
-/// The CPU must support AVX2 and FMA.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dot_q6_k_q8_k(n: usize, w: &[u8], a: &[u8]) -> f32 {
-    let mut acc = _mm256_setzero_ps();
-    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(3));
-    let k32 = _mm256_set1_epi8(32);
-    for i in 0..n / 256 {
-        let (x, y) = (
-            &w[210 * i..210 * i + 210],
-            &a[Q8K_SIZE * i..Q8K_SIZE * (i + 1)],
-        );
-        let (ql, qh, scales) = (&x[0..128], &x[128..192], &x[192..208]);
-        let q8 = &y[Q8K_QS..];
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let bh = load32(&qh[32 * h..]);
-            let l0 = load32(&ql[64 * h..]);
-            let l1 = load32(&ql[64 * h + 32..]);
-            let h0 = _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4);
-            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4);
-            let h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4);
-            let h3 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4);
-            let quads = [
-                _mm256_or_si256(_mm256_and_si256(l0, m4), h0),
-                _mm256_or_si256(_mm256_and_si256(l1, m4), h1),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), h2),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), h3),
-            ];
-            for (k, q) in quads.into_iter().enumerate() {
-                let y8 = load32(&q8[128 * h + 32 * k..]);
-                // (q - 32) * y == q * y - 32 * y; both maddubs stay inside i16.
-                let p =
-                    _mm256_sub_epi16(_mm256_maddubs_epi16(q, y8), _mm256_maddubs_epi16(k32, y8));
-                let s_lo = scales[8 * h + 2 * k] as i8 as i16;
-                let s_hi = scales[8 * h + 2 * k + 1] as i8 as i16;
-                let sc = _mm256_set_m128i(_mm_set1_epi16(s_hi), _mm_set1_epi16(s_lo));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_q8_k<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for i in 0..nb {
+        let xb = w.add(210 * i);
+        let (ql, qh, sc) = (xb, xb.add(128), xb.add(192));
+        let dx = f16x1(xb.add(208));
+        let scales = _mm_loadu_si128(sc.cast());
+        let scales_16 = _mm256_cvtepi8_epi16(scales);
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut s16 = [_mm256_setzero_si256(); 8];
+        for j in 0..2 {
+            let q4bits1 = load32(ql.add(64 * j));
+            let q4bits2 = load32(ql.add(64 * j + 32));
+            let q4bits_h = load32(qh.add(32 * j));
+            let h0 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, m3), 4);
+            let h1 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)), 2);
+            let h2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+            let h3 = _mm256_srli_epi16(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)), 2);
+            q[4 * j] = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), h0);
+            q[4 * j + 1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), h1);
+            q[4 * j + 2] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), h2);
+            q[4 * j + 3] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), h3);
+            for k in 0..4 {
+                let is = 4 * j + k;
+                // get_scale_shuffle(is): scale 2·is in the low 8 bytes, 2·is + 1 in the high.
+                let shuf = _mm_set_epi64x(
+                    0x0101010101010101 * (2 * is as i64 + 1),
+                    0x0101010101010101 * (2 * is as i64),
+                );
+                s16[is] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
             }
         }
-        let d = _mm256_set1_ps(f16_at(x, 208) * f32_at(y, 0));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        for t in 0..T {
+            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let d = yb.cast::<f32>().read_unaligned() * dx;
+            let q8sums = load32(yb.add(Q8K_BSUMS));
+            let q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(q8sums, scales_16), 5);
+            let q8 = yb.add(Q8K_QS);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..2 {
+                let p: [__m256i; 4] = std::array::from_fn(|k| {
+                    let p16 = _mm256_maddubs_epi16(q[4 * j + k], load32(q8.add(128 * j + 32 * k)));
+                    _mm256_madd_epi16(s16[4 * j + k], p16)
+                });
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+            }
+            let sumi = _mm256_sub_epi32(sumi, q8sclsub);
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[t]);
+        }
     }
-    hsum_f32_8(acc)
+    for t in 0..T {
+        *out.add(t) = hsum_float_8(acc[t]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floats.
+
+/// `GGML_F32x8_REDUCE` of four accumulators: `(a0 + a2) + (a1 + a3)`, halves, two `hadd`s.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn reduce4_hadd(acc: [__m256; 4]) -> f32 {
+    let x = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    let t0 = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    let t1 = _mm_hadd_ps(t0, t0);
+    _mm_cvtss_f32(_mm_hadd_ps(t1, t1))
+}
+
+/// `ggml_vec_dot_f32` (AVX2): four 8-lane FMA accumulators per 32 elements, the rest in f64.
+///
+/// # Safety
+/// AVX2 + FMA; `n` f32 readable at `x` and at `y`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_f32(n: usize, x: *const f32, y: *const f32) -> f32 {
+    let np = n / 32 * 32;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in (0..np).step_by(32) {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let o = i + 8 * j;
+            *acc = _mm256_fmadd_ps(_mm256_loadu_ps(x.add(o)), _mm256_loadu_ps(y.add(o)), *acc);
+        }
+    }
+    let mut sum = reduce4_hadd(acc) as f64;
+    for i in np..n {
+        sum += (*x.add(i) * *y.add(i)) as f64;
+    }
+    sum as f32
+}
+
+/// `ggml_vec_dot_f16` (AVX2 + F16C): as [`vec_dot_f32`] on widened halves.
+///
+/// # Safety
+/// AVX2 + FMA + F16C; `n` f16 readable at `x` and at `y`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn vec_dot_f16(n: usize, x: *const u16, y: *const u16) -> f32 {
+    let np = n / 32 * 32;
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let ld = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+    for i in (0..np).step_by(32) {
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let o = i + 8 * j;
+            *acc = _mm256_fmadd_ps(ld(x.add(o)), ld(y.add(o)), *acc);
+        }
+    }
+    let mut sum = reduce4_hadd(acc) as f64;
+    for i in np..n {
+        let (a, b) = (f16x1(x.add(i).cast()), f16x1(y.add(i).cast()));
+        // why: an f16×f16 product is exact in f32; ggml sums the leftovers in f64.
+        sum += (a * b) as f64;
+    }
+    sum as f32
+}
+
+/// llamafile `tinyBLAS<8>` on f32: one 8-lane FMA accumulator per output over `nb` groups of 8.
+///
+/// # Safety
+/// As a raw tile (`nb` counts groups of 8 f32).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_sgemm<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for l in 0..nb {
+        let wv = _mm256_loadu_ps(w.add(32 * l).cast());
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_loadu_ps(a.add(a_stride * t + 32 * l).cast());
+            *acc = _mm256_fmadd_ps(wv, av, *acc);
+        }
+    }
+    for (t, acc) in acc.iter().enumerate() {
+        *out.add(t) = hsum_float_8(*acc);
+    }
+}
+
+/// llamafile `tinyBLAS<8>` on f16 (F16C widening): one 8-lane FMA accumulator per output.
+///
+/// # Safety
+/// As a raw tile (`nb` counts groups of 8 f16).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_sgemm<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for l in 0..nb {
+        let wv = _mm256_cvtph_ps(_mm_loadu_si128(w.add(16 * l).cast()));
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let av = _mm256_cvtph_ps(_mm_loadu_si128(a.add(a_stride * t + 16 * l).cast()));
+            *acc = _mm256_fmadd_ps(wv, av, *acc);
+        }
+    }
+    for (t, acc) in acc.iter().enumerate() {
+        *out.add(t) = hsum_float_8(*acc);
+    }
 }
