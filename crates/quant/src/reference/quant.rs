@@ -154,6 +154,19 @@ pub(super) fn quantize_q5_1(src: &[f32], dst: &mut [u8]) {
     })
 }
 
+/// `x.round_ties_even()` without the libm call the baseline x86_64 target makes for it: adding
+/// and subtracting 1.5 · 2^23 rounds to an integer in the current (nearest-even) mode, exactly,
+/// for |x| < 2^22 (up to the sign of a zero, which the i8 conversion drops); anything else (large, infinite, NaN) takes the library path.
+#[inline]
+fn round_ties_even_fast(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    if x.abs() < 4_194_304.0 {
+        (x + MAGIC) - MAGIC
+    } else {
+        x.round_ties_even()
+    }
+}
+
 /// Scale, inverse scale and quants of one Q8 block. `act` selects llama.cpp's x86 activation
 /// variant (`id = 127 / amax`, round half to even) over the reference (`id = 1 / d`, `roundf`).
 fn q8_block(x: &[f32], act: bool) -> (f32, [i8; QK]) {
@@ -163,7 +176,7 @@ fn q8_block(x: &[f32], act: bool) -> (f32, [i8; QK]) {
     if act {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         for (q, v) in qs.iter_mut().zip(x) {
-            *q = (v * id).round_ties_even().clamp(-128.0, 127.0) as i8;
+            *q = round_ties_even_fast(v * id).clamp(-128.0, 127.0) as i8;
         }
     } else {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -250,5 +263,25 @@ mod tests {
         let (_, a) = q8_block(&x, true);
         assert_eq!((r[1], r[2]), (3, -4));
         assert_eq!((a[1], a[2]), (2, -4));
+    }
+}
+
+#[cfg(test)]
+mod round_tests {
+    use super::round_ties_even_fast;
+
+    #[test]
+    fn fast_round_ties_even_equals_std() {
+        let specials = [
+            0.5f32, 1.5, 2.5, -0.5, -2.5, 127.5, -128.5, 4194303.5, 4194304.0, 1e9,
+        ];
+        let mut v: Vec<f32> = specials.to_vec();
+        v.extend((0..200_000).map(|i| (i as f32 - 100_000.0) * 0.00137));
+        v.extend([f32::INFINITY, f32::NEG_INFINITY, -0.0]);
+        for x in v {
+            // `==`: a result of -0.0 may come back as +0.0, the same quant either way.
+            assert_eq!(round_ties_even_fast(x), x.round_ties_even(), "{x}");
+        }
+        assert!(round_ties_even_fast(f32::NAN).is_nan());
     }
 }
