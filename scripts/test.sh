@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p sparetire
-./target/release/sparetire pull smollm2 >/dev/null
-./target/release/sparetire pull gemma3-270m >/dev/null
+SPARETIRE="${CARGO_TARGET_DIR:-target}/release/sparetire"
+"$SPARETIRE" pull smollm2 >/dev/null
+"$SPARETIRE" pull gemma3-270m >/dev/null
 cargo test --workspace --release --locked
