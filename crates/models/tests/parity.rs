@@ -222,11 +222,9 @@ fn tiny_qwen3_matches_llama_cpp() {
 }
 
 #[test]
-// Every op of crates/models is bit-exact on Gemma 3 (see tests/replay.rs); what
-// is left are two llama.cpp K-quant paths crates/quant does not mirror yet:
-// Q4_K weights repacked to q4_K_8x8 (ggml_gemv/gemm_q4_K_8x8_q8_K), and Q6_K
-// batches of 8+ tokens in ggml-cpu's tiled K-quant matmul (tiled/tiled.cpp).
-#[ignore = "Q4_K (repacked 8x8) and Q6_K (tiled, >= 8 tokens) matmuls are not yet bit-exact with llama.cpp"]
+// Every op is bit-exact on Gemma 3 (see tests/replay.rs), including its Q4_K
+// matmuls (llama.cpp's repacked q4_K_8x8 GEMV/GEMM) and Q6_K batches of 8+
+// tokens (its tiled K-quant matmul).
 fn gemma3_matches_llama_cpp() {
     let r = check_model(
         &common::store_model("gemma3-270m"),

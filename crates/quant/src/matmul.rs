@@ -1,7 +1,10 @@
 //! [`matmul`]: quantized weights × a batch of f32 activations, split across a [`ThreadPool`].
 
-use crate::reference::{check_len, checked_row_bytes, dot_fn, quantize_activation_row};
-use crate::simd::{best_kernel, best_tile, MAX_TILE};
+use crate::reference::{
+    check_len, checked_row_bytes, dot_fn, path_dot_fn, quantize_activation_row, quantize_q8_k_4x8,
+    DotFn,
+};
+use crate::simd::{best_kernel, best_path_tile, best_tile, TileFn, MAX_TILE};
 use crate::{GgmlType, QuantError, ThreadPool};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,13 +55,43 @@ fn uses_sgemm(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) -> bool {
 }
 
 /// Weight types for which [`matmul`] still runs the scalar reference although an exact AVX2
-/// kernel exists ([`crate::vec_dot`] uses it). llama.cpp's AVX2 build computes Q4_K (and Q4_0)
-/// matmuls with rows % 8 == 0 through its repacked `q4_K_8x8` GEMV/GEMM kernels, which we do
-/// not replicate yet; with F16, Q4_K and Q6_K all exact but the repacked ones not, the random
-/// tiny-qwen3 model lands further from llama.cpp's logits (mean |Δ| 0.023) than with the
-/// reference's f64/scalar sums (0.009), past its parity test's 0.01 bound. Empty this list
-/// once the repacked kernels are matched.
-pub const MATMUL_HELD_BACK: [GgmlType; 3] = [GgmlType::F16, GgmlType::Q4_K, GgmlType::Q6_K];
+/// kernel exists. Empty: every path llama.cpp's AVX2 build takes for the types we have kernels
+/// for ([`Path`]) is reproduced.
+pub const MATMUL_HELD_BACK: [GgmlType; 0] = [];
+
+/// The llama.cpp CPU code that computes a product, where it is not `ggml_vec_dot_*` (or
+/// llamafile's sgemm): each finishes the same exact integer sums with different float steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// `ggml_vec_dot_*`, or llamafile's `tinyBLAS` for F32/F16 batches.
+    VecDot,
+    /// Repacked `q4_K_8x8_q8_K` weights, a token outside the groups of four.
+    RepackGemv,
+    /// Repacked `q4_K_8x8_q8_K` weights, a group of four tokens (activations quantized by
+    /// `ggml_quantize_mat_q8_K_4x8`).
+    RepackGemm,
+    /// ggml-cpu's tiled K-quant matmul (`tiled/tiled.cpp`).
+    Tiled,
+}
+
+/// How llama.cpp's AVX2 build (no AVX-512) routes a product, before tiles of tokens:
+/// - Q4_K weights with `rows % 8 == 0` live in the CPU_REPACK buffer as `q4_K_8x8_q8_K`
+///   (`ggml_repack_get_optimal_repack_type`); each group of four tokens goes to
+///   `ggml_gemm_q4_K_8x8_q8_K`, the remaining `n % 4` to `ggml_gemv_q4_K_8x8_q8_K`
+///   (`forward_mul_mat_one_chunk`). Q6_K, Q5_K and Q8_0 are not repacked on AVX2.
+/// - other K-quants (Q6_K; Q4_K with other row counts) with 8 or more tokens take the tiled
+///   matmul, checked first in `ggml_compute_forward_mul_mat` (`GGML_CPU_TILED_MM`, on);
+/// - everything else `vec_dot` (or sgemm, see [`uses_sgemm`]).
+///
+/// Q4_0 with `rows % 8 == 0` is repacked too (`q4_0_8x8_q8_0`); that layout's kernels are not
+/// reproduced yet, so Q4_0 keeps the `vec_dot` order.
+fn plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Path {
+    match ty {
+        GgmlType::Q4_K if rows.is_multiple_of(8) => Path::RepackGemm,
+        GgmlType::Q4_K | GgmlType::Q6_K if n_tokens >= 8 => Path::Tiled,
+        _ => Path::VecDot,
+    }
+}
 
 /// Rows per work item handed out to threads (ggml's mul_mat uses chunks of 16 rows too).
 const CHUNK_ROWS: usize = 16;
@@ -91,19 +124,42 @@ pub fn matmul(
     check_len("matmul x", mul(n_tokens, cols, "x elements")?, x.len())?;
     check_len("matmul y", mul(n_tokens, rows, "y elements")?, y.len())?;
     let held_back = MATMUL_HELD_BACK.contains(&w.ty);
-    let kernel = if held_back {
-        dot_fn(w.ty)
-    } else {
-        best_kernel(w.ty)
-    };
-    let kernel = kernel.ok_or(QuantError::Unsupported {
+    let unsupported = || QuantError::Unsupported {
         ty: w.ty,
         op: "matmul",
-    })?;
-    let tile = if held_back {
-        None
+    };
+    let path = plan(w.ty, rows, n_tokens);
+    // Per path: the tile kernel (AVX2) or, without one, the scalar kernel per token. For the
+    // repacked Q4_K, `gemm` serves tiles of four tokens and `gemv` the rest.
+    let pick = |p: Path| -> Result<(Option<TileFn>, DotFn), QuantError> {
+        if p == Path::VecDot {
+            let kernel = if held_back {
+                dot_fn(w.ty)
+            } else {
+                best_kernel(w.ty)
+            };
+            let tile = if held_back {
+                None
+            } else {
+                best_tile(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens))
+            };
+            Ok((tile, kernel.ok_or_else(unsupported)?))
+        } else {
+            Ok((
+                best_path_tile(w.ty, p),
+                path_dot_fn(w.ty, p).ok_or_else(unsupported)?,
+            ))
+        }
+    };
+    let (full, rest) = match path {
+        Path::RepackGemm => (pick(Path::RepackGemm)?, pick(Path::RepackGemv)?),
+        p => (pick(p)?, pick(p)?),
+    };
+    // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
+    let n_gemm = if path == Path::RepackGemm {
+        n_tokens / 4 * 4
     } else {
-        best_tile(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens))
+        0
     };
     if rows == 0 || n_tokens == 0 {
         return Ok(());
@@ -125,8 +181,16 @@ pub fn matmul(
             if scratch.len() < need {
                 scratch.resize(need, 0);
             }
-            for (src, dst) in x.chunks_exact(cols).zip(scratch.chunks_exact_mut(a_row)) {
-                quantize_activation_row(vdt, src, dst)?;
+            for (t, (src, dst)) in x
+                .chunks_exact(cols)
+                .zip(scratch.chunks_exact_mut(a_row))
+                .enumerate()
+            {
+                if t < n_gemm {
+                    quantize_q8_k_4x8(src, dst)?;
+                } else {
+                    quantize_activation_row(vdt, src, dst)?;
+                }
             }
             &scratch[..need]
         };
@@ -146,6 +210,8 @@ pub fn matmul(
                 while t0 < n_tokens {
                     let nt = (n_tokens - t0).min(MAX_TILE);
                     let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
+                    // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
+                    let (tile, kernel) = if nt == MAX_TILE { full } else { rest };
                     for r in r0..r1 {
                         let wr = &w.data[r * w_row..(r + 1) * w_row];
                         let acc = &mut acc[..nt];
@@ -171,4 +237,97 @@ pub fn matmul(
         });
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quantize_row;
+
+    fn data(seed: u32, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn plan_follows_llama_cpp_avx2_routing() {
+        assert_eq!(plan(GgmlType::Q4_K, 640, 1), Path::RepackGemm);
+        assert_eq!(plan(GgmlType::Q4_K, 640, 70), Path::RepackGemm);
+        assert_eq!(plan(GgmlType::Q4_K, 12, 7), Path::VecDot);
+        assert_eq!(plan(GgmlType::Q4_K, 12, 8), Path::Tiled);
+        assert_eq!(plan(GgmlType::Q6_K, 640, 7), Path::VecDot);
+        assert_eq!(plan(GgmlType::Q6_K, 640, 8), Path::Tiled);
+        assert_eq!(plan(GgmlType::Q5_K, 640, 8), Path::VecDot); // no kernel of ours yet
+        assert_eq!(plan(GgmlType::Q8_0, 640, 64), Path::VecDot);
+    }
+
+    /// Every output equals its path's scalar specification on activations quantized as that
+    /// path quantizes them (groups of four by `ggml_quantize_mat_q8_K_4x8` for the repacked GEMM).
+    #[test]
+    fn matmul_takes_each_path_with_its_arithmetic() {
+        let pool = ThreadPool::new(2);
+        let cols = 512;
+        for (ty, rows, n_tokens) in [
+            (GgmlType::Q4_K, 16, 1),
+            (GgmlType::Q4_K, 16, 6),
+            (GgmlType::Q4_K, 24, 9),
+            (GgmlType::Q4_K, 12, 9),
+            (GgmlType::Q6_K, 16, 7),
+            (GgmlType::Q6_K, 16, 9),
+        ] {
+            let rb = ty.row_bytes(cols).unwrap();
+            let mut wq = vec![0u8; rows * rb];
+            for (src, dst) in data(3, rows * cols)
+                .chunks_exact(cols)
+                .zip(wq.chunks_exact_mut(rb))
+            {
+                quantize_row(ty, src, dst).unwrap();
+            }
+            let x = data(11, n_tokens * cols);
+            let w = WeightView {
+                ty,
+                data: &wq,
+                rows,
+                cols,
+            };
+            let mut y = vec![f32::NAN; n_tokens * rows];
+            matmul(&pool, &w, &x, n_tokens, &mut y).unwrap();
+            let path = plan(ty, rows, n_tokens);
+            let n_gemm = if path == Path::RepackGemm {
+                n_tokens / 4 * 4
+            } else {
+                0
+            };
+            for t in 0..n_tokens {
+                let mut xq = vec![0u8; GgmlType::Q8_K.row_bytes(cols).unwrap()];
+                let xt = &x[t * cols..(t + 1) * cols];
+                let p = if t < n_gemm {
+                    quantize_q8_k_4x8(xt, &mut xq).unwrap();
+                    Path::RepackGemm
+                } else {
+                    quantize_activation_row(GgmlType::Q8_K, xt, &mut xq).unwrap();
+                    if path == Path::RepackGemm {
+                        Path::RepackGemv
+                    } else {
+                        path
+                    }
+                };
+                // vec_dot's AVX2 kernel is exact to llama.cpp, its scalar reference only close.
+                let spec = if p == Path::VecDot {
+                    best_kernel(ty).unwrap()
+                } else {
+                    path_dot_fn(ty, p).unwrap()
+                };
+                for r in 0..rows {
+                    let want = spec(cols, &wq[r * rb..(r + 1) * rb], &xq);
+                    assert_eq!(
+                        y[t * rows + r].to_bits(),
+                        want.to_bits(),
+                        "{ty} rows={rows} n={n_tokens} {p:?} t={t} r={r}"
+                    );
+                }
+            }
+        }
+    }
 }

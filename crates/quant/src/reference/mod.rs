@@ -7,12 +7,36 @@
 
 mod dequant;
 mod dot;
+mod paths;
 mod quant;
 mod quant_k;
 
 use crate::{GgmlType, QuantError};
 
 pub(crate) use dot::{dot_fn, DotFn};
+
+/// The scalar specification of a llama.cpp matmul path other than `vec_dot` for weights of
+/// `ty` ([`paths`]), or `None` where that path does not exist for `ty`.
+pub(crate) fn path_dot_fn(ty: GgmlType, path: crate::matmul::Path) -> Option<DotFn> {
+    use crate::matmul::Path;
+    Some(match (ty, path) {
+        (_, Path::VecDot) => return dot_fn(ty),
+        (GgmlType::Q4_K, Path::RepackGemv) => paths::dot_q4_k_gemv,
+        (GgmlType::Q4_K, Path::RepackGemm) => paths::dot_q4_k_gemm,
+        (GgmlType::Q4_K, Path::Tiled) => paths::dot_q4_k_tiled,
+        (GgmlType::Q6_K, Path::Tiled) => paths::dot_q6_k_tiled,
+        _ => return None,
+    })
+}
+
+/// Quantizes a row to Q8_K as `ggml_quantize_mat_q8_K_4x8` (the activations of the repacked
+/// GEMM) does; see [`quant::quantize_q8_k_4x8`]. `dst` holds `src.len() / 256` blocks.
+pub(crate) fn quantize_q8_k_4x8(src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    let bytes = checked_row_bytes(GgmlType::Q8_K, src.len())?;
+    check_len("quantize_q8_k_4x8 dst", bytes, dst.len())?;
+    quant::quantize_q8_k_4x8(src, dst);
+    Ok(())
+}
 
 /// Checks that `n` is a whole number of `ty` blocks and returns the bytes a row of `n` takes.
 pub(crate) fn checked_row_bytes(ty: GgmlType, n: usize) -> Result<usize, QuantError> {

@@ -210,8 +210,27 @@ pub(super) fn quantize_q8_1(src: &[f32], dst: &mut [u8], act: bool) {
 }
 
 pub(super) fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
+    quantize_q8_k_with(src, dst, signed_absmax);
+}
+
+/// `ggml_quantize_mat_q8_K_4x8` (AVX2) per row: as [`quantize_q8_k`], except that when a
+/// positive and a negative element share the largest magnitude, the positive one sets the sign
+/// of the scale (its lane mask tracks "the maximum was reached by a positive value"), where
+/// `quantize_row_q8_K_ref` keeps whichever comes first. Quants and bsums are otherwise equal.
+pub(super) fn quantize_q8_k_4x8(src: &[f32], dst: &mut [u8]) {
+    quantize_q8_k_with(src, dst, |x| {
+        let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        if x.contains(&amax) {
+            amax
+        } else {
+            -amax
+        }
+    });
+}
+
+fn quantize_q8_k_with(src: &[f32], dst: &mut [u8], signed_max: impl Fn(&[f32]) -> f32) {
     each(src, dst, |x| {
-        let max = signed_absmax(x);
+        let max = signed_max(x);
         let mut b = BlockQ8K {
             d: 0.0,
             qs: [0; QK_K],

@@ -128,3 +128,65 @@ fn bad_lengths_are_errors_not_panics() {
     assert!(vec_dot(GgmlType::Q8_K, 256, &[0; 292], &[0; 292]).is_err());
     assert!(reference::vec_dot(GgmlType::Q4_K, 256, &[0; 144], &[0; 291]).is_err());
 }
+
+#[test]
+fn path_kernels_equal_their_scalar_specs_bit_for_bit() {
+    use crate::matmul::Path;
+    if Isa::detect() == Isa::Scalar {
+        return;
+    }
+    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let cases = [
+        (GgmlType::Q4_K, Path::RepackGemv),
+        (GgmlType::Q4_K, Path::RepackGemm),
+        (GgmlType::Q4_K, Path::Tiled),
+        (GgmlType::Q6_K, Path::Tiled),
+    ];
+    for (ty, path) in cases {
+        let tile = best_path_tile(ty, path).expect("AVX2 path kernel");
+        let spec = reference::path_dot_fn(ty, path).unwrap();
+        for n in [256, 768, 2048] {
+            for scale in [1.0f32, 0.01, 30.0] {
+                let xw: Vec<f32> = rng.vec(n).iter().map(|v| v * scale).collect();
+                let w = quantized(ty, &xw, false);
+                let a_row = GgmlType::Q8_K.row_bytes(n).unwrap();
+                let acts: Vec<u8> = (0..MAX_TILE)
+                    .flat_map(|_| quantized(GgmlType::Q8_K, &rng.vec(n), true))
+                    .collect();
+                for nt in 1..=MAX_TILE {
+                    let mut out = vec![0.0f32; nt];
+                    tile(n, &w, &acts, a_row, &mut out);
+                    for (t, &got) in out.iter().enumerate() {
+                        let want = spec(n, &w, &acts[t * a_row..(t + 1) * a_row]);
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{ty} {path:?} n={n} tile {nt} token {t}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gemm_activation_quantization_prefers_the_positive_maximum() {
+    // A tie in magnitude between a positive and a negative element: quantize_row_q8_K_ref keeps
+    // the first (here the negative one), ggml_quantize_mat_q8_K_4x8 the positive one.
+    let mut x = vec![0.25f32; 256];
+    x[3] = -2.0;
+    x[100] = 2.0;
+    let mut by_ref = vec![0u8; 292];
+    let mut by_gemm = vec![0u8; 292];
+    quantize_row(GgmlType::Q8_K, &x, &mut by_ref).unwrap();
+    reference::quantize_q8_k_4x8(&x, &mut by_gemm).unwrap();
+    let d = |b: &[u8]| f32::from_le_bytes(b[..4].try_into().unwrap());
+    assert_eq!(d(&by_ref), -d(&by_gemm));
+    assert!(d(&by_gemm) < 0.0, "positive maximum: iscale = -127 / max");
+    // Without a tie both agree exactly.
+    x[3] = -1.0;
+    quantize_row(GgmlType::Q8_K, &x, &mut by_ref).unwrap();
+    reference::quantize_q8_k_4x8(&x, &mut by_gemm).unwrap();
+    assert_eq!(by_ref, by_gemm);
+}

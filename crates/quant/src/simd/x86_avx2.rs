@@ -619,3 +619,247 @@ unsafe fn f16_sgemm<const T: usize>(
         *out.add(t) = hsum_float_8(*acc);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// K-quants in the orders of llama.cpp's repacked and tiled matmuls (see `reference::paths`).
+
+/// Which accumulation order [`q4_k_paths`] reproduces.
+const GEMV: u8 = 0;
+const GEMM: u8 = 1;
+const TILED: u8 = 2;
+
+/// Sum of the eight i32 lanes (exact: the lanes are integer partial sums).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_i32_8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+    _mm_cvtsi128_si32(s)
+}
+
+/// `fma(a, b, c)` with one rounding, as the C code's `_mm256_fmadd_ps` does per lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fma1(a: f32, b: f32, c: f32) -> f32 {
+    _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+}
+
+/// Q4_K against Q8_K with the integer sums of `ggml_vec_dot_q4_K_q8_K`, finished as
+/// `ggml_gemv_q4_K_8x8_q8_K` (`MODE == GEMV`), `ggml_gemm_q4_K_8x8_q8_K` (`GEMM`) or the tiled
+/// K-quant microkernel (`TILED`) finish them.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_paths<const T: usize, const MODE: u8>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [0.0f32; T];
+    let mut acc_m = [0.0f32; T];
+    for i in 0..nb {
+        let xb = w.add(144 * i);
+        let (dx, dminx) = (f16x1(xb), f16x1(xb.add(2)));
+        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
+        let (u0, u1, u2) = (u(0), u(1), u(2));
+        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+        let utmp2 = u1 & KMASK1;
+        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+        let utmp0 = u0 & KMASK1;
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+            utmp3 as i32,
+            utmp2 as i32,
+            utmp1 as i32,
+            utmp0 as i32,
+        ));
+        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        let sc128 = _mm256_castsi256_si128(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let q4 = xb.add(16);
+        let mut q4l = [_mm256_setzero_si256(); 4];
+        let mut q4h = [_mm256_setzero_si256(); 4];
+        for j in 0..4 {
+            let bits = load32(q4.add(32 * j));
+            q4l[j] = _mm256_and_si256(bits, m4);
+            q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        }
+        let scale_l: [__m256i; 4] = std::array::from_fn(|j| {
+            let b = 4 * j as i16;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
+        });
+        let scale_h: [__m256i; 4] = std::array::from_fn(|j| {
+            let b = 4 * j as i16 + 2;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
+        });
+        for t in 0..T {
+            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let yd = yb.cast::<f32>().read_unaligned();
+            let q8sums = load32(yb.add(Q8K_BSUMS));
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256(q8sums, 1),
+            );
+            // Lane p: min·bsum of sub-blocks 2p and 2p + 1.
+            let imin4 = _mm_madd_epi16(mins, q8s);
+            let q8 = yb.add(Q8K_QS);
+            let pair: [__m256i; 4] = std::array::from_fn(|j| {
+                let p16l = _mm256_maddubs_epi16(q4l[j], load32(q8.add(64 * j)));
+                let p16h = _mm256_maddubs_epi16(q4h[j], load32(q8.add(64 * j + 32)));
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(scale_l[j], p16l),
+                    _mm256_madd_epi16(scale_h[j], p16h),
+                )
+            });
+            if MODE == GEMM {
+                let (d, dmin) = (dx * yd, dminx * yd);
+                let mut m = [0i32; 4];
+                _mm_storeu_si128(m.as_mut_ptr().cast(), imin4);
+                for j in 0..4 {
+                    acc[t] = fma1(hsum_i32_8(pair[j]) as f32, d, acc[t]);
+                    acc_m[t] = fma1(m[j] as f32, dmin, acc_m[t]);
+                }
+            } else {
+                let sumi = _mm256_add_epi32(
+                    _mm256_add_epi32(pair[0], pair[1]),
+                    _mm256_add_epi32(pair[2], pair[3]),
+                );
+                let s1 = hsum_i32_8(sumi) as f32;
+                let m = _mm_add_epi32(imin4, _mm_shuffle_epi32(imin4, 0b01_00_11_10));
+                let m = _mm_add_epi32(m, _mm_shuffle_epi32(m, 0b10_11_00_01));
+                let s2 = _mm_cvtsi128_si32(m) as f32;
+                if MODE == GEMV {
+                    acc[t] = fma1(s1, dx * yd, acc[t]);
+                    acc_m[t] = fma1(s2, dminx * yd, acc_m[t]);
+                } else {
+                    let res = fma1(-dminx, s2, dx * s1);
+                    acc[t] = fma1(res, yd, acc[t]);
+                }
+            }
+        }
+    }
+    for t in 0..T {
+        *out.add(t) = if MODE == TILED {
+            acc[t]
+        } else {
+            acc[t] - acc_m[t]
+        };
+    }
+}
+
+/// Q6_K against Q8_K with the integer sums of `ggml_vec_dot_q6_K_q8_K`, finished as the tiled
+/// K-quant microkernel does: per superblock `res = d·s1`, `y = fma(res, d_a, y)`.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_tiled<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let mut acc = [0.0f32; T];
+    for i in 0..nb {
+        let xb = w.add(210 * i);
+        let (ql, qh, sc) = (xb, xb.add(128), xb.add(192));
+        let dx = f16x1(xb.add(208));
+        let scales = _mm_loadu_si128(sc.cast());
+        let scales_16 = _mm256_cvtepi8_epi16(scales);
+        let mut q = [_mm256_setzero_si256(); 8];
+        let mut s16 = [_mm256_setzero_si256(); 8];
+        for j in 0..2 {
+            let q4bits1 = load32(ql.add(64 * j));
+            let q4bits2 = load32(ql.add(64 * j + 32));
+            let q4bits_h = load32(qh.add(32 * j));
+            let h0 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, m3), 4);
+            let h1 = _mm256_slli_epi16(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(12)), 2);
+            let h2 = _mm256_and_si256(q4bits_h, _mm256_set1_epi8(48));
+            let h3 = _mm256_srli_epi16(_mm256_and_si256(q4bits_h, _mm256_set1_epi8(-64)), 2);
+            q[4 * j] = _mm256_or_si256(_mm256_and_si256(q4bits1, m15), h0);
+            q[4 * j + 1] = _mm256_or_si256(_mm256_and_si256(q4bits2, m15), h1);
+            q[4 * j + 2] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits1, 4), m15), h2);
+            q[4 * j + 3] =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q4bits2, 4), m15), h3);
+            for k in 0..4 {
+                let is = 4 * j + k;
+                let shuf = _mm_set_epi64x(
+                    0x0101010101010101 * (2 * is as i64 + 1),
+                    0x0101010101010101 * (2 * is as i64),
+                );
+                s16[is] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuf));
+            }
+        }
+        for t in 0..T {
+            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let yd = yb.cast::<f32>().read_unaligned();
+            let q8sums = load32(yb.add(Q8K_BSUMS));
+            let q8sclsub = _mm256_slli_epi32(_mm256_madd_epi16(q8sums, scales_16), 5);
+            let q8 = yb.add(Q8K_QS);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..2 {
+                let p: [__m256i; 4] = std::array::from_fn(|k| {
+                    let p16 = _mm256_maddubs_epi16(q[4 * j + k], load32(q8.add(128 * j + 32 * k)));
+                    _mm256_madd_epi16(s16[4 * j + k], p16)
+                });
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[0], p[1]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p[2], p[3]));
+            }
+            let s1 = hsum_i32_8(_mm256_sub_epi32(sumi, q8sclsub)) as f32;
+            acc[t] = fma1(dx * s1, yd, acc[t]);
+        }
+    }
+    for t in 0..T {
+        *out.add(t) = acc[t];
+    }
+}
+
+tile_fns!(tile_q4_k_gemv, q4_k_gemv, 144, 292, 256);
+tile_fns!(tile_q4_k_gemm, q4_k_gemm, 144, 292, 256);
+tile_fns!(tile_q4_k_tiled, q4_k_tiled, 144, 292, 256);
+tile_fns!(tile_q6_k_tiled, q6_k_tiled, 210, 292, 256);
+
+/// # Safety
+/// As a raw tile.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_gemv<const T: usize>(nb: usize, w: *const u8, a: *const u8, s: usize, o: *mut f32) {
+    q4_k_paths::<T, GEMV>(nb, w, a, s, o)
+}
+/// # Safety
+/// As a raw tile.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_gemm<const T: usize>(nb: usize, w: *const u8, a: *const u8, s: usize, o: *mut f32) {
+    q4_k_paths::<T, GEMM>(nb, w, a, s, o)
+}
+/// # Safety
+/// As a raw tile.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8, s: usize, o: *mut f32) {
+    q4_k_paths::<T, TILED>(nb, w, a, s, o)
+}
+
+/// The tile kernel for a llama.cpp matmul path other than `vec_dot`, if this file has one.
+pub(crate) fn path_tile(ty: GgmlType, path: crate::matmul::Path) -> Option<TileFn> {
+    use crate::matmul::Path;
+    if !available() {
+        return None;
+    }
+    Some(match (ty, path) {
+        (GgmlType::Q4_K, Path::RepackGemv) => tile_q4_k_gemv,
+        (GgmlType::Q4_K, Path::RepackGemm) => tile_q4_k_gemm,
+        (GgmlType::Q4_K, Path::Tiled) => tile_q4_k_tiled,
+        (GgmlType::Q6_K, Path::Tiled) => tile_q6_k_tiled,
+        _ => return None,
+    })
+}
