@@ -75,19 +75,16 @@ pub(crate) enum Path {
 }
 
 /// How llama.cpp's AVX2 build (no AVX-512) routes a product, before tiles of tokens:
-/// - Q4_K weights with `rows % 8 == 0` live in the CPU_REPACK buffer as `q4_K_8x8_q8_K`
-///   (`ggml_repack_get_optimal_repack_type`); each group of four tokens goes to
-///   `ggml_gemm_q4_K_8x8_q8_K`, the remaining `n % 4` to `ggml_gemv_q4_K_8x8_q8_K`
+/// - Q4_K and Q4_0 weights with `rows % 8 == 0` live in the CPU_REPACK buffer as
+///   `q4_K_8x8_q8_K` / `q4_0_8x8_q8_0` (`ggml_repack_get_optimal_repack_type`); each group of
+///   four tokens goes to `ggml_gemm_*`, the remaining `n % 4` to `ggml_gemv_*`
 ///   (`forward_mul_mat_one_chunk`). Q6_K, Q5_K and Q8_0 are not repacked on AVX2.
 /// - other K-quants (Q6_K; Q4_K with other row counts) with 8 or more tokens take the tiled
 ///   matmul, checked first in `ggml_compute_forward_mul_mat` (`GGML_CPU_TILED_MM`, on);
 /// - everything else `vec_dot` (or sgemm, see [`uses_sgemm`]).
-///
-/// Q4_0 with `rows % 8 == 0` is repacked too (`q4_0_8x8_q8_0`); that layout's kernels are not
-/// reproduced yet, so Q4_0 keeps the `vec_dot` order.
 fn plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Path {
     match ty {
-        GgmlType::Q4_K if rows.is_multiple_of(8) => Path::RepackGemm,
+        GgmlType::Q4_K | GgmlType::Q4_0 if rows.is_multiple_of(8) => Path::RepackGemm,
         GgmlType::Q4_K | GgmlType::Q6_K if n_tokens >= 8 => Path::Tiled,
         _ => Path::VecDot,
     }
@@ -156,7 +153,9 @@ pub fn matmul(
         p => (pick(p)?, pick(p)?),
     };
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
-    let n_gemm = if path == Path::RepackGemm {
+    // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
+    // activations differ.)
+    let n_gemm = if path == Path::RepackGemm && vdt == GgmlType::Q8_K {
         n_tokens / 4 * 4
     } else {
         0
@@ -260,6 +259,8 @@ mod tests {
         assert_eq!(plan(GgmlType::Q6_K, 640, 8), Path::Tiled);
         assert_eq!(plan(GgmlType::Q5_K, 640, 8), Path::VecDot); // no kernel of ours yet
         assert_eq!(plan(GgmlType::Q8_0, 640, 64), Path::VecDot);
+        assert_eq!(plan(GgmlType::Q4_0, 640, 1), Path::RepackGemm);
+        assert_eq!(plan(GgmlType::Q4_0, 12, 9), Path::VecDot);
     }
 
     /// Every output equals its path's scalar specification on activations quantized as that
@@ -273,6 +274,8 @@ mod tests {
             (GgmlType::Q4_K, 16, 6),
             (GgmlType::Q4_K, 24, 9),
             (GgmlType::Q4_K, 12, 9),
+            (GgmlType::Q4_0, 16, 6),
+            (GgmlType::Q4_0, 12, 6),
             (GgmlType::Q6_K, 16, 7),
             (GgmlType::Q6_K, 16, 9),
         ] {
@@ -294,19 +297,20 @@ mod tests {
             let mut y = vec![f32::NAN; n_tokens * rows];
             matmul(&pool, &w, &x, n_tokens, &mut y).unwrap();
             let path = plan(ty, rows, n_tokens);
-            let n_gemm = if path == Path::RepackGemm {
+            let n_gemm = if path == Path::RepackGemm && ty == GgmlType::Q4_K {
                 n_tokens / 4 * 4
             } else {
                 0
             };
             for t in 0..n_tokens {
-                let mut xq = vec![0u8; GgmlType::Q8_K.row_bytes(cols).unwrap()];
+                let vdt = ty.vec_dot_type();
+                let mut xq = vec![0u8; vdt.row_bytes(cols).unwrap()];
                 let xt = &x[t * cols..(t + 1) * cols];
                 let p = if t < n_gemm {
                     quantize_q8_k_4x8(xt, &mut xq).unwrap();
                     Path::RepackGemm
                 } else {
-                    quantize_activation_row(GgmlType::Q8_K, xt, &mut xq).unwrap();
+                    quantize_activation_row(vdt, xt, &mut xq).unwrap();
                     if path == Path::RepackGemm {
                         Path::RepackGemv
                     } else {

@@ -21,6 +21,7 @@ pub(crate) fn path_dot_fn(ty: GgmlType, path: crate::matmul::Path) -> Option<Dot
     use crate::matmul::Path;
     Some(match (ty, path) {
         (_, Path::VecDot) => return dot_fn(ty),
+        (GgmlType::Q4_0, Path::RepackGemv | Path::RepackGemm) => paths::dot_q4_0_repack,
         (GgmlType::Q4_K, Path::RepackGemv) => paths::dot_q4_k_gemv,
         (GgmlType::Q4_K, Path::RepackGemm) => paths::dot_q4_k_gemm,
         (GgmlType::Q4_K, Path::Tiled) => paths::dot_q4_k_tiled,

@@ -93,3 +93,19 @@ pub(crate) fn dot_q6_k_tiled(_n: usize, w: &[u8], a: &[u8]) -> f32 {
     }
     acc
 }
+
+/// `ggml_gemv_q4_0_8x8_q8_0` and `ggml_gemm_q4_0_8x8_q8_0` (AVX2; they compute alike, and
+/// `ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`): per block of 32 the
+/// exact `isum = Σ (q - 8)·a`, then `acc = fma(isum, d·d_a, acc)`, one accumulator per output.
+pub(crate) fn dot_q4_0_repack(_n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in iter_blocks::<BlockQ4_0>(w).zip(iter_blocks::<BlockQ8_0>(a)) {
+        let mut isum = 0i32;
+        for (j, &q) in x.qs.iter().enumerate() {
+            isum += ((q & 0xF) as i32 - 8) * y.qs[j] as i32;
+            isum += ((q >> 4) as i32 - 8) * y.qs[j + 16] as i32;
+        }
+        acc = (isum as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}

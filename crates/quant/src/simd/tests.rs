@@ -137,6 +137,7 @@ fn path_kernels_equal_their_scalar_specs_bit_for_bit() {
     }
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let cases = [
+        (GgmlType::Q4_0, Path::RepackGemv),
         (GgmlType::Q4_K, Path::RepackGemv),
         (GgmlType::Q4_K, Path::RepackGemm),
         (GgmlType::Q4_K, Path::Tiled),
@@ -149,9 +150,10 @@ fn path_kernels_equal_their_scalar_specs_bit_for_bit() {
             for scale in [1.0f32, 0.01, 30.0] {
                 let xw: Vec<f32> = rng.vec(n).iter().map(|v| v * scale).collect();
                 let w = quantized(ty, &xw, false);
-                let a_row = GgmlType::Q8_K.row_bytes(n).unwrap();
+                let vdt = ty.vec_dot_type();
+                let a_row = vdt.row_bytes(n).unwrap();
                 let acts: Vec<u8> = (0..MAX_TILE)
-                    .flat_map(|_| quantized(GgmlType::Q8_K, &rng.vec(n), true))
+                    .flat_map(|_| quantized(vdt, &rng.vec(n), true))
                     .collect();
                 for nt in 1..=MAX_TILE {
                     let mut out = vec![0.0f32; nt];

@@ -856,6 +856,7 @@ pub(crate) fn path_tile(ty: GgmlType, path: crate::matmul::Path) -> Option<TileF
         return None;
     }
     Some(match (ty, path) {
+        (GgmlType::Q4_0, Path::RepackGemv | Path::RepackGemm) => tile_q4_0_repack,
         (GgmlType::Q4_K, Path::RepackGemv) => tile_q4_k_gemv,
         (GgmlType::Q4_K, Path::RepackGemm) => tile_q4_k_gemm,
         (GgmlType::Q4_K, Path::Tiled) => tile_q4_k_tiled,
@@ -863,3 +864,36 @@ pub(crate) fn path_tile(ty: GgmlType, path: crate::matmul::Path) -> Option<TileF
         _ => return None,
     })
 }
+
+/// `ggml_gemv_q4_0_8x8_q8_0` / `ggml_gemm_q4_0_8x8_q8_0` (AVX2): the exact integer sum of each
+/// block, then `acc = fma(isum, d·d_a, acc)` in one scalar accumulator per output.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_repack<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let mut acc = [0.0f32; T];
+    for i in 0..nb {
+        let xb = w.add(18 * i);
+        let dx = f16x1(xb);
+        let q = _mm256_sub_epi8(bytes_from_nibbles_32(xb.add(2)), _mm256_set1_epi8(8));
+        let ax = _mm256_sign_epi8(q, q);
+        for (t, acc) in acc.iter_mut().enumerate() {
+            let yb = a.add(a_stride * t + 34 * i);
+            let sy = _mm256_sign_epi8(load32(yb.add(2)), q);
+            let dot = _mm256_madd_epi16(_mm256_set1_epi16(1), _mm256_maddubs_epi16(ax, sy));
+            *acc = fma1(hsum_i32_8(dot) as f32, dx * f16x1(yb), *acc);
+        }
+    }
+    for (t, acc) in acc.iter().enumerate() {
+        *out.add(t) = *acc;
+    }
+}
+
+tile_fns!(tile_q4_0_repack, q4_0_repack, 18, 34, 32);
