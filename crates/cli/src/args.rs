@@ -57,11 +57,20 @@ impl ModelArgs {
         Ok((engine, ms))
     }
 
-    /// The context size to use with `engine`.
+    /// The context size to use with `engine` (warning when it exceeds what the model was trained on).
     pub fn n_ctx(&self, engine: &Engine) -> usize {
+        let train = engine.model().hparams().n_ctx_train;
         match self.ctx_size {
-            Some(c) => c as usize,
-            None => 4096.min(engine.model().hparams().n_ctx_train),
+            Some(c) => {
+                if c as usize > train {
+                    eprintln!(
+                        "sparetire: warning: -c {c} exceeds the {train} tokens the model was trained on; \
+                         quality degrades past that"
+                    );
+                }
+                c as usize
+            }
+            None => 4096.min(train),
         }
     }
 }
@@ -94,9 +103,9 @@ pub struct SamplingArgs {
     /// How many recent tokens the repeat penalty considers
     #[arg(long = "repeat-last-n", default_value_t = 64)]
     pub repeat_last_n: usize,
-    /// Random seed (default: random); the same seed gives the same output
-    #[arg(short = 's', long = "seed")]
-    pub seed: Option<u64>,
+    /// Random seed (default or -1: random); the same seed gives the same output
+    #[arg(short = 's', long = "seed", allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
+    pub seed: Option<i64>,
     /// Stop when this string is generated (repeatable); it is not printed
     #[arg(long = "stop", value_name = "STR")]
     pub stop: Vec<String>,
@@ -105,7 +114,7 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     /// The sampler settings (a random seed if none was given).
     pub fn config(&self) -> Result<SamplerConfig> {
-        let seed = self.seed.unwrap_or_else(|| {
+        let seed = self.seed.and_then(|s| u64::try_from(s).ok()).unwrap_or_else(|| {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)

@@ -102,7 +102,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
         if g.stop_reason == StopReason::ContextFull {
             eprintln!("sparetire: context full; /reset to start over");
         }
-        messages.push(ChatMessage::new("assistant", g.text.trim().to_owned()));
+        messages.push(ChatMessage::new("assistant", g.text));
     }
     Ok(())
 }

@@ -123,8 +123,14 @@ fn names() -> String {
 pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
     let query = arg.unwrap_or(DEFAULT_MODEL);
     let path = Path::new(query);
+    if query.is_empty() {
+        bail!("empty model name: give a GGUF file or one of {}", names());
+    }
     if path.is_file() {
         return Ok(path.to_owned());
+    }
+    if path.is_dir() {
+        bail!("{} is a directory; -m takes a GGUF file or a model name", path.display());
     }
     if query.contains('/') || query.ends_with(".gguf") {
         bail!("model file {} does not exist", path.display());

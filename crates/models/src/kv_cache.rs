@@ -31,8 +31,8 @@ impl KvCache {
             n_layer,
             n_ctx,
             kv_dim,
-            k: vec![f16::ZERO; n],
-            v: vec![f16::ZERO; n],
+            k: zeroed(n),
+            v: zeroed(n),
         })
     }
 
@@ -72,4 +72,11 @@ impl KvCache {
     pub fn values(&self, layer: usize) -> &[f16] {
         &self.v[self.span(layer)]
     }
+}
+
+/// `n` zero f16 values, allocated zeroed (calloc): the OS hands out pages as
+/// they are first written, so a large context costs memory only as it fills.
+fn zeroed(n: usize) -> Vec<f16> {
+    use half::vec::HalfBitsVecExt;
+    vec![0u16; n].reinterpret_into()
 }

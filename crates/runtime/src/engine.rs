@@ -23,7 +23,9 @@ pub struct Engine {
     file: Arc<GgufFile>,
     model: Box<dyn Model>,
     tokenizer: Tokenizer,
-    template: ChatTemplate,
+    /// The chat template, or why the file's one does not compile (reported
+    /// only when a chat is rendered, so raw completion still works).
+    template: Result<ChatTemplate, String>,
     pool: ThreadPool,
 }
 
@@ -41,8 +43,8 @@ impl Engine {
             )));
         }
         let template = match tokenizer.chat_template() {
-            Some(src) => ChatTemplate::new(src)?,
-            None => ChatTemplate::builtin(&model.hparams().arch),
+            Some(src) => ChatTemplate::new(src).map_err(|e| format!("the model's chat template: {e}")),
+            None => Ok(ChatTemplate::builtin(&model.hparams().arch)),
         };
         Ok(Engine {
             file,
@@ -75,7 +77,7 @@ impl Engine {
 
     /// Replaces the chat template (e.g. from `--chat-template FILE`).
     pub fn set_chat_template(&mut self, template: ChatTemplate) {
-        self.template = template;
+        self.template = Ok(template);
     }
 
     /// Renders a conversation with the model's chat template, ready for the assistant's turn.
@@ -85,7 +87,11 @@ impl Engine {
                 .unwrap_or("")
                 .to_owned()
         };
-        Ok(self.template.render(
+        let template = self
+            .template
+            .as_ref()
+            .map_err(|e| RuntimeError::Invalid(format!("{e} (use --raw, or --chat-template FILE)")))?;
+        Ok(template.render(
             messages,
             true,
             &piece(self.tokenizer.bos()),
@@ -291,7 +297,13 @@ impl Session<'_> {
             if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
                 break StopReason::Length;
             }
-            let tok = sampler.sample(self.state.logits(), &self.tokens);
+            let logits = self.state.logits();
+            if !logits.iter().any(|x| x.is_finite()) {
+                return Err(RuntimeError::Invalid(
+                    "the model produced no finite logits (NaN or infinite weights in the file?)".into(),
+                ));
+            }
+            let tok = sampler.sample(logits, &self.tokens);
             if params.stop_at_eog && eng.tokenizer.is_eog(tok) {
                 break StopReason::Eog;
             }
