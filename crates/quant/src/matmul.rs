@@ -79,13 +79,13 @@ pub(crate) enum Path {
 ///   `q4_K_8x8_q8_K` / `q4_0_8x8_q8_0` (`ggml_repack_get_optimal_repack_type`); each group of
 ///   four tokens goes to `ggml_gemm_*`, the remaining `n % 4` to `ggml_gemv_*`
 ///   (`forward_mul_mat_one_chunk`). Q6_K, Q5_K and Q8_0 are not repacked on AVX2.
-/// - other K-quants (Q6_K; Q4_K with other row counts) with 8 or more tokens take the tiled
+/// - other K-quants (Q5_K, Q6_K; Q4_K with other row counts) with 8 or more tokens take the tiled
 ///   matmul, checked first in `ggml_compute_forward_mul_mat` (`GGML_CPU_TILED_MM`, on);
 /// - everything else `vec_dot` (or sgemm, see [`uses_sgemm`]).
 fn plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Path {
     match ty {
         GgmlType::Q4_K | GgmlType::Q4_0 if rows.is_multiple_of(8) => Path::RepackGemm,
-        GgmlType::Q4_K | GgmlType::Q6_K if n_tokens >= 8 => Path::Tiled,
+        GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K if n_tokens >= 8 => Path::Tiled,
         _ => Path::VecDot,
     }
 }
@@ -257,7 +257,8 @@ mod tests {
         assert_eq!(plan(GgmlType::Q4_K, 12, 8), Path::Tiled);
         assert_eq!(plan(GgmlType::Q6_K, 640, 7), Path::VecDot);
         assert_eq!(plan(GgmlType::Q6_K, 640, 8), Path::Tiled);
-        assert_eq!(plan(GgmlType::Q5_K, 640, 8), Path::VecDot); // no kernel of ours yet
+        assert_eq!(plan(GgmlType::Q5_K, 640, 7), Path::VecDot);
+        assert_eq!(plan(GgmlType::Q5_K, 640, 8), Path::Tiled);
         assert_eq!(plan(GgmlType::Q8_0, 640, 64), Path::VecDot);
         assert_eq!(plan(GgmlType::Q4_0, 640, 1), Path::RepackGemm);
         assert_eq!(plan(GgmlType::Q4_0, 12, 9), Path::VecDot);
@@ -276,6 +277,8 @@ mod tests {
             (GgmlType::Q4_K, 12, 9),
             (GgmlType::Q4_0, 16, 6),
             (GgmlType::Q4_0, 12, 6),
+            (GgmlType::Q5_K, 16, 7),
+            (GgmlType::Q5_K, 16, 9),
             (GgmlType::Q6_K, 16, 7),
             (GgmlType::Q6_K, 16, 9),
         ] {

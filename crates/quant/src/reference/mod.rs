@@ -25,6 +25,7 @@ pub(crate) fn path_dot_fn(ty: GgmlType, path: crate::matmul::Path) -> Option<Dot
         (GgmlType::Q4_K, Path::RepackGemv) => paths::dot_q4_k_gemv,
         (GgmlType::Q4_K, Path::RepackGemm) => paths::dot_q4_k_gemm,
         (GgmlType::Q4_K, Path::Tiled) => paths::dot_q4_k_tiled,
+        (GgmlType::Q5_K, Path::Tiled) => paths::dot_q5_k_tiled,
         (GgmlType::Q6_K, Path::Tiled) => paths::dot_q6_k_tiled,
         _ => return None,
     })

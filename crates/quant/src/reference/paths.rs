@@ -13,23 +13,27 @@
 use super::dequant::q6k_quads;
 use crate::blocks::*;
 
-/// Per sub-block of 32: `scale_s · Σ q·a` and `min_s · Σ a` (both exact).
-fn q4_k_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+/// Per sub-block of 32: `scale_s · Σ q·a` and `min_s · Σ a` (both exact), for Q4_K/Q5_K whose
+/// unsigned quants `q` are given.
+fn k_scale_min_sums(packed: &[u8; K_SCALE_SIZE], q: &[u8; QK_K], y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
     let (mut isum, mut imin) = ([0i32; 8], [0i32; 8]);
     for s in 0..8 {
-        let (sc, m) = scale_min_k4(s, &x.scales);
-        let q = &x.qs[32 * (s / 2)..32 * (s / 2) + 32];
-        let a = &y.qs[32 * s..32 * s + 32];
-        let shift = 4 * (s % 2);
-        let dot: i32 = q
-            .iter()
-            .zip(a)
-            .map(|(&q, &a)| ((q >> shift) & 0xF) as i32 * a as i32)
+        let (sc, m) = scale_min_k4(s, packed);
+        let dot: i32 = (32 * s..32 * s + 32)
+            .map(|e| q[e] as i32 * y.qs[e] as i32)
             .sum();
         isum[s] = sc as i32 * dot;
         imin[s] = m as i32 * (y.bsums[2 * s] as i32 + y.bsums[2 * s + 1] as i32);
     }
     (isum, imin)
+}
+
+fn q4_k_sums(x: &BlockQ4K, y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+    let mut q = [0u8; QK_K];
+    for (e, v) in q.iter_mut().enumerate() {
+        *v = (x.qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 0xF;
+    }
+    k_scale_min_sums(&x.scales, &q, y)
 }
 
 /// `ggml_gemv_q4_K_8x8_q8_K`: per superblock, `acc += isum·(d·d_a)`, `accm += imin·(dmin·d_a)`
@@ -106,6 +110,24 @@ pub(crate) fn dot_q4_0_repack(_n: usize, w: &[u8], a: &[u8]) -> f32 {
             isum += ((q >> 4) as i32 - 8) * y.qs[j + 16] as i32;
         }
         acc = (isum as f32).mul_add(x.d.to_f32() * y.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// Tiled Q5_K (`tiled_run_microtile_avx2<32, true, 0>`, as Q4_K with 5-bit quants).
+pub(crate) fn dot_q5_k_tiled(_n: usize, w: &[u8], a: &[u8]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in iter_blocks::<BlockQ5K>(w).zip(iter_blocks::<BlockQ8K>(a)) {
+        let mut q = [0u8; QK_K];
+        for (e, v) in q.iter_mut().enumerate() {
+            let (sub, l) = (e / 32, e % 32);
+            let lo = (x.qs[32 * (sub / 2) + l] >> (4 * (sub % 2))) & 0xF;
+            *v = lo | (((x.qh[l] >> sub) & 1) << 4);
+        }
+        let (isum, imin) = k_scale_min_sums(&x.scales, &q, &y);
+        let (s1, s2): (i32, i32) = (isum.iter().sum(), imin.iter().sum());
+        let res = (-x.dmin.to_f32()).mul_add(s2 as f32, x.d.to_f32() * s1 as f32);
+        acc = res.mul_add(y.d, acc);
     }
     acc
 }

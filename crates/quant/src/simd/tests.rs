@@ -54,8 +54,10 @@ fn avx2_kernels_exist_for_the_required_types() {
         GgmlType::Q4_0,
         GgmlType::Q4_1,
         GgmlType::Q5_0,
+        GgmlType::Q5_1,
         GgmlType::Q8_0,
         GgmlType::Q4_K,
+        GgmlType::Q5_K,
         GgmlType::Q6_K,
     ] {
         assert!(Isa::Avx2.has_kernel(ty), "{ty}");
@@ -141,6 +143,7 @@ fn path_kernels_equal_their_scalar_specs_bit_for_bit() {
         (GgmlType::Q4_K, Path::RepackGemv),
         (GgmlType::Q4_K, Path::RepackGemm),
         (GgmlType::Q4_K, Path::Tiled),
+        (GgmlType::Q5_K, Path::Tiled),
         (GgmlType::Q6_K, Path::Tiled),
     ];
     for (ty, path) in cases {

@@ -67,9 +67,12 @@ macro_rules! tile_fns {
 
 tile_fns!(tile_q4_0, q4_0_q8_0, 18, 34, 32);
 tile_fns!(tile_q4_1, q4_1_q8_1, 20, 36, 32);
+tile_fns!(tile_q5_1, q5_1_q8_1, 24, 36, 32);
 tile_fns!(tile_q5_0, q5_0_q8_0, 22, 34, 32);
 tile_fns!(tile_q8_0, q8_0_q8_0, 34, 34, 32);
 tile_fns!(tile_q4_k, q4_k_q8_k, 144, 292, 256);
+tile_fns!(tile_q5_k, q5_k_dot, 176, 292, 256);
+tile_fns!(tile_q5_k_tiled, q5_k_tiled, 176, 292, 256);
 tile_fns!(tile_q6_k, q6_k_q8_k, 210, 292, 256);
 tile_fns!(tile_f32_sgemm, f32_sgemm, 32, 32, 8);
 tile_fns!(tile_f16_sgemm, f16_sgemm, 16, 16, 8);
@@ -99,6 +102,8 @@ macro_rules! dot_from_tile {
 dot_from_tile!(dot_q4_0, tile_q4_0);
 dot_from_tile!(dot_q4_1, tile_q4_1);
 dot_from_tile!(dot_q5_0, tile_q5_0);
+dot_from_tile!(dot_q5_1, tile_q5_1);
+dot_from_tile!(dot_q5_k, tile_q5_k);
 dot_from_tile!(dot_q8_0, tile_q8_0);
 dot_from_tile!(dot_q4_k, tile_q4_k);
 dot_from_tile!(dot_q6_k, tile_q6_k);
@@ -115,6 +120,8 @@ pub(crate) fn kernel(ty: GgmlType) -> Option<DotFn> {
         GgmlType::Q4_0 => dot_q4_0,
         GgmlType::Q4_1 => dot_q4_1,
         GgmlType::Q5_0 => dot_q5_0,
+        GgmlType::Q5_1 => dot_q5_1,
+        GgmlType::Q5_K => dot_q5_k,
         GgmlType::Q8_0 => dot_q8_0,
         GgmlType::Q4_K => dot_q4_k,
         GgmlType::Q6_K => dot_q6_k,
@@ -135,6 +142,8 @@ pub(crate) fn tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
         (GgmlType::Q4_0, _) => tile_q4_0,
         (GgmlType::Q4_1, _) => tile_q4_1,
         (GgmlType::Q5_0, _) => tile_q5_0,
+        (GgmlType::Q5_1, _) => tile_q5_1,
+        (GgmlType::Q5_K, _) => tile_q5_k,
         (GgmlType::Q8_0, _) => tile_q8_0,
         (GgmlType::Q4_K, _) => tile_q4_k,
         (GgmlType::Q6_K, _) => tile_q6_k,
@@ -348,6 +357,40 @@ unsafe fn q4_1_q8_1<const T: usize>(
     }
 }
 
+/// `ggml_vec_dot_q5_1_q8_1` (AVX2): as Q4_1 with the fifth bit or-ed in from `qh`.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_1_q8_1<const T: usize>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    let mut acc = [_mm256_setzero_ps(); T];
+    // Lane 1 is `summs`; lane 0 collects d_x * d_y, unused.
+    let mut summs = [_mm_setzero_ps(); T];
+    for i in 0..nb {
+        let xb = w.add(24 * i);
+        let dm_x = f16x2(xb);
+        let hi = _mm256_and_si256(bytes_from_bits_32(xb.add(4)), _mm256_set1_epi8(0x10));
+        let qx = _mm256_or_si256(bytes_from_nibbles_32(xb.add(8)), hi);
+        for t in 0..T {
+            let yb = a.add(a_stride * t + 36 * i);
+            // [d_x * d_y, m_x * s_y]: both products of two f16 values, exact in f32.
+            let p = _mm_mul_ps(dm_x, f16x2(yb));
+            summs[t] = _mm_add_ps(summs[t], p);
+            let d = _mm256_broadcastss_ps(p);
+            acc[t] = _mm256_fmadd_ps(mul_sum_us8_pairs_float(qx, load32(yb.add(4))), d, acc[t]);
+        }
+    }
+    for t in 0..T {
+        *out.add(t) = hsum_float_8(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[t]));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // K-quants. Q8_K block: f32 d at 0, 256 quants at 4, 16 i16 bsums at 260.
 
@@ -511,6 +554,125 @@ unsafe fn q6_k_q8_k<const T: usize>(
     for t in 0..T {
         *out.add(t) = hsum_float_8(acc[t]);
     }
+}
+
+/// `ggml_vec_dot_q5_K_q8_K` (AVX2; `TILED == false`): `acc = fma(d, sumi lanes, acc)`, the
+/// mins in a scalar `summs = fma(imin, dmin, summs)`, result `hsum_float_8(acc) + summs`. With
+/// `TILED`, the same integer sums finished as the tiled microkernel: per superblock
+/// `res = fma(-dmin, imin, d·isum)`, `y = fma(res, d_a, y)`.
+///
+/// # Safety
+/// As a raw tile (see the top of this file).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k_q8_k<const T: usize, const TILED: bool>(
+    nb: usize,
+    w: *const u8,
+    a: *const u8,
+    a_stride: usize,
+    out: *mut f32,
+) {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    let fma1 = |a: f32, b: f32, c: f32| {
+        _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
+    };
+    let m4 = _mm256_set1_epi8(0xF);
+    let mut acc = [_mm256_setzero_ps(); T];
+    let mut summs = [0.0f32; T];
+    for i in 0..nb {
+        let xb = w.add(176 * i);
+        let (dx, dminx) = (f16x1(xb), f16x1(xb.add(2)));
+        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
+        let (u0, u1, u2) = (u(0), u(1), u(2));
+        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+        let utmp2 = u1 & KMASK1;
+        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+        let utmp0 = u0 & KMASK1;
+        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+            utmp3 as i32,
+            utmp2 as i32,
+            utmp1 as i32,
+            utmp0 as i32,
+        ));
+        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        let sc128 = _mm256_castsi256_si128(mins_and_scales);
+        let scales = _mm256_set_m128i(sc128, sc128);
+        let hbits = load32(xb.add(16));
+        let q5 = xb.add(48);
+        let mut qv = [_mm256_setzero_si256(); 8];
+        for j in 0..4 {
+            let bits = load32(q5.add(32 * j));
+            let h = |b: i32| {
+                let m = _mm256_and_si256(hbits, _mm256_set1_epi8(1 << b));
+                // Bit b of each byte to bit 4.
+                let at0 = _mm256_srl_epi16(m, _mm_cvtsi32_si128(b));
+                _mm256_slli_epi16(at0, 4)
+            };
+            qv[2 * j] = _mm256_add_epi8(_mm256_and_si256(bits, m4), h(2 * j as i32));
+            qv[2 * j + 1] = _mm256_add_epi8(
+                _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                h(2 * j as i32 + 1),
+            );
+        }
+        let scale_at: [__m256i; 8] = std::array::from_fn(|s| {
+            let b = 2 * s as i16;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
+        });
+        for t in 0..T {
+            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let yd = yb.cast::<f32>().read_unaligned();
+            let q8sums = load32(yb.add(Q8K_BSUMS));
+            let q8s = _mm_hadd_epi16(
+                _mm256_castsi256_si128(q8sums),
+                _mm256_extracti128_si256(q8sums, 1),
+            );
+            let prod = _mm_madd_epi16(mins, q8s);
+            let z = _mm_setzero_si128();
+            let imin = _mm_cvtsi128_si32(_mm_hadd_epi32(_mm_hadd_epi32(prod, z), z)) as f32;
+            let q8 = yb.add(Q8K_QS);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let p0 = _mm256_maddubs_epi16(qv[2 * j], load32(q8.add(64 * j)));
+                let p1 = _mm256_maddubs_epi16(qv[2 * j + 1], load32(q8.add(64 * j + 32)));
+                let p0 = _mm256_madd_epi16(scale_at[2 * j], p0);
+                let p1 = _mm256_madd_epi16(scale_at[2 * j + 1], p1);
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+            }
+            if TILED {
+                let z = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
+                let z = _mm_add_epi32(z, _mm_shuffle_epi32(z, 0b01_00_11_10));
+                let z = _mm_add_epi32(z, _mm_shuffle_epi32(z, 0b10_11_00_01));
+                let s1 = _mm_cvtsi128_si32(z) as f32;
+                let res = fma1(-dminx, imin, dx * s1);
+                summs[t] = fma1(res, yd, summs[t]);
+            } else {
+                summs[t] = fma1(imin, -yd * dminx, summs[t]);
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(yd * dx), _mm256_cvtepi32_ps(sumi), acc[t]);
+            }
+        }
+    }
+    for t in 0..T {
+        *out.add(t) = if TILED {
+            summs[t]
+        } else {
+            hsum_float_8(acc[t]) + summs[t]
+        };
+    }
+}
+
+/// # Safety
+/// As a raw tile.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k_dot<const T: usize>(nb: usize, w: *const u8, a: *const u8, s: usize, o: *mut f32) {
+    q5_k_q8_k::<T, false>(nb, w, a, s, o)
+}
+
+/// # Safety
+/// As a raw tile.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k_tiled<const T: usize>(nb: usize, w: *const u8, a: *const u8, s: usize, o: *mut f32) {
+    q5_k_q8_k::<T, true>(nb, w, a, s, o)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ pub(crate) fn path_tile(ty: GgmlType, path: Path) -> Option<TileFn> {
         (GgmlType::Q4_K, Path::RepackGemv) => tile_q4_k_gemv,
         (GgmlType::Q4_K, Path::RepackGemm) => tile_q4_k_gemm,
         (GgmlType::Q4_K, Path::Tiled) => tile_q4_k_tiled,
+        (GgmlType::Q5_K, Path::Tiled) => super::tile_q5_k_tiled,
         (GgmlType::Q6_K, Path::Tiled) => tile_q6_k_tiled,
         _ => return None,
     })
