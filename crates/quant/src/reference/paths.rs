@@ -15,7 +15,11 @@ use crate::blocks::*;
 
 /// Per sub-block of 32: `scale_s · Σ q·a` and `min_s · Σ a` (both exact), for Q4_K/Q5_K whose
 /// unsigned quants `q` are given.
-fn k_scale_min_sums(packed: &[u8; K_SCALE_SIZE], q: &[u8; QK_K], y: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+fn k_scale_min_sums(
+    packed: &[u8; K_SCALE_SIZE],
+    q: &[u8; QK_K],
+    y: &BlockQ8K,
+) -> ([i32; 8], [i32; 8]) {
     let (mut isum, mut imin) = ([0i32; 8], [0i32; 8]);
     for s in 0..8 {
         let (sc, m) = scale_min_k4(s, packed);

@@ -640,7 +640,10 @@ unsafe fn q5_k_q8_k<const T: usize, const TILED: bool>(
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
             }
             if TILED {
-                let z = _mm_add_epi32(_mm256_castsi256_si128(sumi), _mm256_extracti128_si256(sumi, 1));
+                let z = _mm_add_epi32(
+                    _mm256_castsi256_si128(sumi),
+                    _mm256_extracti128_si256(sumi, 1),
+                );
                 let z = _mm_add_epi32(z, _mm_shuffle_epi32(z, 0b01_00_11_10));
                 let z = _mm_add_epi32(z, _mm_shuffle_epi32(z, 0b10_11_00_01));
                 let s1 = _mm_cvtsi128_si32(z) as f32;
