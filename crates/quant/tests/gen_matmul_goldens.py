@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parent / "golden_matmul"
 base = C.CDLL(str(BIN / "libggml-base.so"), mode=C.RTLD_GLOBAL)
 cpu = C.CDLL(str(BIN / "libggml-cpu.so"), mode=C.RTLD_GLOBAL)
 
-TYPES = {"Q4_0": 2, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
+TYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14}
 GGML_TYPE_F32 = 0
 
 
@@ -124,5 +124,8 @@ for n in (3, 9):
     case("Q4_0", 12, 256, n)
     case("Q5_K", 16, 512, n)
     case("Q6_K", 16, 512, n)
-for name in ("Q5_0", "Q5_1", "Q8_0"):
+for name in ("Q4_1", "Q5_0", "Q5_1", "Q8_0"):
     case(name, 16, 256, 5)
+for name in ("F32", "F16"):  # vec_dot for one token; llamafile's tinyBLAS when rows % 4 == 0
+    for rows, n in ((16, 1), (16, 5), (14, 5)):
+        case(name, rows, 256, n)
