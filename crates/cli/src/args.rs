@@ -114,12 +114,15 @@ pub struct SamplingArgs {
 impl SamplingArgs {
     /// The sampler settings (a random seed if none was given).
     pub fn config(&self) -> Result<SamplerConfig> {
-        let seed = self.seed.and_then(|s| u64::try_from(s).ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-        });
+        let seed = self
+            .seed
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(0)
+            });
         let cfg = SamplerConfig {
             temperature: self.temp,
             top_k: self.top_k,

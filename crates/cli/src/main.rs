@@ -10,6 +10,7 @@ mod inspect;
 mod models;
 mod perplexity;
 mod run;
+mod serve;
 mod store;
 mod tokenize;
 
@@ -35,6 +36,8 @@ enum Cmd {
     Tokenize(tokenize::TokenizeArgs),
     /// Perplexity of a text (llama-perplexity's method); KL divergence against saved logits
     Perplexity(perplexity::PerplexityArgs),
+    /// OpenAI-compatible HTTP server (/v1/chat/completions, /v1/completions, /v1/models)
+    Serve(serve::ServeArgs),
     /// Describe a model file: architecture, hyperparameters, tokenizer, tensors
     Inspect(inspect::InspectArgs),
     /// Fetch a built-in model into the local store
@@ -52,6 +55,7 @@ fn main() {
         Cmd::Tokenize(a) => tokenize::main(a),
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
+        Cmd::Serve(a) => serve::main(a),
         Cmd::Pull(a) => models::pull(a),
         Cmd::List(a) => models::list(a),
     };

@@ -130,7 +130,10 @@ pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
         return Ok(path.to_owned());
     }
     if path.is_dir() {
-        bail!("{} is a directory; -m takes a GGUF file or a model name", path.display());
+        bail!(
+            "{} is a directory; -m takes a GGUF file or a model name",
+            path.display()
+        );
     }
     if query.contains('/') || query.ends_with(".gguf") {
         bail!("model file {} does not exist", path.display());

@@ -110,18 +110,12 @@ fn greedy_run_matches_llama_cpp_on_the_tiny_model() {
 
 #[test]
 fn default_model_answers_a_chat_prompt() {
-    let o = run(&[
-        "run",
-        "--temp",
-        "0",
-        "-n",
-        "40",
-        "Why is the sky blue?",
-    ]);
+    let o = run(&["run", "--temp", "0", "-n", "40", "Why is the sky blue?"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     // llama-completion -no-cnv --temp 0 on the same chat-templated prompt writes exactly this.
-    let llama_cpp = "The answer to this question lies in the intricate dance of atmospheric molecules \
+    let llama_cpp =
+        "The answer to this question lies in the intricate dance of atmospheric molecules \
                      and the human perception of light.";
     assert!(text.starts_with(llama_cpp), "answer: {text}");
     assert!(stderr(&o).contains("tok/s"));
@@ -329,16 +323,31 @@ fn check_perplexity(model: &str, golden: &str) {
     .unwrap();
     let text = root().join("tests/data/ppl/text.txt").display().to_string();
     let n_ctx = g["n_ctx"].as_u64().unwrap().to_string();
-    let v = ok_json(&["perplexity", "-m", model, "-f", &text, "-c", &n_ctx, "--json"]);
+    let v = ok_json(&[
+        "perplexity",
+        "-m",
+        model,
+        "-f",
+        &text,
+        "-c",
+        &n_ctx,
+        "--json",
+    ]);
     assert_eq!(v["chunks"], g["n_chunks"]);
     assert_eq!(v["n_tokens"], g["n_tokens"]);
     assert_eq!(v["n_scored"], g["n_scored"]);
     let (ours, theirs) = (v["ppl"].as_f64().unwrap(), g["ppl"].as_f64().unwrap());
     let rel = (ours / theirs - 1.0).abs();
-    eprintln!("{model}: PPL {ours:.4} vs llama.cpp {theirs:.4} ({:.4}% apart)", rel * 100.0);
+    eprintln!(
+        "{model}: PPL {ours:.4} vs llama.cpp {theirs:.4} ({:.4}% apart)",
+        rel * 100.0
+    );
     assert!(rel < 0.01, "{model}: PPL {ours} vs llama.cpp {theirs}");
     let sd = v["ppl_sd"].as_f64().unwrap();
-    assert!((sd / g["ppl_sd"].as_f64().unwrap() - 1.0).abs() < 0.02, "± {sd}");
+    assert!(
+        (sd / g["ppl_sd"].as_f64().unwrap() - 1.0).abs() < 0.02,
+        "± {sd}"
+    );
 }
 
 #[test]
@@ -356,14 +365,52 @@ fn perplexity_kl_against_itself_is_zero() {
     let dir = tempfile::tempdir().unwrap();
     let text = root().join("tests/data/ppl/text.txt").display().to_string();
     let logits = dir.path().join("base.logits").display().to_string();
-    let a = ok_json(&["perplexity", "-m", &tiny(), "-f", &text, "-c", "64", "--chunks", "3", "--json", "--save-logits", &logits]);
-    let b = ok_json(&["perplexity", "-m", &tiny(), "-f", &text, "-c", "64", "--chunks", "3", "--json", "--kl-base", &logits]);
+    let a = ok_json(&[
+        "perplexity",
+        "-m",
+        &tiny(),
+        "-f",
+        &text,
+        "-c",
+        "64",
+        "--chunks",
+        "3",
+        "--json",
+        "--save-logits",
+        &logits,
+    ]);
+    let b = ok_json(&[
+        "perplexity",
+        "-m",
+        &tiny(),
+        "-f",
+        &text,
+        "-c",
+        "64",
+        "--chunks",
+        "3",
+        "--json",
+        "--kl-base",
+        &logits,
+    ]);
     assert_eq!(a["ppl"], b["ppl"]);
     let kl = &b["kl"];
     assert!(kl["mean"].as_f64().unwrap().abs() < 1e-4, "{kl}");
     assert_eq!(kl["top1_agreement"], 1.0);
     // A different model's logits: the file says so.
-    let o = run(&["perplexity", "-m", "smollm2", "-f", &text, "-c", "64", "--chunks", "3", "--kl-base", &logits]);
+    let o = run(&[
+        "perplexity",
+        "-m",
+        "smollm2",
+        "-f",
+        &text,
+        "-c",
+        "64",
+        "--chunks",
+        "3",
+        "--kl-base",
+        &logits,
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("vocabulary"), "{}", stderr(&o));
 }
@@ -379,18 +426,41 @@ fn unknown_architecture_lists_the_supported_ones() {
     let o = run(&["run", "-m", p.to_str().unwrap(), "hi"]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("\"mamba\"") && e.contains("llama, qwen2, qwen3, gemma3"), "{e}");
+    assert!(
+        e.contains("\"mamba\"") && e.contains("llama, qwen2, qwen3, gemma3"),
+        "{e}"
+    );
     no_panic(&o);
 }
 
 #[test]
 fn gemma3_chat_uses_its_turn_format() {
     // The file has no chat template: the built-in Gemma one applies (BOS once, <start_of_turn> = 105).
-    let v = ok_json(&["run", "-m", "gemma3", "--temp", "0", "-n", "4", "--json", "--system", "Be brief.", "Hi"]);
+    let v = ok_json(&[
+        "run",
+        "-m",
+        "gemma3",
+        "--temp",
+        "0",
+        "-n",
+        "4",
+        "--json",
+        "--system",
+        "Be brief.",
+        "Hi",
+    ]);
     let ids: Vec<u32> = serde_json::from_value(v["prompt_tokens"].clone()).unwrap();
     assert_eq!(&ids[..2], &[2, 105], "{ids:?}");
-    assert_eq!(ids.iter().filter(|&&t| t == 2).count(), 1, "one BOS: {ids:?}");
-    assert_eq!(&ids[ids.len() - 3..], &[105, 4368, 107], "ends with <start_of_turn>model\\n: {ids:?}");
+    assert_eq!(
+        ids.iter().filter(|&&t| t == 2).count(),
+        1,
+        "one BOS: {ids:?}"
+    );
+    assert_eq!(
+        &ids[ids.len() - 3..],
+        &[105, 4368, 107],
+        "ends with <start_of_turn>model\\n: {ids:?}"
+    );
     let mut child = bin()
         .args(["chat", "-m", "gemma3", "--temp", "0", "-n", "8"])
         .stdin(Stdio::piped())
@@ -398,7 +468,12 @@ fn gemma3_chat_uses_its_turn_format() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"Hello there.\nAnd again.\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Hello there.\nAnd again.\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     no_panic(&o);
@@ -415,9 +490,14 @@ fn missing_python_says_what_to_do() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("install Python 3 and pip") && e.contains("-m"), "{e}");
+    assert!(
+        e.contains("install Python 3 and pip") && e.contains("-m"),
+        "{e}"
+    );
     // Nothing half-written is left in the store.
     let models = home.path().join("models");
-    let left: Vec<_> = std::fs::read_dir(&models).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let left: Vec<_> = std::fs::read_dir(&models)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }

@@ -1,0 +1,87 @@
+//! `sparetire serve`: the OpenAI-compatible HTTP server.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use sparetire_server::{serve, ServeConfig};
+
+use crate::args::ModelArgs;
+use crate::{store, usage};
+
+/// `serve` flags (llama-server's names).
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (loopback by default; anything else should have an API key)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0 = any free port, printed at start)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY`
+    #[arg(long = "api-key", conflicts_with = "api_key_file")]
+    pub api_key: Option<String>,
+    /// Read the API key from a file (first line)
+    #[arg(long = "api-key-file")]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// Requests that may wait before new ones are refused with 429
+    #[arg(long = "max-queue", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_queue: u32,
+    /// Model name reported by /v1/models (default: the store name or file stem)
+    #[arg(long = "alias")]
+    pub alias: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Runs `sparetire serve`.
+pub fn main(a: ServeArgs) -> Result<()> {
+    let api_key = match (&a.api_key, &a.api_key_file) {
+        (Some(k), _) => Some(k.clone()),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading API key file {}", f.display()))?;
+            let key = text.lines().next().unwrap_or("").trim().to_owned();
+            if key.is_empty() {
+                return Err(usage(format!("API key file {} is empty", f.display())));
+            }
+            Some(key)
+        }
+        (None, None) => None,
+    };
+    if !a.host.is_loopback() && api_key.is_none() {
+        eprintln!(
+            "sparetire: WARNING: listening on {} without an API key: anyone who can reach this address can use the model. Use --api-key or --api-key-file.",
+            a.host
+        );
+    }
+    // Resolve (and fetch) the model before binding, so errors come before "listening".
+    let path = store::resolve(a.model.model.as_deref())?;
+    let model_name = a.alias.clone().unwrap_or_else(|| match &a.model.model {
+        Some(m) if !std::path::Path::new(m).is_file() => store::find_known(m)
+            .map(|k| k.name.to_owned())
+            .unwrap_or_else(|_| m.clone()),
+        _ => path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "model".into()),
+    });
+    let mut margs = a.model.clone();
+    margs.model = Some(path.display().to_string());
+    let cfg = ServeConfig {
+        addr: SocketAddr::new(a.host, a.port),
+        model_name,
+        api_key,
+        max_queue: a.max_queue as usize,
+    };
+    let load = Box::new(move || {
+        let (engine, _) = margs.load().map_err(|e| format!("{e:#}"))?;
+        let n_ctx = margs.n_ctx(&engine);
+        Ok((engine, n_ctx))
+    });
+    serve(cfg, load, |addr| {
+        eprintln!("sparetire: listening on http://{addr}")
+    })
+    .with_context(|| format!("serving on {}:{}", a.host, a.port))?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+//! `sparetire serve`, started as a user starts it and spoken to over HTTP.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tiny() -> String {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data/tiny-llama.gguf")
+        .display()
+        .to_string()
+}
+
+/// Starts the server on a free port and waits until /health says ok.
+fn start(extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+        .args(["serve", "--port", "0", "-c", "256"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start sparetire serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(a) = line.strip_prefix("sparetire: listening on http://") {
+            break a.to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let server = Server { child, addr };
+    let t0 = Instant::now();
+    while request(&server, "GET", "/health", None, &[]).0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "server not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn request(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[&str],
+) -> (u16, String) {
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n", s.addr, body.len());
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    conn.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+#[test]
+fn chat_and_completions_in_openai_shapes() {
+    let s = start(&["-m", &tiny()]);
+    let (st, body) = request(&s, "GET", "/v1/models", None, &[]);
+    assert_eq!(st, 200);
+    assert_eq!(json(&body)["data"][0]["id"], "tiny-llama");
+
+    let req = r#"{"model": "tiny-llama", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}], "max_tokens": 12, "temperature": 0}"#;
+    let (st, body) = request(&s, "POST", "/v1/chat/completions", Some(req), &[]);
+    assert_eq!(st, 200, "{body}");
+    let v = json(&body);
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["completion_tokens"], 12);
+    let text = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The same request streamed: the deltas add up to the same text.
+    let sreq = req.replace(
+        "\"temperature\": 0",
+        "\"temperature\": 0, \"stream\": true, \"stream_options\": {\"include_usage\": true}",
+    );
+    let (st, body) = request(&s, "POST", "/v1/chat/completions", Some(&sreq), &[]);
+    assert_eq!(st, 200);
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
+    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| json(e)).collect();
+    let streamed: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(streamed, text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    assert_eq!(last["usage"]["completion_tokens"], 12);
+
+    // Completions, with a stop string that the greedy text contains.
+    let (st, body) = request(
+        &s,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"prompt": "The quick brown fox", "max_tokens": 30, "temperature": 0}"#),
+        &[],
+    );
+    assert_eq!(st, 200);
+    let full = json(&body)["choices"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let stop: String = full.chars().skip(8).take(3).collect();
+    let sreq = serde_json::json!({"prompt": "The quick brown fox", "max_tokens": 30, "temperature": 0, "stop": [stop]}).to_string();
+    let (_, body) = request(&s, "POST", "/v1/completions", Some(&sreq), &[]);
+    let v = json(&body);
+    assert_eq!(
+        v["choices"][0]["text"].as_str().unwrap(),
+        &full[..full.find(&stop).unwrap()]
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+}
+
+#[test]
+fn errors_are_openai_json_with_the_right_status() {
+    let s = start(&["-m", &tiny(), "--api-key", "sekret"]);
+    let auth = ["Authorization: Bearer sekret"];
+    let cases: Vec<(&str, &str, &[&str], u16, &str)> = vec![
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+            &[],
+            401,
+            "",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "hi"}]}"#,
+            &["Authorization: Bearer wrong"],
+            401,
+            "",
+        ),
+        ("/v1/chat/completions", "{not json", &auth, 400, ""),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}"#,
+            &auth,
+            400,
+            "temperature",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages": [{"role": "wizard", "content": "hi"}]}"#,
+            &auth,
+            400,
+            "messages[0].role",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}"#,
+            &auth,
+            404,
+            "model",
+        ),
+        (
+            "/v1/completions",
+            r#"{"prompt": "hi", "max_tokens": 5000}"#,
+            &auth,
+            400,
+            "prompt",
+        ),
+        (
+            "/v1/completions",
+            r#"{"max_tokens": 5}"#,
+            &auth,
+            400,
+            "prompt",
+        ),
+        ("/v1/nothing", "{}", &auth, 404, ""),
+    ];
+    for (path, body, headers, status, param) in cases {
+        let (st, resp) = request(&s, "POST", path, Some(body), headers);
+        assert_eq!(st, status, "{path} {body}: {resp}");
+        let v = json(&resp);
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{resp}"
+        );
+        if !param.is_empty() {
+            assert_eq!(v["error"]["param"], param, "{resp}");
+        }
+    }
+    // The context error gives the counts.
+    let (_, resp) = request(
+        &s,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"prompt": "hi", "max_tokens": 5000}"#),
+        &auth,
+    );
+    assert!(resp.contains("256") && resp.contains("5000"), "{resp}");
+    // Oversized bodies are refused.
+    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(5 << 20));
+    let (st, _) = request(&s, "POST", "/v1/completions", Some(&big), &auth);
+    assert_eq!(st, 413);
+}

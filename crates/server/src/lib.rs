@@ -1,0 +1,141 @@
+//! sparetire's OpenAI-compatible HTTP server.
+//!
+//! - [`serve`] binds the address, starts the engine thread ([`worker::Worker`])
+//!   that loads the model, and answers requests with axum on tokio.
+//! - [`openai`] holds the endpoints; [`error::ApiError`] maps every failure
+//!   to one HTTP status and OpenAI's error JSON.
+//! - `GET /health` answers 503 until the model is loaded.
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod openai;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use sparetire_runtime::Engine;
+
+use crate::error::ApiError;
+use crate::worker::Worker;
+
+/// Largest request body accepted (larger ones get 413).
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+
+/// How to serve.
+pub struct ServeConfig {
+    /// Address to bind (loopback by default).
+    pub addr: SocketAddr,
+    /// The name clients use for the model.
+    pub model_name: String,
+    /// Required bearer key, if any.
+    pub api_key: Option<String>,
+    /// Requests that may wait for the engine before new ones get 429.
+    pub max_queue: usize,
+}
+
+/// Shared by every handler.
+pub struct AppState {
+    worker: Worker,
+    model_name: String,
+    api_key: Option<String>,
+    started: u64,
+    ids: AtomicU64,
+}
+
+impl AppState {
+    fn check_key(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(key) = &self.api_key else {
+            return Ok(());
+        };
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Compare without an early exit so timing does not reveal how much of the key matched.
+        match given {
+            Some(g)
+                if g.len() == key.len()
+                    && g.bytes()
+                        .zip(key.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    if st.worker.ready() {
+        Json(json!({"status": "ok", "queued": st.worker.queued()})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "loading"})),
+        )
+            .into_response()
+    }
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    ApiError::NoRoute(uri.path().to_owned()).into_response()
+}
+
+/// The router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/completions", post(openai::completions))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Serves until the process is interrupted. `load` runs on the engine thread
+/// and returns the engine with the context size to use; `on_bound` is told
+/// the bound address (useful with port 0).
+pub fn serve(
+    cfg: ServeConfig,
+    load: Box<dyn FnOnce() -> Result<(Engine, usize), String> + Send>,
+    on_bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
+        on_bound(listener.local_addr()?);
+        let state = Arc::new(AppState {
+            worker: Worker::start(load, cfg.max_queue),
+            model_name: cfg.model_name,
+            api_key: cfg.api_key,
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            ids: AtomicU64::new(1),
+        });
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    })
+}

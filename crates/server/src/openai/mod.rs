@@ -1,0 +1,252 @@
+//! The OpenAI-compatible endpoints: `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/models`. Both completion endpoints share one path from request to
+//! response; they differ only in how the prompt is given and how the result
+//! is shaped ([`Kind`]).
+
+pub mod request;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use sparetire_runtime::GenParams;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::error::ApiError;
+use crate::worker::{Event, Job, Prompt};
+use crate::AppState;
+
+/// Which endpoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Completion,
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(st, headers, body, Kind::Chat)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /v1/completions`
+pub async fn completions(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(st, headers, body, Kind::Completion)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /v1/models`
+pub async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = st.check_key(&headers) {
+        return e.into_response();
+    }
+    Json(json!({"object": "list", "data": [{
+        "id": st.model_name, "object": "model", "created": st.started, "owned_by": "sparetire"
+    }]}))
+    .into_response()
+}
+
+async fn handle(
+    st: Arc<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    st.check_key(&headers)?;
+    let m = request::object(&body)?;
+    let c = request::common(
+        &m,
+        if kind == Kind::Completion {
+            Some(16)
+        } else {
+            None
+        },
+    )?;
+    if let Some(model) = &c.model {
+        if model != &st.model_name && !model.is_empty() {
+            return Err(ApiError::UnknownModel(model.clone()));
+        }
+    }
+    let prompt = match kind {
+        Kind::Chat => Prompt::Chat(request::messages(&m)?),
+        Kind::Completion => Prompt::Text(request::string(&m, "prompt")?),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let params = GenParams {
+        max_tokens: c.max_tokens,
+        sampler: c.sampler.clone(),
+        stop: c.stop.clone(),
+        stop_at_eog: true,
+    };
+    st.worker.submit(Job {
+        prompt,
+        params,
+        events: tx,
+    })?;
+    let meta = Meta {
+        id: format!(
+            "{}-{}",
+            if kind == Kind::Chat {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            },
+            st.next_id()
+        ),
+        created: now(),
+        model: st.model_name.clone(),
+        kind,
+    };
+    if c.stream {
+        Ok(stream(meta, rx, c.include_usage).into_response())
+    } else {
+        collect(meta, rx).await.map(|v| Json(v).into_response())
+    }
+}
+
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+}
+
+impl Meta {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+            (Kind::Completion, _) => "text_completion",
+        }
+    }
+
+    /// A choice carrying `text` (a message, a delta, or completion text).
+    fn choice(&self, text: Option<&str>, finish_reason: Option<&str>, chunk: bool) -> Value {
+        match (self.kind, chunk) {
+            (Kind::Chat, false) => {
+                json!({"index": 0, "message": {"role": "assistant", "content": text.unwrap_or("")},
+                                           "logprobs": null, "finish_reason": finish_reason})
+            }
+            (Kind::Chat, true) => {
+                let delta = match text {
+                    Some(t) => json!({"content": t}),
+                    None if finish_reason.is_none() => json!({"role": "assistant", "content": ""}),
+                    None => json!({}),
+                };
+                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish_reason})
+            }
+            (Kind::Completion, _) => {
+                json!({"index": 0, "text": text.unwrap_or(""), "logprobs": null, "finish_reason": finish_reason})
+            }
+        }
+    }
+
+    fn envelope(&self, choices: Vec<Value>, usage: Option<Value>, chunk: bool) -> Value {
+        let mut v = json!({"id": self.id, "object": self.object(chunk), "created": self.created,
+                           "model": self.model, "choices": choices});
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        v
+    }
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// Waits for the whole answer.
+async fn collect(meta: Meta, mut rx: mpsc::Receiver<Event>) -> Result<Value, ApiError> {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Text(t) => text.push_str(&t),
+            Event::Error(e) => return Err(e),
+            Event::Done {
+                finish_reason,
+                prompt_tokens,
+                completion_tokens,
+            } => {
+                let choice = meta.choice(Some(&text), Some(finish_reason), false);
+                return Ok(meta.envelope(
+                    vec![choice],
+                    Some(usage(prompt_tokens, completion_tokens)),
+                    false,
+                ));
+            }
+        }
+    }
+    Err(ApiError::Internal(
+        "the engine stopped before finishing the request".into(),
+    ))
+}
+
+/// Server-sent events: one chunk per piece of text, a last chunk with the
+/// finish reason (and usage if asked), then `data: [DONE]`. A client that
+/// disconnects drops the stream, which ends the relay task and with it the
+/// job's receiver, which cancels the job.
+fn stream(meta: Meta, mut rx: mpsc::Receiver<Event>, include_usage: bool) -> impl IntoResponse {
+    let (tx, out) = mpsc::channel::<Result<SseEvent, Infallible>>(64);
+    tokio::spawn(async move {
+        let send = |v: String| SseEvent::default().data(v);
+        if meta.kind == Kind::Chat {
+            let first = meta.envelope(vec![meta.choice(None, None, true)], None, true);
+            if tx.send(Ok(send(first.to_string()))).await.is_err() {
+                return;
+            }
+        }
+        while let Some(ev) = rx.recv().await {
+            let (data, last) = match ev {
+                Event::Text(t) => (
+                    meta.envelope(vec![meta.choice(Some(&t), None, true)], None, true),
+                    false,
+                ),
+                Event::Done {
+                    finish_reason,
+                    prompt_tokens,
+                    completion_tokens,
+                } => {
+                    let mut v = meta.envelope(
+                        vec![meta.choice(None, Some(finish_reason), true)],
+                        None,
+                        true,
+                    );
+                    if include_usage {
+                        v["usage"] = usage(prompt_tokens, completion_tokens);
+                    }
+                    (v, true)
+                }
+                Event::Error(e) => (e.body(), true),
+            };
+            if tx.send(Ok(send(data.to_string()))).await.is_err() {
+                return;
+            }
+            if last {
+                let _ = tx.send(Ok(send("[DONE]".into()))).await;
+                return;
+            }
+        }
+    });
+    Sse::new(ReceiverStream::new(out))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
