@@ -31,7 +31,7 @@ use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
 use crate::weights::{Weight, WeightLoader};
-use crate::{linear, Logits, Model, ModelError};
+use crate::{linear, Logits, Model, ModelError, Seq};
 
 /// The gated activation of the feed-forward block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,19 +243,65 @@ impl Model for Decoder {
         tokens: &[u32],
         logits: Logits,
     ) -> Result<(), ModelError> {
+        self.forward_batch(
+            pool,
+            &mut [Seq {
+                state: st,
+                tokens,
+                logits,
+            }],
+        )
+    }
+
+    /// The forward pass of several sequences at once: every matmul runs over
+    /// the rows of all of them; RoPE, the KV cache and attention stay per
+    /// sequence. The activation buffers (and the debugging tap) of the batch
+    /// are those of the first sequence's state.
+    fn forward_batch(&self, pool: &ThreadPool, seqs: &mut [Seq<'_>]) -> Result<(), ModelError> {
+        let hp = &self.hp;
+        for s in seqs.iter() {
+            crate::check_batch(hp, s.state, s.tokens)?;
+        }
+        let Some(first_seq) = seqs.first_mut() else {
+            return Ok(());
+        };
+        let mut b = std::mem::take(&mut first_seq.state.buf);
+        let mut tap_slot = first_seq.state.tap.take();
+        let result = self.forward_rows(pool, seqs, &mut b, &mut tap_slot);
+        if let Some(first_seq) = seqs.first_mut() {
+            first_seq.state.buf = b;
+            first_seq.state.tap = tap_slot;
+        }
+        result
+    }
+}
+
+impl Decoder {
+    fn forward_rows(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        b: &mut crate::state::Buffers,
+        taps: &mut Option<crate::state::Tap>,
+    ) -> Result<(), ModelError> {
         let hp = &self.hp;
         let cfg = &self.cfg;
         let f = &*self.file;
-        let n = tokens.len();
-        let pos0 = st.n_past;
-        crate::check_batch(hp, st, tokens)?;
+        // Row ranges of each sequence in the batch, and their first positions.
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut n = 0;
+        for s in seqs.iter() {
+            spans.push((n, s.tokens.len(), s.state.n_past));
+            n += s.tokens.len();
+        }
         let (d, q_dim, kv_dim, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
-        let b = &mut st.buf;
-        let taps = &mut st.tap; // debugging hook, see [`crate::Tap`]
         let x = sized(&mut b.x, n * d); // (n, d) residual stream
-        for (t, &tok) in tokens.iter().enumerate() {
-            self.tok_embd
-                .row_into(f, tok as usize, &mut x[t * d..(t + 1) * d])?;
+        for (s, &(row0, _, _)) in seqs.iter().zip(&spans) {
+            for (t, &tok) in s.tokens.iter().enumerate() {
+                let r = row0 + t;
+                self.tok_embd
+                    .row_into(f, tok as usize, &mut x[r * d..(r + 1) * d])?;
+            }
         }
         if let Some(s) = cfg.embd_scale {
             x.iter_mut().for_each(|v| *v *= s);
@@ -290,28 +336,31 @@ impl Model for Decoder {
                 tap(taps, "Qcur_normed", Some(il), q);
                 tap(taps, "Kcur_normed", Some(il), k);
             }
-            for t in 0..n {
-                rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
-                rope_apply(
-                    &mut q[t * q_dim..(t + 1) * q_dim],
-                    hd,
-                    cfg.rope_style,
-                    &cos,
-                    &sin,
-                );
-                rope_apply(
-                    &mut k[t * kv_dim..(t + 1) * kv_dim],
-                    hd,
-                    cfg.rope_style,
-                    &cos,
-                    &sin,
-                );
-                st.kv.store(
-                    il,
-                    pos0 + t,
-                    &k[t * kv_dim..(t + 1) * kv_dim],
-                    &v[t * kv_dim..(t + 1) * kv_dim],
-                );
+            for (s, &(row0, len, pos0)) in seqs.iter_mut().zip(&spans) {
+                for t in 0..len {
+                    let r = row0 + t;
+                    rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
+                    rope_apply(
+                        &mut q[r * q_dim..(r + 1) * q_dim],
+                        hd,
+                        cfg.rope_style,
+                        &cos,
+                        &sin,
+                    );
+                    rope_apply(
+                        &mut k[r * kv_dim..(r + 1) * kv_dim],
+                        hd,
+                        cfg.rope_style,
+                        &cos,
+                        &sin,
+                    );
+                    s.state.kv.store(
+                        il,
+                        pos0 + t,
+                        &k[r * kv_dim..(r + 1) * kv_dim],
+                        &v[r * kv_dim..(r + 1) * kv_dim],
+                    );
+                }
             }
             tap(taps, "Qcur", Some(il), q);
             tap(taps, "Kcur", Some(il), k);
@@ -331,16 +380,20 @@ impl Model for Decoder {
                 window: blk.cfg.window,
             };
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            attention(
-                pool,
-                &shape,
-                q,
-                st.kv.keys(il),
-                st.kv.values(il),
-                pos0,
-                n,
-                attn,
-            );
+            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans) {
+                let rows = row0 * q_dim..(row0 + len) * q_dim;
+                let kv = &s.state.kv;
+                attention(
+                    pool,
+                    &shape,
+                    &q[rows.clone()],
+                    kv.keys(il),
+                    kv.values(il),
+                    pos0,
+                    len,
+                    &mut attn[rows],
+                );
+            }
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
             linear(pool, f, &blk.wo, attn, n, out)?;
@@ -383,20 +436,49 @@ impl Model for Decoder {
             add_into(x, out);
             tap(taps, "l_out", Some(il), x);
         }
-        st.n_past += n;
-
-        // output: only the rows whose logits are wanted
-        let first = match logits {
-            Logits::All => 0,
-            Logits::Last => n - 1,
-        };
-        let n_out = n - first;
+        // output: only the rows whose logits are wanted, all sequences in one matmul
+        let mut picked = Vec::new(); // (sequence, first row, rows)
+        let mut n_out = 0;
+        for (i, (s, &(row0, len, _))) in seqs.iter_mut().zip(&spans).enumerate() {
+            s.state.n_past += len;
+            let first = match s.logits {
+                Logits::All => 0,
+                Logits::Last => len - 1,
+            };
+            picked.push((i, row0 + first, len - first));
+            n_out += len - first;
+        }
         let xn = sized(&mut b.xn, n_out * d);
-        rms_norm(&x[first * d..n * d], &self.output_norm, hp.rms_eps, xn);
+        let mut at = 0;
+        for &(_, r, rows) in &picked {
+            rms_norm(
+                &x[r * d..(r + rows) * d],
+                &self.output_norm,
+                hp.rms_eps,
+                &mut xn[at * d..(at + rows) * d],
+            );
+            at += rows;
+        }
         tap(taps, "result_norm", None, xn);
-        st.logits.resize(n_out * hp.n_vocab, 0.0);
-        linear(pool, f, &self.output, xn, n_out, &mut st.logits)?;
-        tap(taps, "result_output", None, &st.logits);
+        let nv = hp.n_vocab;
+        if let [(i, _, _)] = picked[..] {
+            // One sequence: straight into its logits.
+            let logits = &mut seqs[i].state.logits;
+            logits.resize(n_out * nv, 0.0);
+            linear(pool, f, &self.output, xn, n_out, logits)?;
+            tap(taps, "result_output", None, logits);
+            return Ok(());
+        }
+        let all = sized(&mut b.out, n_out * nv);
+        linear(pool, f, &self.output, xn, n_out, all)?;
+        tap(taps, "result_output", None, all);
+        let mut at = 0;
+        for &(i, _, rows) in &picked {
+            let logits = &mut seqs[i].state.logits;
+            logits.clear();
+            logits.extend_from_slice(&all[at * nv..(at + rows) * nv]);
+            at += rows;
+        }
         Ok(())
     }
 }

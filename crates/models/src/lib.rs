@@ -38,6 +38,16 @@ pub enum Logits {
     All,
 }
 
+/// One sequence's part of a batch.
+pub struct Seq<'a> {
+    /// Its state (KV cache, position, logits).
+    pub state: &'a mut State,
+    /// The tokens to append.
+    pub tokens: &'a [u32],
+    /// Which of them get logits.
+    pub logits: Logits,
+}
+
 /// A loaded model.
 pub trait Model: Send + Sync {
     /// Its hyperparameters.
@@ -56,6 +66,16 @@ pub trait Model: Send + Sync {
         tokens: &[u32],
         logits: Logits,
     ) -> Result<(), ModelError>;
+
+    /// Runs several sequences in one pass (continuous batching): each
+    /// [`Seq`]'s tokens are appended to its own state, and its logits left
+    /// there. Matrix products run once over all the rows.
+    fn forward_batch(&self, pool: &ThreadPool, seqs: &mut [Seq<'_>]) -> Result<(), ModelError> {
+        for s in seqs.iter_mut() {
+            self.forward(pool, s.state, s.tokens, s.logits)?;
+        }
+        Ok(())
+    }
 }
 
 /// Opens the architecture `file` names.

@@ -57,7 +57,10 @@ struct Report {
 fn check_model(model_path: &Path, golden: &str) -> Report {
     let golden: Golden = serde_json::from_str(&std::fs::read_to_string(golden).unwrap()).unwrap();
     let bytes = std::fs::read(model_path).unwrap();
-    let digest: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         digest,
         golden.file_sha256,
