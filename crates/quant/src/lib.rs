@@ -9,7 +9,10 @@
 //! - [`vec_dot`]: one row of weights times one quantized activation row, dispatched at run time to
 //!   the best SIMD kernel the CPU has ([`simd`]); [`reference::vec_dot`] is the scalar version.
 //! - [`matmul()`]: weights × a batch of f32 activations, quantizing each activation row once the way
-//!   llama.cpp's CPU backend does, with rows split across a persistent [`ThreadPool`].
+//!   llama.cpp's CPU backend does, with rows split across a persistent [`ThreadPool`]. It routes
+//!   each product as llama.cpp's AVX2 build does (repacked Q4_0/Q4_K GEMV/GEMM, the tiled K-quant
+//!   matmul for 8+ tokens, `vec_dot`, llamafile's sgemm) and reproduces that route's arithmetic;
+//!   `tests/matmul_llamacpp.rs` pins it against llama.cpp's own results.
 //!
 //! All byte buffers are little-endian GGUF data; lengths are checked and reported as
 //! [`QuantError`], never as panics.

@@ -56,7 +56,7 @@ fn uses_sgemm(ty: GgmlType, rows: usize, cols: usize, n_tokens: usize) -> bool {
 
 /// Weight types for which [`matmul`] still runs the scalar reference although an exact AVX2
 /// kernel exists. Empty: every path llama.cpp's AVX2 build takes for the types we have kernels
-/// for ([`Path`]) is reproduced.
+/// for (`matmul::Path`) is reproduced.
 pub const MATMUL_HELD_BACK: [GgmlType; 0] = [];
 
 /// The llama.cpp CPU code that computes a product, where it is not `ggml_vec_dot_*` (or

@@ -7,11 +7,13 @@
 //!   batched path for Q4_0/Q5_0/Q8_0) computes each output with the same operations, so one
 //!   kernel serves both;
 //! - F32/F16: `ggml_vec_dot_f32`/`ggml_vec_dot_f16` (four 8-lane accumulators, f64 tail) for a
-//!   single token, and llamafile's `tinyBLAS<8>` (one 8-lane accumulator) for batches.
+//!   single token, and llamafile's `tinyBLAS<8>` (one 8-lane accumulator) for batches;
+//! - the repacked GEMV/GEMM and tiled K-quant matmul live in [`paths`] (`path_tile`), plus the
+//!   tiled variant of Q5_K here, beside its `vec_dot` kernel.
 //!
 //! Each kernel comes as a *tile*: one weight row against `T` (1..=[`MAX_TILE`]) activation rows,
 //! decoding each weight block once for all of them; per output the operations are unchanged.
-//! Kernels are reachable only through [`kernel`] and [`tile`], which hand them out only when the
+//! Kernels are reachable only through [`kernel`], [`tile`] and [`path_tile`], which hand them out only when the
 //! CPU has AVX2, FMA and F16C, so the `#[target_feature]` functions never run on a CPU without.
 
 // why: the kernels below are `unsafe fn`s whose bodies are pointer reads under the contract
