@@ -3,7 +3,7 @@
 //! `run(f)` calls `f(i, n)` once for each thread index `i` in `0..n` (the caller is index 0) and
 //! returns when all calls have finished. A forward pass calls `run` hundreds of times per token,
 //! so handing out a job must cost microseconds, not a futex round trip: the caller publishes the
-//! job by bumping an atomic generation; workers spin on it for a short while ([`SPIN`]) after
+//! job by bumping an atomic generation; workers spin on it for a short while (`SPIN`) after
 //! each job and only then park on a condition variable, so an idle pool does not burn CPU.
 //!
 //! Each index is *claimed* (a bit in the same atomic word as the generation) by whoever gets
