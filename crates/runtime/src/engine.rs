@@ -8,10 +8,10 @@ use std::time::Instant;
 use sparetire_formats::gguf::GgufFile;
 use sparetire_models::{Logits, Model, State};
 use sparetire_quant::ThreadPool;
-use sparetire_tokenizer::{ChatMessage, ChatTemplate, StreamDecoder, Tokenizer};
+use sparetire_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
-use crate::sampler::{Sampler, SamplerConfig};
-use crate::stop::{StopCheck, StopMatcher};
+use crate::generator::{Generator, Step};
+use crate::sampler::SamplerConfig;
 use crate::RuntimeError;
 
 /// Most tokens evaluated in one forward call while reading a prompt
@@ -43,7 +43,9 @@ impl Engine {
             )));
         }
         let template = match tokenizer.chat_template() {
-            Some(src) => ChatTemplate::new(src).map_err(|e| format!("the model's chat template: {e}")),
+            Some(src) => {
+                ChatTemplate::new(src).map_err(|e| format!("the model's chat template: {e}"))
+            }
             None => Ok(ChatTemplate::builtin(&model.hparams().arch)),
         };
         Ok(Engine {
@@ -87,10 +89,9 @@ impl Engine {
                 .unwrap_or("")
                 .to_owned()
         };
-        let template = self
-            .template
-            .as_ref()
-            .map_err(|e| RuntimeError::Invalid(format!("{e} (use --raw, or --chat-template FILE)")))?;
+        let template = self.template.as_ref().map_err(|e| {
+            RuntimeError::Invalid(format!("{e} (use --raw, or --chat-template FILE)"))
+        })?;
         Ok(template.render(
             messages,
             true,
@@ -284,60 +285,34 @@ impl Session<'_> {
         timings.prompt_ms = t0.elapsed().as_secs_f64() * 1000.0;
 
         let t1 = Instant::now();
-        let mut sampler = Sampler::new(params.sampler.clone());
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut utf8 = StreamDecoder::new();
-        let mut out_tokens = Vec::new();
+        let mut gen = Generator::new(params);
         let mut text = String::new();
         let mut emit = |s: &str, text: &mut String| -> bool {
             text.push_str(s);
             s.is_empty() || on_text(s)
         };
         let reason = loop {
-            if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
-                break StopReason::Length;
-            }
-            let logits = self.state.logits();
-            if !logits.iter().any(|x| x.is_finite()) {
-                return Err(RuntimeError::Invalid(
-                    "the model produced no finite logits (NaN or infinite weights in the file?)".into(),
-                ));
-            }
-            let tok = sampler.sample(logits, &self.tokens);
-            if params.stop_at_eog && eng.tokenizer.is_eog(tok) {
-                break StopReason::Eog;
-            }
-            out_tokens.push(tok);
-            let piece = utf8.push(&eng.tokenizer.token_to_piece(tok));
-            match stops.push(&piece) {
-                StopCheck::Continue(s) => {
-                    if !emit(&s, &mut text) {
+            match gen.step(&eng.tokenizer, self.state.logits(), &self.tokens)? {
+                Step::Done { reason, text: last } => {
+                    emit(&last, &mut text);
+                    break reason;
+                }
+                Step::Next { token, text: piece } => {
+                    if !emit(&piece, &mut text) {
                         break StopReason::Cancelled;
                     }
+                    if self.tokens.len() >= n_ctx {
+                        let last = gen.finish();
+                        emit(&last, &mut text);
+                        break StopReason::ContextFull;
+                    }
+                    eng.model
+                        .forward(&eng.pool, &mut self.state, &[token], Logits::Last)?;
+                    self.tokens.push(token);
                 }
-                StopCheck::Stop(s) => {
-                    emit(&s, &mut text);
-                    break StopReason::StopString;
-                }
             }
-            if self.tokens.len() >= n_ctx {
-                break StopReason::ContextFull;
-            }
-            if params.max_tokens.is_some_and(|m| out_tokens.len() >= m) {
-                break StopReason::Length;
-            }
-            eng.model
-                .forward(&eng.pool, &mut self.state, &[tok], Logits::Last)?;
-            self.tokens.push(tok);
         };
-        if reason != StopReason::StopString && reason != StopReason::Cancelled {
-            let tail = utf8.flush();
-            let mut last = match stops.push(&tail) {
-                StopCheck::Continue(s) | StopCheck::Stop(s) => s,
-            };
-            last.push_str(&stops.flush());
-            emit(&last, &mut text);
-        }
+        let out_tokens = gen.tokens().to_vec();
         timings.predicted_n = out_tokens.len();
         timings.predicted_ms = t1.elapsed().as_secs_f64() * 1000.0;
         Ok(Generation {

@@ -12,6 +12,7 @@
 
 mod engine;
 mod error;
+pub mod generator;
 pub mod logits_file;
 pub mod perplexity;
 mod rng;
@@ -20,6 +21,7 @@ mod stop;
 
 pub use engine::{Engine, GenParams, Generation, Session, StopReason, Timings, PREFILL_CHUNK};
 pub use error::RuntimeError;
+pub use generator::{Generator, Step};
 pub use logits_file::{LogitsReader, LogitsWriter};
 pub use perplexity::{perplexity, KlStats, PplParams, PplResult, PplStats};
 pub use sampler::{Sampler, SamplerConfig};
