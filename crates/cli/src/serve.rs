@@ -27,6 +27,9 @@ pub struct ServeArgs {
     /// Requests that may wait before new ones are refused with 429
     #[arg(long = "max-queue", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_queue: u32,
+    /// Sequences generated at once (continuous batching)
+    #[arg(long = "parallel", visible_alias = "np", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub parallel: u32,
     /// Model name reported by /v1/models (default: the store name or file stem)
     #[arg(long = "alias")]
     pub alias: Option<String>,
@@ -73,6 +76,7 @@ pub fn main(a: ServeArgs) -> Result<()> {
         model_name,
         api_key,
         max_queue: a.max_queue as usize,
+        parallel: a.parallel as usize,
     };
     let load = Box::new(move || {
         let (engine, _) = margs.load().map_err(|e| format!("{e:#}"))?;

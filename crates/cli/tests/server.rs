@@ -264,3 +264,45 @@ fn errors_are_openai_json_with_the_right_status() {
     let (st, _) = request(&s, "POST", "/v1/completions", Some(&big), &auth);
     assert_eq!(st, 413);
 }
+
+#[test]
+fn concurrent_requests_are_batched_and_agree_with_sequential_ones() {
+    let s = start(&["-m", &tiny(), "--parallel", "4"]);
+    let prompts = [
+        "Once upon a time",
+        "The quick brown fox",
+        "Hello, world!",
+        "We went to the market and",
+    ];
+    let body =
+        |p: &str| serde_json::json!({"prompt": p, "max_tokens": 24, "temperature": 0}).to_string();
+    let sequential: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            json(&request(&s, "POST", "/v1/completions", Some(&body(p)), &[]).1)["choices"][0]
+                ["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let s = std::sync::Arc::new(s);
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, b) = (s.clone(), body(p));
+            std::thread::spawn(move || request(&s, "POST", "/v1/completions", Some(&b), &[]))
+        })
+        .collect();
+    for (h, want) in handles.into_iter().zip(&sequential) {
+        let (st, resp) = h.join().unwrap();
+        assert_eq!(st, 200, "{resp}");
+        let v = json(&resp);
+        assert_eq!(v["usage"]["completion_tokens"], 24);
+        assert_eq!(
+            v["choices"][0]["text"].as_str().unwrap(),
+            want,
+            "batched output differs from the sequential one"
+        );
+    }
+}

@@ -444,6 +444,7 @@ impl Decoder {
             let first = match s.logits {
                 Logits::All => 0,
                 Logits::Last => len - 1,
+                Logits::None => len,
             };
             picked.push((i, row0 + first, len - first));
             n_out += len - first;
@@ -461,6 +462,10 @@ impl Decoder {
         }
         tap(taps, "result_norm", None, xn);
         let nv = hp.n_vocab;
+        picked.retain(|&(_, _, rows)| rows > 0);
+        if n_out == 0 {
+            return Ok(());
+        }
         if let [(i, _, _)] = picked[..] {
             // One sequence: straight into its logits.
             let logits = &mut seqs[i].state.logits;

@@ -36,6 +36,8 @@ pub enum Logits {
     Last,
     /// Every token (perplexity, teacher forcing).
     All,
+    /// None (a prompt chunk that is not the last).
+    None,
 }
 
 /// One sequence's part of a batch.

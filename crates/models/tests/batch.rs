@@ -12,7 +12,11 @@ fn forward_batch_matches_one_sequence_at_a_time() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/tiny-llama.gguf");
     let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
     let pool = ThreadPool::new(2);
-    let prompts: [&[u32]; 3] = [&[1, 50, 60, 70, 80], &[300, 301], &[7, 8, 9, 10, 11, 12, 13, 14, 15]];
+    let prompts: [&[u32]; 3] = [
+        &[1, 50, 60, 70, 80],
+        &[300, 301],
+        &[7, 8, 9, 10, 11, 12, 13, 14, 15],
+    ];
     // Alone: prompt, then one decode step each.
     let mut alone = Vec::new();
     for p in prompts {
@@ -27,14 +31,22 @@ fn forward_batch_matches_one_sequence_at_a_time() {
         let mut seqs: Vec<Seq> = states
             .iter_mut()
             .zip(prompts)
-            .map(|(state, tokens)| Seq { state, tokens, logits: Logits::Last })
+            .map(|(state, tokens)| Seq {
+                state,
+                tokens,
+                logits: Logits::Last,
+            })
             .collect();
         model.forward_batch(&pool, &mut seqs).unwrap();
     }
     let step = [42u32];
     let mut seqs: Vec<Seq> = states
         .iter_mut()
-        .map(|state| Seq { state, tokens: &step, logits: Logits::Last })
+        .map(|state| Seq {
+            state,
+            tokens: &step,
+            logits: Logits::Last,
+        })
         .collect();
     model.forward_batch(&pool, &mut seqs).unwrap();
     drop(seqs);
@@ -43,7 +55,11 @@ fn forward_batch_matches_one_sequence_at_a_time() {
         let (a, b) = (&alone[i], st.logits());
         assert_eq!(a.len(), b.len());
         // Larger batches may take other (equally exact) kernel paths: allow rounding-level differences.
-        let max = a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let max = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         assert!(max < 1e-2, "sequence {i}: max |Δlogit| {max}");
     }
 }

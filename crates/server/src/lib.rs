@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod openai;
+pub mod scheduler;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -39,6 +40,8 @@ pub struct ServeConfig {
     pub api_key: Option<String>,
     /// Requests that may wait for the engine before new ones get 429.
     pub max_queue: usize,
+    /// Sequences generated at once (continuous batching).
+    pub parallel: usize,
 }
 
 /// Shared by every handler.
@@ -123,7 +126,7 @@ pub fn serve(
         let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
         on_bound(listener.local_addr()?);
         let state = Arc::new(AppState {
-            worker: Worker::start(load, cfg.max_queue),
+            worker: Worker::start(load, cfg.parallel, cfg.max_queue),
             model_name: cfg.model_name,
             api_key: cfg.api_key,
             started: std::time::SystemTime::now()

@@ -1,20 +1,27 @@
-//! The engine thread: it owns the model and its one session, and runs queued
-//! requests one after another, streaming their text back over a channel.
+//! The engine thread: it owns the model and `--parallel` sequence slots, and
+//! runs them with continuous batching: at every step, requests join and
+//! leave, and one forward pass carries every running sequence's next token
+//! together with chunks of the prompts being read ([`crate::scheduler::plan`]).
+//! Text streams back to each request over its own channel.
 //!
 //! Requests wait in a bounded queue; a full queue is refused at once (429)
-//! rather than left hanging. Consecutive requests reuse the KV cache of their
-//! common prefix (a shared system prompt, a conversation's earlier turns).
-//! Continuous batching across requests is future work (see the server issue).
+//! rather than left hanging. A new request takes the free slot whose cache
+//! shares the longest prefix with its prompt (a shared system prompt, a
+//! conversation's earlier turns) and evaluates only the rest.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 
-use sparetire_runtime::{Engine, GenParams, RuntimeError, StopReason};
+use sparetire_models::{Logits, Seq, State};
+use sparetire_runtime::{
+    Engine, GenParams, Generator, RuntimeError, Step, StopReason, PREFILL_CHUNK,
+};
 use sparetire_tokenizer::ChatMessage;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::scheduler::{plan, Need};
 
 /// What to run.
 pub enum Prompt {
@@ -61,9 +68,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Starts the engine thread; `load` runs on it. A model that fails to load ends the process.
+    /// Starts the engine thread with `n_slots` sequence slots; `load` runs on
+    /// it and returns the engine and the context size of each slot. A model
+    /// that fails to load ends the process.
     pub fn start(
         load: Box<dyn FnOnce() -> Result<(Engine, usize), String> + Send>,
+        n_slots: usize,
         max_queue: usize,
     ) -> Worker {
         let (tx, rx) = sync_channel::<Job>(max_queue);
@@ -71,30 +81,29 @@ impl Worker {
         let queued = Arc::new(AtomicUsize::new(0));
         let (ready2, queued2) = (ready.clone(), queued.clone());
         std::thread::spawn(move || {
-            let (engine, n_ctx) = match load() {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(1);
-                }
+            let fail = |e: String| -> ! {
+                eprintln!("error: {e}");
+                std::process::exit(1)
             };
-            let mut session = match engine.session(n_ctx) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    std::process::exit(1);
-                }
-            };
+            let (engine, n_ctx) = load().unwrap_or_else(|e| fail(e));
+            let slots = (0..n_slots.max(1))
+                .map(|_| engine.model().new_state(n_ctx).map(Slot::new))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| fail(e.to_string()));
             ready2.store(true, Ordering::Release);
-            eprintln!("sparetire: model ready");
-            for job in rx {
-                queued2.fetch_sub(1, Ordering::AcqRel);
-                let events = job.events.clone();
-                let result = run(&engine, &mut session, n_ctx, job);
-                if let Err(e) = result {
-                    let _ = events.blocking_send(Event::Error(e));
-                }
+            eprintln!(
+                "sparetire: model ready ({} parallel sequences of {n_ctx} tokens)",
+                slots.len()
+            );
+            Batcher {
+                engine: &engine,
+                n_ctx,
+                slots,
+                rx,
+                queued: queued2,
+                arrivals: 0,
             }
+            .run();
         });
         Worker {
             tx,
@@ -109,7 +118,7 @@ impl Worker {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Requests waiting for the engine.
+    /// Requests waiting for a slot.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
     }
@@ -134,56 +143,247 @@ impl Worker {
     }
 }
 
-fn run(
-    engine: &Engine,
-    session: &mut sparetire_runtime::Session<'_>,
-    n_ctx: usize,
-    job: Job,
-) -> Result<(), ApiError> {
-    let internal = |e: RuntimeError| ApiError::Internal(e.to_string());
-    let tokens = match &job.prompt {
-        Prompt::Chat(msgs) => {
-            let text = engine
-                .render_chat(msgs)
-                .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-            engine.tokenize_chat(&text).map_err(internal)?
+/// One sequence slot: its KV cache, the tokens in it, and the request it serves.
+struct Slot {
+    state: State,
+    /// Tokens in the KV cache, in order.
+    tokens: Vec<u32>,
+    active: Option<Active>,
+}
+
+/// The request a slot is serving.
+struct Active {
+    events: mpsc::Sender<Event>,
+    prompt: Vec<u32>,
+    gen: Generator,
+    /// The sampled token to feed next (decoding).
+    next: Option<u32>,
+    age: u64,
+}
+
+impl Slot {
+    fn new(state: State) -> Slot {
+        Slot {
+            state,
+            tokens: Vec::new(),
+            active: None,
         }
-        Prompt::Text(t) => engine.tokenize_raw(t).map_err(internal)?,
-    };
-    if tokens.is_empty() {
-        return Err(ApiError::invalid(
-            "prompt",
-            "the prompt is empty (no tokens)",
-        ));
     }
-    let field = match job.prompt {
-        Prompt::Chat(_) => "messages",
-        Prompt::Text(_) => "prompt",
-    };
-    let wanted = tokens.len() + job.params.max_tokens.unwrap_or(0);
-    if tokens.len() >= n_ctx || wanted > n_ctx {
-        return Err(ApiError::Invalid {
-            message: format!(
-                "this model's context holds {n_ctx} tokens, but the request needs {wanted} ({} in the prompt + {} to generate); shorten the prompt or lower max_tokens",
-                tokens.len(),
-                job.params.max_tokens.unwrap_or(0)
-            ),
-            param: Some(field.into()),
+
+    fn need(&self) -> Need {
+        match &self.active {
+            None => Need::Idle,
+            Some(a) if a.next.is_some() => Need::Decode,
+            Some(a) => Need::Prefill {
+                pending: a.prompt.len() - self.tokens.len(),
+                age: a.age,
+            },
+        }
+    }
+}
+
+struct Batcher<'e> {
+    engine: &'e Engine,
+    n_ctx: usize,
+    slots: Vec<Slot>,
+    rx: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    arrivals: u64,
+}
+
+impl Batcher<'_> {
+    fn run(mut self) {
+        loop {
+            let busy = self.slots.iter().any(|s| s.active.is_some());
+            // Admit waiting requests into free slots (block only when there is nothing to do).
+            while self.slots.iter().any(|s| s.active.is_none()) {
+                let job = if busy || self.slots.iter().any(|s| s.active.is_some()) {
+                    match self.rx.try_recv() {
+                        Ok(j) => j,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => return,
+                    }
+                } else {
+                    match self.rx.recv() {
+                        Ok(j) => j,
+                        Err(_) => return,
+                    }
+                };
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                let events = job.events.clone();
+                if let Err(e) = self.admit(job) {
+                    let _ = events.blocking_send(Event::Error(e));
+                }
+            }
+            if let Err(e) = self.step() {
+                // A failed forward pass fails every running request, not the server.
+                for slot in &mut self.slots {
+                    if let Some(a) = slot.active.take() {
+                        let _ = a
+                            .events
+                            .blocking_send(Event::Error(ApiError::Internal(e.to_string())));
+                    }
+                    slot.state.truncate(0);
+                    slot.tokens.clear();
+                }
+            }
+        }
+    }
+
+    /// Tokenizes and checks a request, and gives it the free slot that already holds most of its prompt.
+    fn admit(&mut self, job: Job) -> Result<(), ApiError> {
+        let engine = self.engine;
+        let internal = |e: RuntimeError| ApiError::Internal(e.to_string());
+        let (prompt, field) = match &job.prompt {
+            Prompt::Chat(msgs) => {
+                let text = engine
+                    .render_chat(msgs)
+                    .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+                (engine.tokenize_chat(&text).map_err(internal)?, "messages")
+            }
+            Prompt::Text(t) => (engine.tokenize_raw(t).map_err(internal)?, "prompt"),
+        };
+        if prompt.is_empty() {
+            return Err(ApiError::invalid(
+                "prompt",
+                "the prompt is empty (no tokens)",
+            ));
+        }
+        let n_ctx = self.n_ctx;
+        let wanted = prompt.len() + job.params.max_tokens.unwrap_or(0);
+        if prompt.len() >= n_ctx || wanted > n_ctx {
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "this model's context holds {n_ctx} tokens, but the request needs {wanted} ({} in the prompt + {} to generate); shorten the prompt or lower max_tokens",
+                    prompt.len(),
+                    job.params.max_tokens.unwrap_or(0)
+                ),
+                param: Some(field.into()),
+            });
+        }
+        let common = |s: &Slot| {
+            s.tokens
+                .iter()
+                .zip(&prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.active.is_none())
+            .max_by_key(|s| common(s))
+        else {
+            return Err(ApiError::Internal("no free slot".into()));
+        };
+        // Reuse the cached prefix, but always evaluate at least the last prompt token.
+        let reuse = common(slot).min(prompt.len() - 1);
+        slot.state.truncate(reuse);
+        slot.tokens.truncate(reuse);
+        self.arrivals += 1;
+        slot.active = Some(Active {
+            events: job.events,
+            gen: Generator::new(&job.params),
+            prompt,
+            next: None,
+            age: self.arrivals,
         });
+        Ok(())
     }
-    let events = &job.events;
-    let mut on_text = |s: &str| events.blocking_send(Event::Text(s.to_owned())).is_ok();
-    let g = session
-        .generate(&tokens, &job.params, &mut on_text)
-        .map_err(internal)?;
-    let finish_reason = match g.stop_reason {
-        StopReason::Length | StopReason::ContextFull => "length",
-        _ => "stop",
-    };
-    let _ = events.blocking_send(Event::Done {
-        finish_reason,
-        prompt_tokens: tokens.len(),
-        completion_tokens: g.tokens.len(),
-    });
-    Ok(())
+
+    /// One forward pass over every running sequence, then one sampling step for each that needs it.
+    fn step(&mut self) -> Result<(), RuntimeError> {
+        // Requests whose client went away stop here, even in the middle of their prompt.
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
+                slot.active = None;
+            }
+        }
+        let needs: Vec<Need> = self.slots.iter().map(Slot::need).collect();
+        let counts = plan(&needs, PREFILL_CHUNK);
+        if counts.iter().all(|&c| c == 0) {
+            return Ok(());
+        }
+        let mut feeds: Vec<(usize, Vec<u32>, bool)> = Vec::new(); // (slot, tokens, wants logits)
+        for (i, (slot, &count)) in self.slots.iter().zip(&counts).enumerate() {
+            let Some(a) = &slot.active else { continue };
+            if count == 0 {
+                continue;
+            }
+            match a.next {
+                Some(t) => feeds.push((i, vec![t], true)),
+                None => {
+                    let from = slot.tokens.len();
+                    let to = from + count;
+                    feeds.push((i, a.prompt[from..to].to_vec(), to == a.prompt.len()));
+                }
+            }
+        }
+        {
+            let mut seqs: Vec<Seq> = Vec::with_capacity(feeds.len());
+            let mut feed_iter = feeds.iter().peekable();
+            for (i, slot) in self.slots.iter_mut().enumerate() {
+                if let Some((_, tokens, wants)) = feed_iter.next_if(|f| f.0 == i) {
+                    seqs.push(Seq {
+                        state: &mut slot.state,
+                        tokens,
+                        logits: if *wants { Logits::Last } else { Logits::None },
+                    });
+                }
+            }
+            self.engine
+                .model()
+                .forward_batch(self.engine.pool(), &mut seqs)?;
+        }
+        let tok = self.engine.tokenizer();
+        for (i, tokens, wants) in feeds {
+            let slot = &mut self.slots[i];
+            slot.tokens.extend_from_slice(&tokens);
+            if !wants {
+                continue;
+            }
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            let step = a.gen.step(tok, slot.state.logits(), &slot.tokens);
+            let (text, done) = match step {
+                Err(e) => {
+                    let _ = a
+                        .events
+                        .blocking_send(Event::Error(ApiError::Internal(e.to_string())));
+                    slot.active = None;
+                    continue;
+                }
+                Ok(Step::Next { token, text }) => {
+                    if slot.tokens.len() >= self.n_ctx {
+                        let mut t = text;
+                        t.push_str(&a.gen.finish());
+                        (t, Some(StopReason::ContextFull))
+                    } else {
+                        a.next = Some(token);
+                        (text, None)
+                    }
+                }
+                Ok(Step::Done { reason, text }) => (text, Some(reason)),
+            };
+            if !text.is_empty() && a.events.blocking_send(Event::Text(text)).is_err() {
+                // The client went away: free the slot.
+                slot.active = None;
+                continue;
+            }
+            if let Some(reason) = done {
+                let finish_reason = match reason {
+                    StopReason::Length | StopReason::ContextFull => "length",
+                    _ => "stop",
+                };
+                let _ = a.events.blocking_send(Event::Done {
+                    finish_reason,
+                    prompt_tokens: a.prompt.len(),
+                    completion_tokens: a.gen.tokens().len(),
+                });
+                slot.active = None;
+            }
+        }
+        Ok(())
+    }
 }
