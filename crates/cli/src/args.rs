@@ -103,6 +103,20 @@ pub struct SamplingArgs {
     /// How many recent tokens the repeat penalty considers
     #[arg(long = "repeat-last-n", default_value_t = 64)]
     pub repeat_last_n: usize,
+    /// Subtract this from the logits of recently seen tokens (0 = off)
+    #[arg(
+        long = "presence-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub presence_penalty: f32,
+    /// Subtract this per recent occurrence of a token (0 = off)
+    #[arg(
+        long = "frequency-penalty",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
+    pub frequency_penalty: f32,
     /// Random seed (default or -1: random); the same seed gives the same output
     #[arg(short = 's', long = "seed", allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
     pub seed: Option<i64>,
@@ -130,6 +144,8 @@ impl SamplingArgs {
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
             repeat_last_n: self.repeat_last_n,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
             seed,
         };
         cfg.validate()

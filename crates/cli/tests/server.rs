@@ -306,3 +306,63 @@ fn concurrent_requests_are_batched_and_agree_with_sequential_ones() {
         );
     }
 }
+
+#[test]
+fn metrics_count_requests_tokens_and_prefix_hits() {
+    let s = start(&["-m", &tiny(), "--parallel", "1"]);
+    let conv = |q: &str| {
+        serde_json::json!({"messages": [{"role": "system", "content": "You are a helpful assistant who answers briefly."},
+                                          {"role": "user", "content": q}], "max_tokens": 4, "temperature": 0})
+        .to_string()
+    };
+    assert_eq!(
+        request(
+            &s,
+            "POST",
+            "/v1/chat/completions",
+            Some(&conv("Hello")),
+            &[]
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        request(
+            &s,
+            "POST",
+            "/v1/chat/completions",
+            Some(&conv("Goodbye")),
+            &[]
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        request(&s, "POST", "/v1/chat/completions", Some("{"), &[]).0,
+        400
+    );
+    let (st, text) = request(&s, "GET", "/metrics", None, &[]);
+    assert_eq!(st, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    // Two completions, plus the /health polls of `start` (at least one) and this scrape is not counted yet.
+    assert!(
+        value("sparetire_requests_total{status=\"200\"}") >= 3.0,
+        "{text}"
+    );
+    assert_eq!(value("sparetire_requests_total{status=\"400\"}"), 1.0);
+    assert_eq!(value("sparetire_generated_tokens_total"), 8.0);
+    assert_eq!(value("sparetire_time_to_first_token_seconds_count"), 2.0);
+    // The second conversation shares the system prompt with the first: its prefix came from cache.
+    assert!(
+        value("sparetire_prompt_tokens_cached_total") >= 10.0,
+        "{text}"
+    );
+    assert!(value("sparetire_prefix_cache_hit_ratio") > 0.0);
+    assert_eq!(value("sparetire_queue_depth"), 0.0);
+}

@@ -16,8 +16,12 @@ pub struct SamplerConfig {
     pub min_p: f32,
     /// Divide positive logits (multiply negative ones) of recently seen tokens by this (`1.0` = off).
     pub repeat_penalty: f32,
-    /// How many recent tokens the repetition penalty looks at.
+    /// How many recent tokens the repetition, presence and frequency penalties look at.
     pub repeat_last_n: usize,
+    /// Subtracted from the logit of every token seen recently (OpenAI's `presence_penalty`; `0` = off).
+    pub presence_penalty: f32,
+    /// Subtracted once per recent occurrence (OpenAI's `frequency_penalty`; `0` = off).
+    pub frequency_penalty: f32,
     /// Seed of the random draw: the same seed and inputs give the same tokens.
     pub seed: u64,
 }
@@ -31,6 +35,8 @@ impl Default for SamplerConfig {
             min_p: 0.05,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
             seed: 0,
         }
     }
@@ -50,6 +56,14 @@ impl SamplerConfig {
         }
         if !(0.0..=1.0).contains(&self.min_p) {
             return Err(format!("min-p must be in [0, 1], got {}", self.min_p));
+        }
+        for (name, v) in [
+            ("presence penalty", self.presence_penalty),
+            ("frequency penalty", self.frequency_penalty),
+        ] {
+            if !(-2.0..=2.0).contains(&v) {
+                return Err(format!("{name} must be in [-2, 2], got {v}"));
+            }
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
             return Err(format!(
@@ -88,7 +102,10 @@ impl Sampler {
     /// Picks a token from `logits`; `history` holds the tokens so far (prompt and generated).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let cfg = &self.cfg;
-        let penalize = cfg.repeat_penalty != 1.0 && cfg.repeat_last_n > 0;
+        let penalize = (cfg.repeat_penalty != 1.0
+            || cfg.presence_penalty != 0.0
+            || cfg.frequency_penalty != 0.0)
+            && cfg.repeat_last_n > 0;
         if cfg.temperature <= 0.0 && !penalize {
             return argmax(logits);
         }
@@ -99,14 +116,16 @@ impl Sampler {
             let recent = &history[history.len().saturating_sub(cfg.repeat_last_n)..];
             let mut seen: Vec<u32> = recent.to_vec();
             seen.sort_unstable();
-            seen.dedup();
-            for t in seen {
-                if let Some(c) = self.cand.get_mut(t as usize) {
+            // As llama.cpp's penalties sampler: repetition scaling, then
+            // `count * frequency + presence` subtracted, for each distinct recent token.
+            for run in seen.chunk_by(|a, b| a == b) {
+                if let Some(c) = self.cand.get_mut(run[0] as usize) {
                     c.1 = if c.1 > 0.0 {
                         c.1 / cfg.repeat_penalty
                     } else {
                         c.1 * cfg.repeat_penalty
                     };
+                    c.1 -= run.len() as f32 * cfg.frequency_penalty + cfg.presence_penalty;
                 }
             }
         }
@@ -273,6 +292,21 @@ mod tests {
         });
         assert_eq!(s.sample(&[3.0, 2.0], &[0]), 1);
         assert_eq!(s.sample(&[3.0, 2.0], &[1]), 0);
+    }
+
+    #[test]
+    fn presence_and_frequency_penalties() {
+        let mut s = Sampler::new(SamplerConfig {
+            presence_penalty: 1.5,
+            ..cfg(0.0)
+        });
+        assert_eq!(s.sample(&[3.0, 2.0], &[0]), 1);
+        let mut s = Sampler::new(SamplerConfig {
+            frequency_penalty: 0.4,
+            ..cfg(0.0)
+        });
+        assert_eq!(s.sample(&[3.0, 2.0], &[0, 0]), 0);
+        assert_eq!(s.sample(&[3.0, 2.0], &[0, 0, 0]), 1);
     }
 
     #[test]

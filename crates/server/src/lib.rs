@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod metrics;
 pub mod openai;
 pub mod scheduler;
 pub mod worker;
@@ -47,6 +48,7 @@ pub struct ServeConfig {
 /// Shared by every handler.
 pub struct AppState {
     worker: Worker,
+    metrics: Arc<metrics::Metrics>,
     model_name: String,
     api_key: Option<String>,
     started: u64,
@@ -94,6 +96,19 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
     }
 }
 
+async fn metrics_text(State(st): State<Arc<AppState>>) -> Response {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        st.metrics.render(st.worker.queued()),
+    )
+        .into_response()
+}
+
+async fn count_status(State(st): State<Arc<AppState>>, res: Response) -> Response {
+    st.metrics.count_response(res.status().as_u16());
+    res
+}
+
 async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::NoRoute(uri.path().to_owned()).into_response()
 }
@@ -102,11 +117,16 @@ async fn not_found(uri: axum::http::Uri) -> Response {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
         .route("/v1/models", get(openai::models))
         .route("/v1/chat/completions", post(openai::chat))
         .route("/v1/completions", post(openai::completions))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response_with_state(
+            state.clone(),
+            count_status,
+        ))
         .with_state(state)
 }
 
@@ -125,8 +145,10 @@ pub fn serve(
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
         on_bound(listener.local_addr()?);
+        let metrics = Arc::new(metrics::Metrics::default());
         let state = Arc::new(AppState {
-            worker: Worker::start(load, cfg.parallel, cfg.max_queue),
+            worker: Worker::start(load, cfg.parallel, cfg.max_queue, metrics.clone()),
+            metrics,
             model_name: cfg.model_name,
             api_key: cfg.api_key,
             started: std::time::SystemTime::now()

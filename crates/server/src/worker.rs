@@ -12,6 +12,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 
 use sparetire_models::{Logits, Seq, State};
 use sparetire_runtime::{
@@ -21,6 +22,7 @@ use sparetire_tokenizer::ChatMessage;
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::scheduler::{plan, Need};
 
 /// What to run.
@@ -39,6 +41,8 @@ pub struct Job {
     pub params: GenParams,
     /// Where the results go; dropping the receiver cancels the job.
     pub events: mpsc::Sender<Event>,
+    /// When the request arrived (for time-to-first-token).
+    pub arrived: Instant,
 }
 
 /// What the engine thread reports about a job.
@@ -75,6 +79,7 @@ impl Worker {
         load: Box<dyn FnOnce() -> Result<(Engine, usize), String> + Send>,
         n_slots: usize,
         max_queue: usize,
+        metrics: Arc<Metrics>,
     ) -> Worker {
         let (tx, rx) = sync_channel::<Job>(max_queue);
         let ready = Arc::new(AtomicBool::new(false));
@@ -90,6 +95,9 @@ impl Worker {
                 .map(|_| engine.model().new_state(n_ctx).map(Slot::new))
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap_or_else(|e| fail(e.to_string()));
+            metrics
+                .kv_capacity
+                .store((slots.len() * n_ctx) as u64, Ordering::Relaxed);
             ready2.store(true, Ordering::Release);
             eprintln!(
                 "sparetire: model ready ({} parallel sequences of {n_ctx} tokens)",
@@ -102,6 +110,7 @@ impl Worker {
                 rx,
                 queued: queued2,
                 arrivals: 0,
+                metrics,
             }
             .run();
         });
@@ -159,6 +168,9 @@ struct Active {
     /// The sampled token to feed next (decoding).
     next: Option<u32>,
     age: u64,
+    arrived: Instant,
+    /// When the first text went out.
+    first_text: Option<Instant>,
 }
 
 impl Slot {
@@ -189,6 +201,7 @@ struct Batcher<'e> {
     rx: Receiver<Job>,
     queued: Arc<AtomicUsize>,
     arrivals: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Batcher<'_> {
@@ -280,6 +293,9 @@ impl Batcher<'_> {
         let reuse = common(slot).min(prompt.len() - 1);
         slot.state.truncate(reuse);
         slot.tokens.truncate(reuse);
+        self.metrics
+            .prompt_tokens_cached
+            .fetch_add(reuse as u64, Ordering::Relaxed);
         self.arrivals += 1;
         slot.active = Some(Active {
             events: job.events,
@@ -287,6 +303,8 @@ impl Batcher<'_> {
             prompt,
             next: None,
             age: self.arrivals,
+            arrived: job.arrived,
+            first_text: None,
         });
         Ok(())
     }
@@ -366,24 +384,46 @@ impl Batcher<'_> {
                 }
                 Ok(Step::Done { reason, text }) => (text, Some(reason)),
             };
-            if !text.is_empty() && a.events.blocking_send(Event::Text(text)).is_err() {
-                // The client went away: free the slot.
-                slot.active = None;
-                continue;
+            if !text.is_empty() {
+                if a.first_text.is_none() {
+                    a.first_text = Some(Instant::now());
+                    self.metrics.ttft.observe(a.arrived.elapsed().as_secs_f64());
+                }
+                if a.events.blocking_send(Event::Text(text)).is_err() {
+                    // The client went away: free the slot.
+                    slot.active = None;
+                    continue;
+                }
             }
             if let Some(reason) = done {
                 let finish_reason = match reason {
                     StopReason::Length | StopReason::ContextFull => "length",
                     _ => "stop",
                 };
+                let n_gen = a.gen.tokens().len();
                 let _ = a.events.blocking_send(Event::Done {
                     finish_reason,
                     prompt_tokens: a.prompt.len(),
-                    completion_tokens: a.gen.tokens().len(),
+                    completion_tokens: n_gen,
                 });
+                let m = &self.metrics;
+                m.prompt_tokens
+                    .fetch_add(a.prompt.len() as u64, Ordering::Relaxed);
+                m.generated_tokens
+                    .fetch_add(n_gen as u64, Ordering::Relaxed);
+                if let (Some(t), true) = (a.first_text, n_gen > 1) {
+                    m.tpot
+                        .observe(t.elapsed().as_secs_f64() / (n_gen - 1) as f64);
+                }
                 slot.active = None;
             }
         }
+        let running = self.slots.iter().filter(|s| s.active.is_some()).count();
+        let used: usize = self.slots.iter().map(|s| s.tokens.len()).sum();
+        self.metrics
+            .running
+            .store(running as u64, Ordering::Relaxed);
+        self.metrics.kv_used.store(used as u64, Ordering::Relaxed);
         Ok(())
     }
 }

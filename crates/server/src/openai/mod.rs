@@ -96,6 +96,7 @@ async fn handle(
         prompt,
         params,
         events: tx,
+        arrived: std::time::Instant::now(),
     })?;
     let meta = Meta {
         id: format!(

@@ -133,6 +133,8 @@ pub fn common(
             None => defaults.top_p,
         },
         seed: seed.map_or_else(random_seed, |s| s as u64),
+        presence_penalty: number(m, "presence_penalty", -2.0, 2.0)?.map_or(0.0, |x| x as f32),
+        frequency_penalty: number(m, "frequency_penalty", -2.0, 2.0)?.map_or(0.0, |x| x as f32),
         ..defaults
     };
     let stop = match m.get("stop") {
