@@ -43,6 +43,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
         sampler,
         stop: a.sampling.stop.clone(),
         stop_at_eog: true,
+        logprobs: None,
     };
     let mut session = engine.session(n_ctx)?;
     let opening: Vec<ChatMessage> = a

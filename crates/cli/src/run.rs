@@ -80,6 +80,7 @@ pub fn main(a: RunArgs) -> Result<()> {
         sampler,
         stop: a.sampling.stop.clone(),
         stop_at_eog: true,
+        logprobs: None,
     };
     let mut session = engine.session(n_ctx)?;
     let stdout = std::io::stdout();

@@ -366,3 +366,60 @@ fn metrics_count_requests_tokens_and_prefix_hits() {
     assert!(value("sparetire_prefix_cache_hit_ratio") > 0.0);
     assert_eq!(value("sparetire_queue_depth"), 0.0);
 }
+
+#[test]
+fn logprobs_in_both_shapes() {
+    let s = start(&["-m", &tiny()]);
+    let req = r#"{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 5, "temperature": 0, "logprobs": true, "top_logprobs": 3}"#;
+    let (st, body) = request(&s, "POST", "/v1/chat/completions", Some(req), &[]);
+    assert_eq!(st, 200, "{body}");
+    let v = json(&body);
+    let content = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 5);
+    for t in content {
+        let lp = t["logprob"].as_f64().unwrap();
+        let top = t["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        // Greedy: the chosen token is the most likely one.
+        assert!(
+            (top[0]["logprob"].as_f64().unwrap() - lp).abs() < 1e-6 && lp <= 0.0,
+            "{t}"
+        );
+        assert!(top[0]["logprob"].as_f64() >= top[1]["logprob"].as_f64());
+    }
+    let joined: String = content
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        joined,
+        v["choices"][0]["message"]["content"].as_str().unwrap()
+    );
+
+    let req = r#"{"prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0, "logprobs": 2, "stream": true}"#;
+    let (_, body) = request(&s, "POST", "/v1/completions", Some(req), &[]);
+    let tokens: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(json)
+        .filter_map(|c| {
+            c["choices"][0]["logprobs"]["token_logprobs"]
+                .as_array()
+                .cloned()
+        })
+        .flatten()
+        .collect();
+    assert_eq!(tokens.len(), 4, "{body}");
+    let (st, body) = request(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(
+            r#"{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 50}"#,
+        ),
+        &[],
+    );
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(json(&body)["error"]["param"], "top_logprobs");
+}

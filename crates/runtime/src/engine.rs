@@ -144,6 +144,8 @@ pub struct GenParams {
     pub stop: Vec<String>,
     /// Stop at the model's end-of-generation tokens (almost always wanted).
     pub stop_at_eog: bool,
+    /// Record each generated token's log-probability with this many alternatives.
+    pub logprobs: Option<usize>,
 }
 
 /// Why generation ended.

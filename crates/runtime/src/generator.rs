@@ -28,6 +28,19 @@ pub enum Step {
     },
 }
 
+/// The log-probability of one generated token, with the most likely alternatives.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenLogprob {
+    /// The token id.
+    pub token: u32,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its natural-log probability under the model.
+    pub logprob: f32,
+    /// The most likely tokens at this step (id, bytes, logprob), best first.
+    pub top: Vec<(u32, Vec<u8>, f32)>,
+}
+
 /// The per-sequence state of generation.
 pub struct Generator {
     sampler: Sampler,
@@ -36,6 +49,9 @@ pub struct Generator {
     tokens: Vec<u32>,
     max_tokens: Option<usize>,
     stop_at_eog: bool,
+    /// Report log-probabilities with this many alternatives.
+    logprobs: Option<usize>,
+    pending_logprobs: Vec<TokenLogprob>,
 }
 
 impl Generator {
@@ -48,6 +64,8 @@ impl Generator {
             tokens: Vec::new(),
             max_tokens: params.max_tokens,
             stop_at_eog: params.stop_at_eog,
+            logprobs: params.logprobs,
+            pending_logprobs: Vec::new(),
         }
     }
 
@@ -87,6 +105,10 @@ impl Generator {
             });
         }
         self.tokens.push(token);
+        if let Some(n_top) = self.logprobs {
+            self.pending_logprobs
+                .push(token_logprob(tok, logits, token, n_top));
+        }
         let piece = self.utf8.push(&tok.token_to_piece(token));
         match self.stops.push(&piece) {
             StopCheck::Stop(text) => Ok(Step::Done {
@@ -104,6 +126,11 @@ impl Generator {
         }
     }
 
+    /// The log-probabilities of the tokens generated since the last call (when asked for).
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        std::mem::take(&mut self.pending_logprobs)
+    }
+
     /// Ends generation early (context full, cancelled): the text still held back.
     pub fn finish(&mut self) -> String {
         let tail = self.utf8.flush();
@@ -112,5 +139,35 @@ impl Generator {
         };
         last.push_str(&self.stops.flush());
         last
+    }
+}
+
+/// Log-softmax of `logits` at `token`, and the `n_top` best tokens.
+fn token_logprob(tok: &Tokenizer, logits: &[f32], token: u32, n_top: usize) -> TokenLogprob {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = logits
+        .iter()
+        .map(|&l| ((l - max) as f64).exp())
+        .sum::<f64>()
+        .ln() as f32
+        + max;
+    let mut top: Vec<(u32, f32)> = Vec::with_capacity(n_top + 1);
+    if n_top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if top.len() < n_top || l > top[top.len() - 1].1 {
+                let at = top.partition_point(|&(_, x)| x >= l);
+                top.insert(at, (i as u32, l));
+                top.truncate(n_top);
+            }
+        }
+    }
+    TokenLogprob {
+        token,
+        bytes: tok.token_to_piece(token),
+        logprob: logits[token as usize] - lse,
+        top: top
+            .into_iter()
+            .map(|(id, l)| (id, tok.token_to_piece(id), l - lse))
+            .collect(),
     }
 }

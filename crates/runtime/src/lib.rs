@@ -21,7 +21,7 @@ mod stop;
 
 pub use engine::{Engine, GenParams, Generation, Session, StopReason, Timings, PREFILL_CHUNK};
 pub use error::RuntimeError;
-pub use generator::{Generator, Step};
+pub use generator::{Generator, Step, TokenLogprob};
 pub use logits_file::{LogitsReader, LogitsWriter};
 pub use perplexity::{perplexity, KlStats, PplParams, PplResult, PplStats};
 pub use sampler::{Sampler, SamplerConfig};

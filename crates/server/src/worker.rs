@@ -50,6 +50,8 @@ pub struct Job {
 pub enum Event {
     /// Generated text, in order.
     Text(String),
+    /// Log-probabilities of generated tokens (when asked for), sent before their text.
+    Logprobs(Vec<sparetire_runtime::TokenLogprob>),
     /// The job finished.
     Done {
         /// `stop` or `length`.
@@ -364,6 +366,11 @@ impl Batcher<'_> {
                 continue;
             };
             let step = a.gen.step(tok, slot.state.logits(), &slot.tokens);
+            let lps = a.gen.take_logprobs();
+            if !lps.is_empty() && a.events.blocking_send(Event::Logprobs(lps)).is_err() {
+                slot.active = None;
+                continue;
+            }
             let (text, done) = match step {
                 Err(e) => {
                     let _ = a

@@ -16,7 +16,7 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
-use sparetire_runtime::GenParams;
+use sparetire_runtime::{GenParams, TokenLogprob};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -91,6 +91,7 @@ async fn handle(
         sampler: c.sampler.clone(),
         stop: c.stop.clone(),
         stop_at_eog: true,
+        logprobs: c.logprobs,
     };
     st.worker.submit(Job {
         prompt,
@@ -99,6 +100,7 @@ async fn handle(
         arrived: std::time::Instant::now(),
     })?;
     let meta = Meta {
+        logprobs: c.logprobs.is_some(),
         id: format!(
             "{}-{}",
             if kind == Kind::Chat {
@@ -120,6 +122,8 @@ async fn handle(
 }
 
 struct Meta {
+    /// Whether the request asked for log-probabilities.
+    logprobs: bool,
     id: String,
     created: u64,
     model: String,
@@ -166,6 +170,31 @@ impl Meta {
     }
 }
 
+/// Log-probabilities in the endpoint's shape: chat's `{"content": [...]}`, or
+/// completions' `{"tokens", "token_logprobs", "top_logprobs", "text_offset"}`.
+fn logprobs_json(kind: Kind, lps: &[TokenLogprob], mut offset: usize) -> Value {
+    let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match kind {
+        Kind::Chat => json!({"content": lps.iter().map(|t| json!({
+            "token": s(&t.bytes), "logprob": t.logprob, "bytes": t.bytes,
+            "top_logprobs": t.top.iter().map(|(_, b, lp)| json!({"token": s(b), "logprob": lp, "bytes": b})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()}),
+        Kind::Completion => {
+            let mut offsets = Vec::with_capacity(lps.len());
+            for t in lps {
+                offsets.push(offset);
+                offset += s(&t.bytes).len();
+            }
+            json!({
+                "tokens": lps.iter().map(|t| s(&t.bytes)).collect::<Vec<_>>(),
+                "token_logprobs": lps.iter().map(|t| t.logprob).collect::<Vec<_>>(),
+                "top_logprobs": lps.iter().map(|t| t.top.iter().map(|(_, b, lp)| (s(b), json!(lp))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
+                "text_offset": offsets,
+            })
+        }
+    }
+}
+
 fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
@@ -173,16 +202,21 @@ fn usage(prompt: usize, completion: usize) -> Value {
 /// Waits for the whole answer.
 async fn collect(meta: Meta, mut rx: mpsc::Receiver<Event>) -> Result<Value, ApiError> {
     let mut text = String::new();
+    let mut lps = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Text(t) => text.push_str(&t),
+            Event::Logprobs(l) => lps.extend(l),
             Event::Error(e) => return Err(e),
             Event::Done {
                 finish_reason,
                 prompt_tokens,
                 completion_tokens,
             } => {
-                let choice = meta.choice(Some(&text), Some(finish_reason), false);
+                let mut choice = meta.choice(Some(&text), Some(finish_reason), false);
+                if meta.logprobs {
+                    choice["logprobs"] = logprobs_json(meta.kind, &lps, 0);
+                }
                 return Ok(meta.envelope(
                     vec![choice],
                     Some(usage(prompt_tokens, completion_tokens)),
@@ -210,8 +244,14 @@ fn stream(meta: Meta, mut rx: mpsc::Receiver<Event>, include_usage: bool) -> imp
                 return;
             }
         }
+        let mut lps: Vec<TokenLogprob> = Vec::new();
+        let mut sent = 0; // bytes of text sent (completions' text_offset)
         while let Some(ev) = rx.recv().await {
-            let (data, last) = match ev {
+            let (mut data, last) = match ev {
+                Event::Logprobs(l) => {
+                    lps.extend(l);
+                    continue;
+                }
                 Event::Text(t) => (
                     meta.envelope(vec![meta.choice(Some(&t), None, true)], None, true),
                     false,
@@ -233,6 +273,14 @@ fn stream(meta: Meta, mut rx: mpsc::Receiver<Event>, include_usage: bool) -> imp
                 }
                 Event::Error(e) => (e.body(), true),
             };
+            if meta.logprobs && !lps.is_empty() && data.get("choices").is_some() {
+                data["choices"][0]["logprobs"] = logprobs_json(meta.kind, &lps, sent);
+                sent += lps
+                    .iter()
+                    .map(|t| String::from_utf8_lossy(&t.bytes).len())
+                    .sum::<usize>();
+                lps.clear();
+            }
             if tx.send(Ok(send(data.to_string()))).await.is_err() {
                 return;
             }

@@ -21,6 +21,8 @@ pub struct Common {
     pub stream: bool,
     /// `stream_options.include_usage`.
     pub include_usage: bool,
+    /// Log-probabilities asked for, with this many alternatives.
+    pub logprobs: Option<usize>,
 }
 
 /// Parses a JSON body into an object.
@@ -170,7 +172,20 @@ pub fn common(
             ))
         }
     };
+    // Chat: `logprobs: true` plus `top_logprobs: 0..=20`; completions: `logprobs: 0..=5`.
+    let logprobs = match m.get("logprobs") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(integer(m, "top_logprobs", 0, 20)?.unwrap_or(0) as usize),
+        Some(Value::Number(_)) => integer(m, "logprobs", 0, 5)?.map(|n| n as usize),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "logprobs",
+                format!("`logprobs` must be a boolean or an integer, got {other}"),
+            ))
+        }
+    };
     Ok(Common {
+        logprobs,
         model,
         max_tokens,
         sampler,
