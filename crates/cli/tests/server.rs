@@ -423,3 +423,30 @@ fn logprobs_in_both_shapes() {
     assert_eq!(st, 400, "{body}");
     assert_eq!(json(&body)["error"]["param"], "top_logprobs");
 }
+
+#[test]
+fn n_choices() {
+    let s = start(&["-m", &tiny(), "--parallel", "3"]);
+    let req =
+        r#"{"prompt": "Once upon a time", "max_tokens": 6, "temperature": 1.0, "seed": 5, "n": 3}"#;
+    let (st, body) = request(&s, "POST", "/v1/completions", Some(req), &[]);
+    assert_eq!(st, 200, "{body}");
+    let v = json(&body);
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+    }
+    assert_eq!(v["usage"]["completion_tokens"], 18);
+    let texts: std::collections::HashSet<&str> = choices
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.len() > 1,
+        "three samples at temperature 1 should not all agree: {texts:?}"
+    );
+    // The same request again gives the same choices (seeded).
+    let (_, again) = request(&s, "POST", "/v1/completions", Some(req), &[]);
+    assert_eq!(json(&again)["choices"], v["choices"]);
+}

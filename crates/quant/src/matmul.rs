@@ -4,7 +4,7 @@ use crate::reference::{
     check_len, checked_row_bytes, dot_fn, path_dot_fn, quantize_activation_row, quantize_q8_k_4x8,
     DotFn,
 };
-use crate::simd::{best_kernel, best_path_tile, best_tile, TileFn, MAX_TILE};
+use crate::simd::{best_chunk, best_kernel, best_path_tile, best_tile, ChunkFn, TileFn, MAX_TILE};
 use crate::{GgmlType, QuantError, ThreadPool};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,6 +152,12 @@ pub fn matmul(
         Path::RepackGemm => (pick(Path::RepackGemm)?, pick(Path::RepackGemv)?),
         p => (pick(p)?, pick(p)?),
     };
+    // On the `vec_dot` path one kernel serves every row of a chunk (same arithmetic as `full`).
+    let chunk: Option<ChunkFn> = if path == Path::VecDot && !held_back {
+        best_chunk(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens))
+    } else {
+        None
+    };
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
     // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
     // activations differ.)
@@ -199,6 +205,7 @@ pub fn matmul(
         let next = AtomicUsize::new(0);
         pool.run(|_, _| {
             let mut acc = [0.0f32; MAX_TILE];
+            let mut chunk_out = [0.0f32; CHUNK_ROWS * MAX_TILE];
             loop {
                 let c = next.fetch_add(1, Ordering::Relaxed);
                 if c >= n_chunks {
@@ -210,6 +217,19 @@ pub fn matmul(
                     let nt = (n_tokens - t0).min(MAX_TILE);
                     let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
                     // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
+                    if let Some(f) = chunk {
+                        let o = &mut chunk_out[..(r1 - r0) * nt];
+                        f(cols, &w.data[r0 * w_row..r1 * w_row], w_row, acts, a_row, nt, o);
+                        for (i, v) in o.chunks_exact(nt).enumerate() {
+                            for (t, &v) in v.iter().enumerate() {
+                                // SAFETY: as below: t0 + t < n_tokens, r0 + i < r1 <= rows,
+                                // and this chunk of rows is this thread's alone.
+                                unsafe { *out.at((t0 + t) * rows + r0 + i) = v };
+                            }
+                        }
+                        t0 += nt;
+                        continue;
+                    }
                     let (tile, kernel) = if nt == MAX_TILE { full } else { rest };
                     for r in r0..r1 {
                         let wr = &w.data[r * w_row..(r + 1) * w_row];
@@ -281,6 +301,12 @@ mod tests {
             (GgmlType::Q5_K, 16, 9),
             (GgmlType::Q6_K, 16, 7),
             (GgmlType::Q6_K, 16, 9),
+            // `vec_dot` types whose chunks run one kernel over many rows, partial last chunk.
+            (GgmlType::Q4_1, 40, 1),
+            (GgmlType::Q4_1, 40, 6),
+            (GgmlType::Q5_0, 40, 5),
+            (GgmlType::Q8_0, 40, 1),
+            (GgmlType::Q8_0, 40, 9),
         ] {
             let rb = ty.row_bytes(cols).unwrap();
             let mut wq = vec![0u8; rows * rb];

@@ -26,6 +26,7 @@ use crate::metrics::Metrics;
 use crate::scheduler::{plan, Need};
 
 /// What to run.
+#[derive(Clone)]
 pub enum Prompt {
     /// A conversation, rendered with the model's chat template.
     Chat(Vec<ChatMessage>),

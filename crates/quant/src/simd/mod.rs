@@ -21,6 +21,13 @@ pub(crate) const MAX_TILE: usize = 4;
 /// decoding of each weight block. Panics on short buffers.
 pub(crate) type TileFn = fn(usize, &[u8], &[u8], usize, &mut [f32]);
 
+/// A chunk kernel: `f(cols, w, w_row, acts, a_stride, nt, out)` runs the tile kernel of the
+/// same type on each of `out.len() / nt` weight rows (row `r` starts at byte `r * w_row` of `w`)
+/// against the `nt` (`1..=MAX_TILE`) activation rows of `acts`, setting `out[r * nt + t]`.
+/// Lengths are checked once for the whole chunk; per output the arithmetic is the tile's.
+/// Panics on short buffers.
+pub(crate) type ChunkFn = fn(usize, &[u8], usize, &[u8], usize, usize, &mut [f32]);
+
 /// An instruction-set level the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
@@ -100,6 +107,17 @@ pub(crate) fn best_tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
         Isa::Scalar => None,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => x86_avx2::tile(ty, sgemm),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => None,
+    }
+}
+
+/// The chunk kernel for `ty` on the detected ISA (same arithmetic as [`best_tile`]).
+pub(crate) fn best_chunk(ty: GgmlType, sgemm: bool) -> Option<ChunkFn> {
+    match Isa::detect() {
+        Isa::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86_avx2::chunk(ty, sgemm),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => None,
     }

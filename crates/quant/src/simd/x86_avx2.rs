@@ -21,7 +21,7 @@
 #![allow(unsafe_op_in_unsafe_fn)]
 #![allow(clippy::needless_range_loop)] // why: per-token index loops mirror ggml's C
 
-use super::{TileFn, MAX_TILE};
+use super::{ChunkFn, TileFn, MAX_TILE};
 use crate::reference::DotFn;
 use crate::GgmlType;
 pub(crate) use paths::path_tile;
@@ -65,19 +65,80 @@ macro_rules! tile_fns {
             }
         }
     };
+    ($name:ident, $chunk:ident, $raw:ident, $wbytes:expr, $abytes:expr, $per:expr) => {
+        tile_fns!($name, $raw, $wbytes, $abytes, $per);
+
+        /// Safe wrapper for a chunk of rows: checks lengths once, then runs the raw tile on
+        /// every row in one loop (no per-row dispatch or bounds checks).
+        fn $chunk(
+            cols: usize,
+            w: &[u8],
+            w_row: usize,
+            a: &[u8],
+            a_stride: usize,
+            nt: usize,
+            out: &mut [f32],
+        ) {
+            let nb = cols / $per;
+            assert!((1..=MAX_TILE).contains(&nt), "tile of {nt} tokens");
+            let n_rows = out.len() / nt;
+            assert_eq!(n_rows * nt, out.len(), "output not whole rows");
+            if n_rows == 0 {
+                return;
+            }
+            assert!(
+                w_row >= nb * $wbytes && w.len() >= (n_rows - 1) * w_row + nb * $wbytes,
+                "weight rows too short"
+            );
+            assert!(
+                a_stride >= nb * $abytes && a.len() >= (nt - 1) * a_stride + nb * $abytes,
+                "activation rows too short"
+            );
+            /// # Safety
+            /// As a raw tile, for each of `n_rows` weight rows `w_row` bytes apart; `o` has
+            /// `n_rows * T` slots.
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows<const T: usize>(
+                n_rows: usize,
+                nb: usize,
+                w: *const u8,
+                w_row: usize,
+                a: *const u8,
+                a_stride: usize,
+                o: *mut f32,
+            ) {
+                for r in 0..n_rows {
+                    $raw::<T>(nb, w.add(r * w_row), a, a_stride, o.add(r * T));
+                }
+            }
+            let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
+            // SAFETY: `chunk` hands this function out only after `available()` confirmed AVX2,
+            // FMA and F16C; the asserts above show each of the `n_rows` weight rows has `nb`
+            // blocks, each of the `nt` activation rows has `nb` blocks, and `out` has
+            // `n_rows * nt` slots.
+            unsafe {
+                match nt {
+                    1 => rows::<1>(n_rows, nb, w, w_row, a, a_stride, o),
+                    2 => rows::<2>(n_rows, nb, w, w_row, a, a_stride, o),
+                    3 => rows::<3>(n_rows, nb, w, w_row, a, a_stride, o),
+                    _ => rows::<4>(n_rows, nb, w, w_row, a, a_stride, o),
+                }
+            }
+        }
+    };
 }
 
-tile_fns!(tile_q4_0, q4_0_q8_0, 18, 34, 32);
-tile_fns!(tile_q4_1, q4_1_q8_1, 20, 36, 32);
-tile_fns!(tile_q5_1, q5_1_q8_1, 24, 36, 32);
-tile_fns!(tile_q5_0, q5_0_q8_0, 22, 34, 32);
-tile_fns!(tile_q8_0, q8_0_q8_0, 34, 34, 32);
-tile_fns!(tile_q4_k, q4_k_q8_k, 144, 292, 256);
-tile_fns!(tile_q5_k, q5_k_dot, 176, 292, 256);
+tile_fns!(tile_q4_0, chunk_q4_0, q4_0_q8_0, 18, 34, 32);
+tile_fns!(tile_q4_1, chunk_q4_1, q4_1_q8_1, 20, 36, 32);
+tile_fns!(tile_q5_1, chunk_q5_1, q5_1_q8_1, 24, 36, 32);
+tile_fns!(tile_q5_0, chunk_q5_0, q5_0_q8_0, 22, 34, 32);
+tile_fns!(tile_q8_0, chunk_q8_0, q8_0_q8_0, 34, 34, 32);
+tile_fns!(tile_q4_k, chunk_q4_k, q4_k_q8_k, 144, 292, 256);
+tile_fns!(tile_q5_k, chunk_q5_k, q5_k_dot, 176, 292, 256);
 tile_fns!(tile_q5_k_tiled, q5_k_tiled, 176, 292, 256);
-tile_fns!(tile_q6_k, q6_k_q8_k, 210, 292, 256);
-tile_fns!(tile_f32_sgemm, f32_sgemm, 32, 32, 8);
-tile_fns!(tile_f16_sgemm, f16_sgemm, 16, 16, 8);
+tile_fns!(tile_q6_k, chunk_q6_k, q6_k_q8_k, 210, 292, 256);
+tile_fns!(tile_f32_sgemm, chunk_f32_sgemm, f32_sgemm, 32, 32, 8);
+tile_fns!(tile_f16_sgemm, chunk_f16_sgemm, f16_sgemm, 16, 16, 8);
 
 /// `ggml_vec_dot_f32`/`_f16` handle any length (a scalar tail), so they are wrapped separately.
 fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -149,6 +210,27 @@ pub(crate) fn tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
         (GgmlType::Q8_0, _) => tile_q8_0,
         (GgmlType::Q4_K, _) => tile_q4_k,
         (GgmlType::Q6_K, _) => tile_q6_k,
+        _ => return None,
+    })
+}
+
+/// The chunk kernel (many weight rows × a tile of tokens, see [`ChunkFn`]) for weights of type
+/// `ty`, with the same per-output arithmetic as [`tile`] for the same `sgemm`.
+pub(crate) fn chunk(ty: GgmlType, sgemm: bool) -> Option<ChunkFn> {
+    if !available() {
+        return None;
+    }
+    Some(match (ty, sgemm) {
+        (GgmlType::F32, true) => chunk_f32_sgemm,
+        (GgmlType::F16, true) => chunk_f16_sgemm,
+        (GgmlType::Q4_0, _) => chunk_q4_0,
+        (GgmlType::Q4_1, _) => chunk_q4_1,
+        (GgmlType::Q5_0, _) => chunk_q5_0,
+        (GgmlType::Q5_1, _) => chunk_q5_1,
+        (GgmlType::Q5_K, _) => chunk_q5_k,
+        (GgmlType::Q8_0, _) => chunk_q8_0,
+        (GgmlType::Q4_K, _) => chunk_q4_k,
+        (GgmlType::Q6_K, _) => chunk_q6_k,
         _ => return None,
     })
 }

@@ -85,20 +85,27 @@ async fn handle(
         Kind::Chat => Prompt::Chat(request::messages(&m)?),
         Kind::Completion => Prompt::Text(request::string(&m, "prompt")?),
     };
-    let (tx, rx) = mpsc::channel(64);
-    let params = GenParams {
-        max_tokens: c.max_tokens,
-        sampler: c.sampler.clone(),
-        stop: c.stop.clone(),
-        stop_at_eog: true,
-        logprobs: c.logprobs,
-    };
-    st.worker.submit(Job {
-        prompt,
-        params,
-        events: tx,
-        arrived: std::time::Instant::now(),
-    })?;
+    // `n` choices are `n` sequences (batched together), seeds 0..n apart.
+    let mut receivers = Vec::with_capacity(c.n);
+    for i in 0..c.n {
+        let (tx, rx) = mpsc::channel(64);
+        let mut sampler = c.sampler.clone();
+        sampler.seed = sampler.seed.wrapping_add(i as u64);
+        let params = GenParams {
+            max_tokens: c.max_tokens,
+            sampler,
+            stop: c.stop.clone(),
+            stop_at_eog: true,
+            logprobs: c.logprobs,
+        };
+        st.worker.submit(Job {
+            prompt: prompt.clone(),
+            params,
+            events: tx,
+            arrived: std::time::Instant::now(),
+        })?;
+        receivers.push(rx);
+    }
     let meta = Meta {
         logprobs: c.logprobs.is_some(),
         id: format!(
@@ -115,9 +122,26 @@ async fn handle(
         kind,
     };
     if c.stream {
+        let rx = receivers
+            .pop()
+            .ok_or_else(|| ApiError::Internal("no job".into()))?;
         Ok(stream(meta, rx, c.include_usage).into_response())
     } else {
-        collect(meta, rx).await.map(|v| Json(v).into_response())
+        let mut choices = Vec::with_capacity(receivers.len());
+        let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+        for (i, rx) in receivers.into_iter().enumerate() {
+            let (mut choice, p, c) = collect(&meta, rx).await?;
+            choice["index"] = json!(i);
+            choices.push(choice);
+            prompt_tokens = p;
+            completion_tokens += c;
+        }
+        let v = meta.envelope(
+            choices,
+            Some(usage(prompt_tokens, completion_tokens)),
+            false,
+        );
+        Ok(Json(v).into_response())
     }
 }
 
@@ -199,8 +223,11 @@ fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-/// Waits for the whole answer.
-async fn collect(meta: Meta, mut rx: mpsc::Receiver<Event>) -> Result<Value, ApiError> {
+/// Waits for one whole choice; returns it with its prompt and completion token counts.
+async fn collect(
+    meta: &Meta,
+    mut rx: mpsc::Receiver<Event>,
+) -> Result<(Value, usize, usize), ApiError> {
     let mut text = String::new();
     let mut lps = Vec::new();
     while let Some(ev) = rx.recv().await {
@@ -217,11 +244,7 @@ async fn collect(meta: Meta, mut rx: mpsc::Receiver<Event>) -> Result<Value, Api
                 if meta.logprobs {
                     choice["logprobs"] = logprobs_json(meta.kind, &lps, 0);
                 }
-                return Ok(meta.envelope(
-                    vec![choice],
-                    Some(usage(prompt_tokens, completion_tokens)),
-                    false,
-                ));
+                return Ok((choice, prompt_tokens, completion_tokens));
             }
         }
     }

@@ -23,6 +23,8 @@ pub struct Common {
     pub include_usage: bool,
     /// Log-probabilities asked for, with this many alternatives.
     pub logprobs: Option<usize>,
+    /// Choices to generate (`n`).
+    pub n: usize,
 }
 
 /// Parses a JSON body into an object.
@@ -118,11 +120,7 @@ pub fn common(
             .map(|n| n as usize)
             .or(default_max_tokens),
     };
-    if let Some(n) = integer(m, "n", 1, 128)? {
-        if n != 1 {
-            return Err(ApiError::invalid("n", "only n = 1 is supported for now"));
-        }
-    }
+    let n = integer(m, "n", 1, 16)?.unwrap_or(1) as usize;
     let defaults = SamplerConfig::default();
     let seed = integer(m, "seed", i64::MIN, i64::MAX)?;
     let sampler = SamplerConfig {
@@ -184,7 +182,14 @@ pub fn common(
             ))
         }
     };
+    if n > 1 && boolean(m, "stream")? {
+        return Err(ApiError::invalid(
+            "n",
+            "n > 1 is not supported together with stream yet",
+        ));
+    }
     Ok(Common {
+        n,
         logprobs,
         model,
         max_tokens,
