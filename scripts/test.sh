@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test suite: fetch the test models into the store (once; a no-op after),
+# The test suite: install the OpenAI Python client and fetch the test models into the store
+# (once; no-ops after),
 # then run every test of the workspace in release mode (real models are run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The server test drives `sparetire serve` with the official OpenAI Python client.
+python3 -c "import openai" 2>/dev/null || python3 -m pip install -q --disable-pip-version-check "openai==3.57.0"
 cargo build --release --locked -p sparetire
 SPARETIRE="${CARGO_TARGET_DIR:-target}/release/sparetire"
 "$SPARETIRE" pull smollm2 >/dev/null
