@@ -59,8 +59,11 @@ pub fn attention(
     let kv_dim = shape.n_head_kv * head_dim;
     // The f32 path reads the keys of a tile transposed; widen and lay them out
     // once for all query rows (llama.cpp repacks per tile pair).
-    let wide = (n_tok >= F32_PATH_MIN_TOKENS)
-        .then(|| WideKv::new(&keys[..n_keys * kv_dim], &values[..n_keys * kv_dim], shape));
+    // Keys before the first query's window are seen by no query of this batch.
+    let visible_from = shape.window.map_or(0, |w| (pos0 + 1).saturating_sub(w));
+    let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| {
+        WideKv::new(&keys[..n_keys * kv_dim], &values[..n_keys * kv_dim], shape, visible_from)
+    });
     let job = Job {
         shape,
         q,
@@ -190,16 +193,21 @@ struct WideKv {
 }
 
 impl WideKv {
-    fn new(keys: &[f16], values: &[f16], shape: &AttnShape) -> WideKv {
+    /// Widens keys and values from position `from` on; earlier ones are
+    /// outside every query's sliding window and stay zero (never read), so a
+    /// local layer's work is bounded by its window, not by the context.
+    fn new(keys: &[f16], values: &[f16], shape: &AttnShape, from: usize) -> WideKv {
         let (hd, nkv) = (shape.head_dim, shape.n_head_kv);
         let kv_dim = hd * nkv;
         let n_keys = keys.len() / kv_dim;
+        let from = from.min(n_keys);
         let n_tiles = n_keys.div_ceil(KV_TILE);
+        // Zeroed allocations: pages below `from` are never touched.
         let mut v = vec![0f32; values.len()];
-        values.convert_to_f32_slice(&mut v);
+        values[from * kv_dim..].convert_to_f32_slice(&mut v[from * kv_dim..]);
         let mut row = vec![0f32; kv_dim];
         let mut kt = vec![0f32; nkv * n_tiles * hd * KV_TILE];
-        for j in 0..n_keys {
+        for j in from..n_keys {
             keys[j * kv_dim..][..kv_dim].convert_to_f32_slice(&mut row);
             let (tile, jj) = (j / KV_TILE, j % KV_TILE);
             for (kvh, k) in row.chunks_exact(hd).enumerate() {
@@ -439,6 +447,7 @@ mod tests {
             (64, 0, None),
             (100, 40, None),
             (80, 10, Some(50)),
+            (80, 200, Some(50)), // keys before the first window are never widened
         ] {
             let shape = AttnShape {
                 n_head: 4,
@@ -487,7 +496,7 @@ mod tests {
                 }
             }
 
-            let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| WideKv::new(&k16, &v16, &shape));
+            let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| WideKv::new(&k16, &v16, &shape, 0));
             let job = Job {
                 shape: &shape,
                 q: &q,
