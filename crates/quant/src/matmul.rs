@@ -219,7 +219,15 @@ pub fn matmul(
                     // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
                     if let Some(f) = chunk {
                         let o = &mut chunk_out[..(r1 - r0) * nt];
-                        f(cols, &w.data[r0 * w_row..r1 * w_row], w_row, acts, a_row, nt, o);
+                        f(
+                            cols,
+                            &w.data[r0 * w_row..r1 * w_row],
+                            w_row,
+                            acts,
+                            a_row,
+                            nt,
+                            o,
+                        );
                         for (i, v) in o.chunks_exact(nt).enumerate() {
                             for (t, &v) in v.iter().enumerate() {
                                 // SAFETY: as below: t0 + t < n_tokens, r0 + i < r1 <= rows,
@@ -303,9 +311,9 @@ mod tests {
             (GgmlType::Q6_K, 16, 9),
             // `vec_dot` types whose chunks run one kernel over many rows, partial last chunk.
             (GgmlType::Q4_1, 40, 1),
-            (GgmlType::Q4_1, 40, 6),
+            (GgmlType::Q4_1, 37, 6),
             (GgmlType::Q5_0, 40, 5),
-            (GgmlType::Q8_0, 40, 1),
+            (GgmlType::Q8_0, 37, 1),
             (GgmlType::Q8_0, 40, 9),
         ] {
             let rb = ty.row_bytes(cols).unwrap();

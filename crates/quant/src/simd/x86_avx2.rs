@@ -65,11 +65,11 @@ macro_rules! tile_fns {
             }
         }
     };
-    ($name:ident, $chunk:ident, $raw:ident, $wbytes:expr, $abytes:expr, $per:expr) => {
+    ($name:ident, $chunk:ident, $raw:ident, $rows:ident, $wbytes:expr, $abytes:expr, $per:expr) => {
         tile_fns!($name, $raw, $wbytes, $abytes, $per);
 
-        /// Safe wrapper for a chunk of rows: checks lengths once, then runs the raw tile on
-        /// every row in one loop (no per-row dispatch or bounds checks).
+        /// Safe wrapper for a chunk of rows: checks lengths once, then runs the raw multi-row
+        /// kernel over the whole chunk (no per-row dispatch or bounds checks).
         fn $chunk(
             cols: usize,
             w: &[u8],
@@ -94,23 +94,6 @@ macro_rules! tile_fns {
                 a_stride >= nb * $abytes && a.len() >= (nt - 1) * a_stride + nb * $abytes,
                 "activation rows too short"
             );
-            /// # Safety
-            /// As a raw tile, for each of `n_rows` weight rows `w_row` bytes apart; `o` has
-            /// `n_rows * T` slots.
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows<const T: usize>(
-                n_rows: usize,
-                nb: usize,
-                w: *const u8,
-                w_row: usize,
-                a: *const u8,
-                a_stride: usize,
-                o: *mut f32,
-            ) {
-                for r in 0..n_rows {
-                    $raw::<T>(nb, w.add(r * w_row), a, a_stride, o.add(r * T));
-                }
-            }
             let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
             // SAFETY: `chunk` hands this function out only after `available()` confirmed AVX2,
             // FMA and F16C; the asserts above show each of the `n_rows` weight rows has `nb`
@@ -118,27 +101,77 @@ macro_rules! tile_fns {
             // `n_rows * nt` slots.
             unsafe {
                 match nt {
-                    1 => rows::<1>(n_rows, nb, w, w_row, a, a_stride, o),
-                    2 => rows::<2>(n_rows, nb, w, w_row, a, a_stride, o),
-                    3 => rows::<3>(n_rows, nb, w, w_row, a, a_stride, o),
-                    _ => rows::<4>(n_rows, nb, w, w_row, a, a_stride, o),
+                    1 => $rows::<1>(n_rows, nb, w, w_row, a, a_stride, o),
+                    2 => $rows::<2>(n_rows, nb, w, w_row, a, a_stride, o),
+                    3 => $rows::<3>(n_rows, nb, w, w_row, a, a_stride, o),
+                    _ => $rows::<4>(n_rows, nb, w, w_row, a, a_stride, o),
                 }
             }
         }
     };
 }
 
-tile_fns!(tile_q4_0, chunk_q4_0, q4_0_q8_0, 18, 34, 32);
-tile_fns!(tile_q4_1, chunk_q4_1, q4_1_q8_1, 20, 36, 32);
-tile_fns!(tile_q5_1, chunk_q5_1, q5_1_q8_1, 24, 36, 32);
-tile_fns!(tile_q5_0, chunk_q5_0, q5_0_q8_0, 22, 34, 32);
-tile_fns!(tile_q8_0, chunk_q8_0, q8_0_q8_0, 34, 34, 32);
-tile_fns!(tile_q4_k, chunk_q4_k, q4_k_q8_k, 144, 292, 256);
-tile_fns!(tile_q5_k, chunk_q5_k, q5_k_dot, 176, 292, 256);
+// Raw multi-row kernels: `f::<T>(n_rows, nb, w, w_row, a, a_stride, o)` sets `o[r * T + t]` to
+// the raw tile's output `t` for weight row `r` (at `w + r * w_row`), `r < n_rows`. Their
+// `# Safety` sections say "as raw rows": the raw tile's contract for every row, and `o` has
+// `n_rows * T` slots.
+
+/// A multi-row kernel that runs the raw tile `$raw` on one row after another.
+macro_rules! each_row {
+    ($name:ident, $raw:ident) => {
+        /// # Safety
+        /// As raw rows (see above).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name<const T: usize>(
+            n_rows: usize,
+            nb: usize,
+            w: *const u8,
+            w_row: usize,
+            a: *const u8,
+            a_stride: usize,
+            o: *mut f32,
+        ) {
+            for r in 0..n_rows {
+                $raw::<T>(nb, w.add(r * w_row), a, a_stride, o.add(r * T));
+            }
+        }
+    };
+}
+
+each_row!(rows_q5_1, q5_1_q8_1);
+each_row!(rows_q4_k, q4_k_q8_k);
+each_row!(rows_q5_k, q5_k_dot);
+each_row!(rows_q6_k, q6_k_q8_k);
+each_row!(rows_f32_sgemm, f32_sgemm);
+each_row!(rows_f16_sgemm, f16_sgemm);
+
+tile_fns!(tile_q4_0, chunk_q4_0, q4_0_q8_0, rows_q4_0, 18, 34, 32);
+tile_fns!(tile_q4_1, chunk_q4_1, q4_1_q8_1, rows_q4_1, 20, 36, 32);
+tile_fns!(tile_q5_1, chunk_q5_1, q5_1_q8_1, rows_q5_1, 24, 36, 32);
+tile_fns!(tile_q5_0, chunk_q5_0, q5_0_q8_0, rows_q5_0, 22, 34, 32);
+tile_fns!(tile_q8_0, chunk_q8_0, q8_0_q8_0, rows_q8_0, 34, 34, 32);
+tile_fns!(tile_q4_k, chunk_q4_k, q4_k_q8_k, rows_q4_k, 144, 292, 256);
+tile_fns!(tile_q5_k, chunk_q5_k, q5_k_dot, rows_q5_k, 176, 292, 256);
 tile_fns!(tile_q5_k_tiled, q5_k_tiled, 176, 292, 256);
-tile_fns!(tile_q6_k, chunk_q6_k, q6_k_q8_k, 210, 292, 256);
-tile_fns!(tile_f32_sgemm, chunk_f32_sgemm, f32_sgemm, 32, 32, 8);
-tile_fns!(tile_f16_sgemm, chunk_f16_sgemm, f16_sgemm, 16, 16, 8);
+tile_fns!(tile_q6_k, chunk_q6_k, q6_k_q8_k, rows_q6_k, 210, 292, 256);
+tile_fns!(
+    tile_f32_sgemm,
+    chunk_f32_sgemm,
+    f32_sgemm,
+    rows_f32_sgemm,
+    32,
+    32,
+    8
+);
+tile_fns!(
+    tile_f16_sgemm,
+    chunk_f16_sgemm,
+    f16_sgemm,
+    rows_f16_sgemm,
+    16,
+    16,
+    8
+);
 
 /// `ggml_vec_dot_f32`/`_f16` handle any length (a scalar tail), so they are wrapped separately.
 fn dot_f32(n: usize, w: &[u8], a: &[u8]) -> f32 {
@@ -321,94 +354,233 @@ unsafe fn mul_sum_us8_pairs_float(ax: __m256i, sy: __m256i) -> __m256 {
 // Legacy quants. In every one, output t is `hsum_float_8(acc_t)` with
 // `acc_t = fma(d_x * d_y, float(isum lanes), acc_t)` per block, as in `ggml_vec_dot_*`.
 
-/// Signed weight quants × Q8_0 activations; `qx(block)` decodes a block's 32 signed quants.
+/// Signed weight quants × Q8_0 activations, `R` weight rows (`w_row` bytes apart) at once:
+/// `out[r * T + t]`; `qx(block)` decodes a block's 32 signed quants. Each activation block is
+/// loaded once for all `R` rows; per output the operations are `ggml_vec_dot_*`'s.
 ///
 /// # Safety
-/// As a raw tile (see the top of this file).
+/// As raw rows (see above), for `R` rows.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_acts<const T: usize>(
+#[allow(clippy::too_many_arguments)] // why: the raw-rows arguments plus the block size and decoder
+unsafe fn q8_0_acts<const R: usize, const T: usize>(
     nb: usize,
     w: *const u8,
+    w_row: usize,
     wbytes: usize,
     a: *const u8,
     a_stride: usize,
     out: *mut f32,
     qx: impl Fn(*const u8) -> __m256i,
 ) {
-    let mut acc = [_mm256_setzero_ps(); T];
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
     for i in 0..nb {
-        let xb = w.add(wbytes * i);
-        let dx = f16x1(xb);
-        let q = qx(xb);
-        let ax = _mm256_sign_epi8(q, q);
-        for (t, acc) in acc.iter_mut().enumerate() {
+        let mut dx = [0.0f32; R];
+        let mut q = [_mm256_setzero_si256(); R];
+        let mut ax = [_mm256_setzero_si256(); R];
+        for r in 0..R {
+            let xb = w.add(w_row * r + wbytes * i);
+            dx[r] = f16x1(xb);
+            q[r] = qx(xb);
+            ax[r] = _mm256_sign_epi8(q[r], q[r]);
+        }
+        for t in 0..T {
             let yb = a.add(a_stride * t + 34 * i);
-            let d = _mm256_set1_ps(dx * f16x1(yb));
-            let sy = _mm256_sign_epi8(load32(yb.add(2)), q);
-            *acc = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(ax, sy), *acc);
+            let dy = f16x1(yb);
+            let y = load32(yb.add(2));
+            for r in 0..R {
+                let d = _mm256_set1_ps(dx[r] * dy);
+                let sy = _mm256_sign_epi8(y, q[r]);
+                acc[r][t] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(ax[r], sy), acc[r][t]);
+            }
         }
     }
-    for (t, acc) in acc.iter().enumerate() {
-        *out.add(t) = hsum_float_8(*acc);
+    for r in 0..R {
+        for t in 0..T {
+            *out.add(r * T + t) = hsum_float_8(acc[r][t]);
+        }
     }
 }
 
-/// `ggml_vec_dot_q4_0_q8_0` (AVX2).
+/// Runs `f::<R>` (a kernel for `R` rows at once) over `n_rows` rows `w_row` bytes apart: four
+/// rows at a time for one token (independent accumulator chains), two for more tokens (each
+/// activation block loaded once per two rows), then one at a time.
+macro_rules! rows_by {
+    ($n_rows:expr, $t:expr, |$r:ident, $rr:ident| $call:expr) => {{
+        let n_rows: usize = $n_rows;
+        let mut $r = 0usize;
+        if $t == 1 {
+            while $r + 4 <= n_rows {
+                const $rr: usize = 4;
+                $call;
+                $r += 4;
+            }
+        } else {
+            while $r + 2 <= n_rows {
+                const $rr: usize = 2;
+                $call;
+                $r += 2;
+            }
+        }
+        while $r < n_rows {
+            const $rr: usize = 1;
+            $call;
+            $r += 1;
+        }
+    }};
+}
+
+/// Q4_0 decode: nibbles minus 8.
 ///
 /// # Safety
-/// As a raw tile (see the top of this file).
+/// 18 readable bytes at `xb`; AVX2.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0_q8_0<const T: usize>(
+unsafe fn q4_0_quants(xb: *const u8) -> __m256i {
+    _mm256_sub_epi8(bytes_from_nibbles_32(xb.add(2)), _mm256_set1_epi8(8))
+}
+
+/// Q5_0 decode: a clear fifth bit means q - 16 < 0, so 0xF0 goes in the high nibble.
+///
+/// # Safety
+/// 22 readable bytes at `xb`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_quants(xb: *const u8) -> __m256i {
+    let hi = _mm256_andnot_si256(
+        bytes_from_bits_32(xb.add(2)),
+        _mm256_set1_epi8(0xF0u8 as i8),
+    );
+    _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
+}
+
+/// Q8_0 decode: the quants as they are.
+///
+/// # Safety
+/// 34 readable bytes at `xb`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_quants(xb: *const u8) -> __m256i {
+    load32(xb.add(2))
+}
+
+macro_rules! q8_0_acts_kernels {
+    ($(($doc:literal, $tile:ident, $rows:ident, $bytes:expr, $quants:ident)),* $(,)?) => {$(
+        #[doc = $doc]
+        ///
+        /// # Safety
+        /// As a raw tile (see the top of this file).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $tile<const T: usize>(
+            nb: usize,
+            w: *const u8,
+            a: *const u8,
+            a_stride: usize,
+            out: *mut f32,
+        ) {
+            q8_0_acts::<1, T>(nb, w, 0, $bytes, a, a_stride, out, |xb| $quants(xb))
+        }
+
+        /// The same kernel over many rows (see [`q8_0_acts`]).
+        ///
+        /// # Safety
+        /// As raw rows (see above).
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $rows<const T: usize>(
+            n_rows: usize,
+            nb: usize,
+            w: *const u8,
+            w_row: usize,
+            a: *const u8,
+            a_stride: usize,
+            o: *mut f32,
+        ) {
+            rows_by!(n_rows, T, |r, RR| q8_0_acts::<RR, T>(
+                nb,
+                w.add(r * w_row),
+                w_row,
+                $bytes,
+                a,
+                a_stride,
+                o.add(r * T),
+                |xb| $quants(xb)
+            ));
+        }
+    )*};
+}
+
+q8_0_acts_kernels!(
+    (
+        "`ggml_vec_dot_q4_0_q8_0` (AVX2).",
+        q4_0_q8_0,
+        rows_q4_0,
+        18,
+        q4_0_quants
+    ),
+    (
+        "`ggml_vec_dot_q5_0_q8_0` (AVX2).",
+        q5_0_q8_0,
+        rows_q5_0,
+        22,
+        q5_0_quants
+    ),
+    (
+        "`ggml_vec_dot_q8_0_q8_0` (AVX2).",
+        q8_0_q8_0,
+        rows_q8_0,
+        34,
+        q8_0_quants
+    ),
+);
+
+/// `ggml_vec_dot_q4_1_q8_1` (AVX2) for `R` rows `w_row` bytes apart: `hsum_float_8(acc) +
+/// summs`, `summs += m_x * s_y`; `out[r * T + t]`.
+///
+/// # Safety
+/// As raw rows (see above), for `R` rows.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_q8_1_rows<const R: usize, const T: usize>(
     nb: usize,
     w: *const u8,
+    w_row: usize,
     a: *const u8,
     a_stride: usize,
     out: *mut f32,
 ) {
-    q8_0_acts::<T>(nb, w, 18, a, a_stride, out, |xb| {
-        _mm256_sub_epi8(bytes_from_nibbles_32(xb.add(2)), _mm256_set1_epi8(8))
-    })
+    let mut acc = [[_mm256_setzero_ps(); T]; R];
+    // Lane 1 is `summs`; lane 0 collects d_x * d_y, unused.
+    let mut summs = [[_mm_setzero_ps(); T]; R];
+    for i in 0..nb {
+        let mut dm_x = [_mm_setzero_ps(); R];
+        let mut qx = [_mm256_setzero_si256(); R];
+        for r in 0..R {
+            let xb = w.add(w_row * r + 20 * i);
+            dm_x[r] = f16x2(xb);
+            qx[r] = bytes_from_nibbles_32(xb.add(4));
+        }
+        for t in 0..T {
+            let yb = a.add(a_stride * t + 36 * i);
+            let dm_y = f16x2(yb);
+            let y = load32(yb.add(4));
+            for r in 0..R {
+                // [d_x * d_y, m_x * s_y]: both products of two f16 values, exact in f32.
+                let p = _mm_mul_ps(dm_x[r], dm_y);
+                summs[r][t] = _mm_add_ps(summs[r][t], p);
+                let d = _mm256_broadcastss_ps(p);
+                acc[r][t] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx[r], y), acc[r][t]);
+            }
+        }
+    }
+    for r in 0..R {
+        for t in 0..T {
+            *out.add(r * T + t) =
+                hsum_float_8(acc[r][t]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[r][t]));
+        }
+    }
 }
 
-/// `ggml_vec_dot_q5_0_q8_0` (AVX2).
-///
-/// # Safety
-/// As a raw tile (see the top of this file).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    a_stride: usize,
-    out: *mut f32,
-) {
-    q8_0_acts::<T>(nb, w, 22, a, a_stride, out, |xb| {
-        // A clear fifth bit means q - 16 < 0: put 0xF0 in the high nibble (two's complement).
-        let hi = _mm256_andnot_si256(
-            bytes_from_bits_32(xb.add(2)),
-            _mm256_set1_epi8(0xF0u8 as i8),
-        );
-        _mm256_or_si256(bytes_from_nibbles_32(xb.add(6)), hi)
-    })
-}
-
-/// `ggml_vec_dot_q8_0_q8_0` (AVX2).
-///
-/// # Safety
-/// As a raw tile (see the top of this file).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0_q8_0<const T: usize>(
-    nb: usize,
-    w: *const u8,
-    a: *const u8,
-    a_stride: usize,
-    out: *mut f32,
-) {
-    q8_0_acts::<T>(nb, w, 34, a, a_stride, out, |xb| load32(xb.add(2)))
-}
-
-/// `ggml_vec_dot_q4_1_q8_1` (AVX2): `hsum_float_8(acc) + summs`, `summs += m_x * s_y`.
+/// `ggml_vec_dot_q4_1_q8_1` (AVX2), one row.
 ///
 /// # Safety
 /// As a raw tile (see the top of this file).
@@ -420,25 +592,31 @@ unsafe fn q4_1_q8_1<const T: usize>(
     a_stride: usize,
     out: *mut f32,
 ) {
-    let mut acc = [_mm256_setzero_ps(); T];
-    // Lane 1 is `summs`; lane 0 collects d_x * d_y, unused.
-    let mut summs = [_mm_setzero_ps(); T];
-    for i in 0..nb {
-        let xb = w.add(20 * i);
-        let dm_x = f16x2(xb);
-        let qx = bytes_from_nibbles_32(xb.add(4));
-        for t in 0..T {
-            let yb = a.add(a_stride * t + 36 * i);
-            // [d_x * d_y, m_x * s_y]: both products of two f16 values, exact in f32.
-            let p = _mm_mul_ps(dm_x, f16x2(yb));
-            summs[t] = _mm_add_ps(summs[t], p);
-            let d = _mm256_broadcastss_ps(p);
-            acc[t] = _mm256_fmadd_ps(d, mul_sum_us8_pairs_float(qx, load32(yb.add(4))), acc[t]);
-        }
-    }
-    for t in 0..T {
-        *out.add(t) = hsum_float_8(acc[t]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[t]));
-    }
+    q4_1_q8_1_rows::<1, T>(nb, w, 0, a, a_stride, out)
+}
+
+/// [`q4_1_q8_1`] over many rows.
+///
+/// # Safety
+/// As raw rows (see above).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows_q4_1<const T: usize>(
+    n_rows: usize,
+    nb: usize,
+    w: *const u8,
+    w_row: usize,
+    a: *const u8,
+    a_stride: usize,
+    o: *mut f32,
+) {
+    rows_by!(n_rows, T, |r, RR| q4_1_q8_1_rows::<RR, T>(
+        nb,
+        w.add(r * w_row),
+        w_row,
+        a,
+        a_stride,
+        o.add(r * T)
+    ));
 }
 
 /// `ggml_vec_dot_q5_1_q8_1` (AVX2): as Q4_1 with the fifth bit or-ed in from `qh`.
