@@ -4,7 +4,9 @@ use crate::reference::{
     check_len, checked_row_bytes, dot_fn, path_dot_fn, quantize_activation_row, quantize_q8_k_4x8,
     DotFn,
 };
-use crate::simd::{best_chunk, best_kernel, best_path_tile, best_tile, ChunkFn, TileFn, MAX_TILE};
+use crate::simd::{
+    best_chunk, best_kernel, best_path_chunk, best_path_tile, best_tile, ChunkFn, TileFn, MAX_TILE,
+};
 use crate::{GgmlType, QuantError, ThreadPool};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -152,11 +154,18 @@ pub fn matmul(
         Path::RepackGemm => (pick(Path::RepackGemm)?, pick(Path::RepackGemv)?),
         p => (pick(p)?, pick(p)?),
     };
-    // On the `vec_dot` path one kernel serves every row of a chunk (same arithmetic as `full`).
-    let chunk: Option<ChunkFn> = if path == Path::VecDot && !held_back {
-        best_chunk(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens))
-    } else {
-        None
+    // One kernel call serves every row of a chunk, with the tile kernels' arithmetic: for
+    // full tiles and for the rest, as `full` and `rest`.
+    let chunk_for = |p: Path| -> Option<ChunkFn> {
+        match p {
+            Path::VecDot if held_back => None,
+            Path::VecDot => best_chunk(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens)),
+            p => best_path_chunk(w.ty, p),
+        }
+    };
+    let chunks = match path {
+        Path::RepackGemm => (chunk_for(Path::RepackGemm), chunk_for(Path::RepackGemv)),
+        p => (chunk_for(p), chunk_for(p)),
     };
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
     // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
@@ -217,6 +226,7 @@ pub fn matmul(
                     let nt = (n_tokens - t0).min(MAX_TILE);
                     let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
                     // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
+                    let chunk = if nt == MAX_TILE { chunks.0 } else { chunks.1 };
                     if let Some(f) = chunk {
                         let o = &mut chunk_out[..(r1 - r0) * nt];
                         f(

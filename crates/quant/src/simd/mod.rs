@@ -134,6 +134,18 @@ pub(crate) fn best_path_tile(ty: GgmlType, path: crate::matmul::Path) -> Option<
     }
 }
 
+/// The chunk kernel for `ty` on matmul path `path` (other than `VecDot`) on the detected ISA
+/// (same arithmetic as [`best_path_tile`]).
+pub(crate) fn best_path_chunk(ty: GgmlType, path: crate::matmul::Path) -> Option<ChunkFn> {
+    match Isa::detect() {
+        Isa::Scalar => None,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => x86_avx2::path_chunk(ty, path),
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Avx2 => None,
+    }
+}
+
 /// Dot product of a weight row `w` (`n` elements of `ty`) with an activation row `act`
 /// (`n` elements of `ty.vec_dot_type()`; f32 bytes for F32 weights), on the best kernel this CPU
 /// supports.

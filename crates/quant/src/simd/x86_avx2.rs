@@ -24,7 +24,7 @@
 use super::{ChunkFn, TileFn, MAX_TILE};
 use crate::reference::DotFn;
 use crate::GgmlType;
-pub(crate) use paths::path_tile;
+pub(crate) use paths::{path_chunk, path_tile};
 use std::arch::x86_64::*;
 
 /// Whether this CPU runs the kernels in this file.
@@ -152,7 +152,16 @@ tile_fns!(tile_q5_0, chunk_q5_0, q5_0_q8_0, rows_q5_0, 22, 34, 32);
 tile_fns!(tile_q8_0, chunk_q8_0, q8_0_q8_0, rows_q8_0, 34, 34, 32);
 tile_fns!(tile_q4_k, chunk_q4_k, q4_k_q8_k, rows_q4_k, 144, 292, 256);
 tile_fns!(tile_q5_k, chunk_q5_k, q5_k_dot, rows_q5_k, 176, 292, 256);
-tile_fns!(tile_q5_k_tiled, q5_k_tiled, 176, 292, 256);
+each_row!(rows_q5_k_tiled, q5_k_tiled);
+tile_fns!(
+    tile_q5_k_tiled,
+    chunk_q5_k_tiled,
+    q5_k_tiled,
+    rows_q5_k_tiled,
+    176,
+    292,
+    256
+);
 tile_fns!(tile_q6_k, chunk_q6_k, q6_k_q8_k, rows_q6_k, 210, 292, 256);
 tile_fns!(
     tile_f32_sgemm,
@@ -609,6 +618,14 @@ unsafe fn rows_q4_1<const T: usize>(
     a_stride: usize,
     o: *mut f32,
 ) {
+    if T > 1 {
+        // Two rows' accumulators and `summs` for a tile of tokens exceed the 16 registers:
+        // measured slower than one row at a time.
+        for r in 0..n_rows {
+            q4_1_q8_1_rows::<1, T>(nb, w.add(r * w_row), 0, a, a_stride, o.add(r * T));
+        }
+        return;
+    }
     rows_by!(n_rows, T, |r, RR| q4_1_q8_1_rows::<RR, T>(
         nb,
         w.add(r * w_row),

@@ -11,7 +11,7 @@
 #![allow(clippy::needless_range_loop)] // why: per-token index loops mirror ggml's C
 
 use super::{bytes_from_nibbles_32, f16x1, load32, Q8K_BSUMS, Q8K_QS, Q8K_SIZE};
-use super::{TileFn, MAX_TILE};
+use super::{ChunkFn, TileFn, MAX_TILE};
 use crate::matmul::Path;
 use crate::GgmlType;
 use std::arch::x86_64::*;
@@ -32,11 +32,73 @@ pub(crate) fn path_tile(ty: GgmlType, path: Path) -> Option<TileFn> {
     })
 }
 
-tile_fns!(tile_q4_0_repack, q4_0_repack, 18, 34, 32);
-tile_fns!(tile_q4_k_gemv, q4_k_gemv, 144, 292, 256);
-tile_fns!(tile_q4_k_gemm, q4_k_gemm, 144, 292, 256);
-tile_fns!(tile_q4_k_tiled, q4_k_tiled, 144, 292, 256);
-tile_fns!(tile_q6_k_tiled, q6_k_tiled, 210, 292, 256);
+/// The chunk kernel for the same path (see [`ChunkFn`]), with [`path_tile`]'s arithmetic.
+pub(crate) fn path_chunk(ty: GgmlType, path: Path) -> Option<ChunkFn> {
+    if !super::available() {
+        return None;
+    }
+    Some(match (ty, path) {
+        (GgmlType::Q4_0, Path::RepackGemv | Path::RepackGemm) => chunk_q4_0_repack,
+        (GgmlType::Q4_K, Path::RepackGemv) => chunk_q4_k_gemv,
+        (GgmlType::Q4_K, Path::RepackGemm) => chunk_q4_k_gemm,
+        (GgmlType::Q4_K, Path::Tiled) => chunk_q4_k_tiled,
+        (GgmlType::Q5_K, Path::Tiled) => super::chunk_q5_k_tiled,
+        (GgmlType::Q6_K, Path::Tiled) => chunk_q6_k_tiled,
+        _ => return None,
+    })
+}
+
+each_row!(rows_q4_0_repack, q4_0_repack);
+each_row!(rows_q4_k_gemv, q4_k_gemv);
+each_row!(rows_q4_k_gemm, q4_k_gemm);
+each_row!(rows_q4_k_tiled, q4_k_tiled);
+each_row!(rows_q6_k_tiled, q6_k_tiled);
+
+tile_fns!(
+    tile_q4_0_repack,
+    chunk_q4_0_repack,
+    q4_0_repack,
+    rows_q4_0_repack,
+    18,
+    34,
+    32
+);
+tile_fns!(
+    tile_q4_k_gemv,
+    chunk_q4_k_gemv,
+    q4_k_gemv,
+    rows_q4_k_gemv,
+    144,
+    292,
+    256
+);
+tile_fns!(
+    tile_q4_k_gemm,
+    chunk_q4_k_gemm,
+    q4_k_gemm,
+    rows_q4_k_gemm,
+    144,
+    292,
+    256
+);
+tile_fns!(
+    tile_q4_k_tiled,
+    chunk_q4_k_tiled,
+    q4_k_tiled,
+    rows_q4_k_tiled,
+    144,
+    292,
+    256
+);
+tile_fns!(
+    tile_q6_k_tiled,
+    chunk_q6_k_tiled,
+    q6_k_tiled,
+    rows_q6_k_tiled,
+    210,
+    292,
+    256
+);
 
 /// `[Σ v0, Σ v1, Σ v2, Σ v3]` over the eight i32 lanes of each (exact integer sums).
 #[inline]
