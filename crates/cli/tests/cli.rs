@@ -44,6 +44,22 @@ fn ok_json(args: &[&str]) -> Value {
         .unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {}", stdout(&o)))
 }
 
+/// `sparetire chat ARGS` with `input` on stdin; it must succeed.
+fn chat(args: &[&str], input: &[u8]) -> Output {
+    let mut child = bin()
+        .arg("chat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    o
+}
+
 fn no_panic(o: &Output) {
     let e = stderr(o);
     assert!(!e.contains("panicked"), "sparetire panicked: {e}");
@@ -205,21 +221,7 @@ fn inspect_describes_the_file() {
 
 #[test]
 fn chat_keeps_a_conversation() {
-    let mut child = bin()
-        .args(["chat", "--temp", "0", "-n", "24"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"My name is Ada.\nWhat is my name?\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chat(&["--temp", "0", "-n", "24"], b"My name is Ada.\nWhat is my name?\n");
     let out = stdout(&o);
     let answers: Vec<&str> = out.split('\n').filter(|l| !l.trim().is_empty()).collect();
     assert!(answers.len() >= 2, "expected two answers: {out}");
@@ -461,21 +463,7 @@ fn gemma3_chat_uses_its_turn_format() {
         &[105, 4368, 107],
         "ends with <start_of_turn>model\\n: {ids:?}"
     );
-    let mut child = bin()
-        .args(["chat", "-m", "gemma3", "--temp", "0", "-n", "8"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Hello there.\nAnd again.\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = chat(&["-m", "gemma3", "--temp", "0", "-n", "8"], b"Hello there.\nAnd again.\n");
     no_panic(&o);
 }
 
