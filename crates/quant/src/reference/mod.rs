@@ -116,11 +116,7 @@ pub fn quantize_activation_row(
         GgmlType::Q8_0 | GgmlType::Q8_1 => {
             let bytes = checked_row_bytes(ty, src.len())?;
             check_len("quantize_activation_row dst", bytes, dst.len())?;
-            if ty == GgmlType::Q8_0 {
-                quant::quantize_q8_0(src, dst, true);
-            } else {
-                quant::quantize_q8_1(src, dst, true);
-            }
+            quant::quantize_q8_act(ty == GgmlType::Q8_1, src, dst);
             Ok(())
         }
         _ => quantize_row(ty, src, dst),

@@ -67,6 +67,7 @@ fn min_max(x: &[f32]) -> (f32, f32) {
 }
 
 /// Runs `f` over each 32-element input block and its output block.
+#[inline]
 fn each<T: Block>(src: &[f32], dst: &mut [u8], f: impl Fn(&[f32]) -> T) {
     let ts = std::mem::size_of::<T>();
     for (x, y) in src.chunks_exact(T::ELEMS).zip(dst.chunks_exact_mut(ts)) {
@@ -157,7 +158,7 @@ pub(super) fn quantize_q5_1(src: &[f32], dst: &mut [u8]) {
 /// `x.round_ties_even()` without the libm call the baseline x86_64 target makes for it: adding
 /// and subtracting 1.5 · 2^23 rounds to an integer in the current (nearest-even) mode, exactly,
 /// for |x| < 2^22 (up to the sign of a zero, which the i8 conversion drops); anything else (large, infinite, NaN) takes the library path.
-#[inline]
+#[inline(always)] // why: as `each`
 fn round_ties_even_fast(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     if x.abs() < 4_194_304.0 {
@@ -169,6 +170,7 @@ fn round_ties_even_fast(x: f32) -> f32 {
 
 /// Scale, inverse scale and quants of one Q8 block. `act` selects llama.cpp's x86 activation
 /// variant (`id = 127 / amax`, round half to even) over the reference (`id = 1 / d`, `roundf`).
+#[inline(always)] // why: so the AVX2 build of `quantize_q8_act` compiles it all
 fn q8_block(x: &[f32], act: bool) -> (f32, [i8; QK]) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
@@ -187,26 +189,71 @@ fn q8_block(x: &[f32], act: bool) -> (f32, [i8; QK]) {
     (d, qs)
 }
 
-pub(super) fn quantize_q8_0(src: &[f32], dst: &mut [u8], act: bool) {
-    each(src, dst, |x| {
-        let (d, qs) = q8_block(x, act);
-        BlockQ8_0 {
-            d: f16::from_f32(d),
-            qs,
+/// Q8_0 (`q8_1 == false`) or Q8_1 activation rows, as [`quantize_q8_0`]/[`quantize_q8_1`] with
+/// `act`. On x86_64 with AVX2 the same code is compiled for AVX2 + SSE4.1, where rounding is an
+/// instruction, not a libm call, and the loops vectorize; every step is exact or per element
+/// (the max is order-independent), so the blocks are identical.
+pub(super) fn quantize_q8_act(q8_1: bool, src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+        && is_x86_feature_detected!("sse4.1")
+    {
+        /// # Safety
+        /// The CPU has AVX2, FMA, F16C and SSE4.1.
+        #[target_feature(enable = "avx2,fma,f16c,sse4.1")]
+        unsafe fn avx2(q8_1: bool, src: &[f32], dst: &mut [u8]) {
+            // Plain loops (no closures), so everything is compiled with these features.
+            if q8_1 {
+                let bs = std::mem::size_of::<BlockQ8_1>();
+                for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bs)) {
+                    write_block(&q8_1_block(x, true), y);
+                }
+            } else {
+                let bs = std::mem::size_of::<BlockQ8_0>();
+                for (x, y) in src.chunks_exact(QK).zip(dst.chunks_exact_mut(bs)) {
+                    write_block(&q8_0_block(x, true), y);
+                }
+            }
         }
-    })
+        // SAFETY: the features were detected just above.
+        unsafe { avx2(q8_1, src, dst) };
+        return;
+    }
+    if q8_1 {
+        quantize_q8_1(src, dst, true)
+    } else {
+        quantize_q8_0(src, dst, true)
+    }
+}
+
+#[inline(always)] // why: so the AVX2 build of `quantize_q8_act` compiles it all
+fn q8_0_block(x: &[f32], act: bool) -> BlockQ8_0 {
+    let (d, qs) = q8_block(x, act);
+    BlockQ8_0 {
+        d: f16::from_f32(d),
+        qs,
+    }
+}
+
+#[inline(always)] // why: as `q8_0_block`
+fn q8_1_block(x: &[f32], act: bool) -> BlockQ8_1 {
+    let (d, qs) = q8_block(x, act);
+    let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+    BlockQ8_1 {
+        d: f16::from_f32(d),
+        s: f16::from_f32(sum as f32 * d),
+        qs,
+    }
+}
+
+pub(super) fn quantize_q8_0(src: &[f32], dst: &mut [u8], act: bool) {
+    each(src, dst, |x| q8_0_block(x, act))
 }
 
 pub(super) fn quantize_q8_1(src: &[f32], dst: &mut [u8], act: bool) {
-    each(src, dst, |x| {
-        let (d, qs) = q8_block(x, act);
-        let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-        BlockQ8_1 {
-            d: f16::from_f32(d),
-            s: f16::from_f32(sum as f32 * d),
-            qs,
-        }
-    })
+    each(src, dst, |x| q8_1_block(x, act))
 }
 
 pub(super) fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
@@ -269,6 +316,29 @@ mod tests {
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)), 0x3f80); // tie, even stays
         assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82); // tie, odd rounds up
         assert!(f32::from_bits((f32_to_bf16(f32::NAN) as u32) << 16).is_nan());
+    }
+
+    /// The AVX2 build of the activation quantizer writes the same bytes as the generic code.
+    #[test]
+    fn q8_act_equals_generic_quantizers() {
+        let mut x: Vec<f32> = (0..8 * QK)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) % 4001) as f32 - 2000.0) / 317.0)
+            .collect();
+        x[..QK].fill(0.0); // an all-zero block
+        x[QK] = 127.0; // exact ties in the second block
+        x[QK + 1] = 2.5;
+        x[QK + 2] = -3.5;
+        for q8_1 in [false, true] {
+            let bs = if q8_1 { 36 } else { 34 };
+            let (mut fast, mut generic) = (vec![0u8; 8 * bs], vec![0u8; 8 * bs]);
+            quantize_q8_act(q8_1, &x, &mut fast);
+            if q8_1 {
+                quantize_q8_1(&x, &mut generic, true);
+            } else {
+                quantize_q8_0(&x, &mut generic, true);
+            }
+            assert_eq!(fast, generic, "q8_1={q8_1}");
+        }
     }
 
     #[test]
