@@ -211,64 +211,71 @@ pub fn matmul(
 
         let out = OutPtr(y.as_mut_ptr());
         let n_chunks = rows.div_ceil(CHUNK_ROWS);
+        // Big matrices (a 262144-row output) hand out several chunks per counter update, so
+        // the threads do not bounce the counter's cache line for every 16 rows; each thread
+        // still gets dozens of items to balance with.
+        let per_item = (n_chunks / (pool.n_threads() * 32)).max(1);
+        let n_items = n_chunks.div_ceil(per_item);
         let next = AtomicUsize::new(0);
         pool.run(|_, _| {
             let mut acc = [0.0f32; MAX_TILE];
             let mut chunk_out = [0.0f32; CHUNK_ROWS * MAX_TILE];
             loop {
-                let c = next.fetch_add(1, Ordering::Relaxed);
-                if c >= n_chunks {
+                let item = next.fetch_add(1, Ordering::Relaxed);
+                if item >= n_items {
                     break;
                 }
-                let (r0, r1) = (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(rows));
-                let mut t0 = 0;
-                while t0 < n_tokens {
-                    let nt = (n_tokens - t0).min(MAX_TILE);
-                    let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
-                    // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
-                    let chunk = if nt == MAX_TILE { chunks.0 } else { chunks.1 };
-                    if let Some(f) = chunk {
-                        let o = &mut chunk_out[..(r1 - r0) * nt];
-                        f(
-                            cols,
-                            &w.data[r0 * w_row..r1 * w_row],
-                            w_row,
-                            acts,
-                            a_row,
-                            nt,
-                            o,
-                        );
-                        for (i, v) in o.chunks_exact(nt).enumerate() {
-                            for (t, &v) in v.iter().enumerate() {
-                                // SAFETY: as below: t0 + t < n_tokens, r0 + i < r1 <= rows,
-                                // and this chunk of rows is this thread's alone.
-                                unsafe { *out.at((t0 + t) * rows + r0 + i) = v };
+                for c in item * per_item..((item + 1) * per_item).min(n_chunks) {
+                    let (r0, r1) = (c * CHUNK_ROWS, ((c + 1) * CHUNK_ROWS).min(rows));
+                    let mut t0 = 0;
+                    while t0 < n_tokens {
+                        let nt = (n_tokens - t0).min(MAX_TILE);
+                        let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
+                        // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
+                        let chunk = if nt == MAX_TILE { chunks.0 } else { chunks.1 };
+                        if let Some(f) = chunk {
+                            let o = &mut chunk_out[..(r1 - r0) * nt];
+                            f(
+                                cols,
+                                &w.data[r0 * w_row..r1 * w_row],
+                                w_row,
+                                acts,
+                                a_row,
+                                nt,
+                                o,
+                            );
+                            for (i, v) in o.chunks_exact(nt).enumerate() {
+                                for (t, &v) in v.iter().enumerate() {
+                                    // SAFETY: as below: t0 + t < n_tokens, r0 + i < r1 <= rows,
+                                    // and this chunk of rows is this thread's alone.
+                                    unsafe { *out.at((t0 + t) * rows + r0 + i) = v };
+                                }
+                            }
+                            t0 += nt;
+                            continue;
+                        }
+                        let (tile, kernel) = if nt == MAX_TILE { full } else { rest };
+                        for r in r0..r1 {
+                            let wr = &w.data[r * w_row..(r + 1) * w_row];
+                            let acc = &mut acc[..nt];
+                            match tile {
+                                Some(f) => f(cols, wr, acts, a_row, acc),
+                                None => {
+                                    for (t, v) in acc.iter_mut().enumerate() {
+                                        *v = kernel(cols, wr, &acts[t * a_row..(t + 1) * a_row]);
+                                    }
+                                }
+                            }
+                            for (t, &v) in acc.iter().enumerate() {
+                                // SAFETY: t0 + t < n_tokens and r < rows, so the index is inside
+                                // `y` (n_tokens * rows elements, checked above); chunk c, and so
+                                // row r, is taken by exactly one thread, so no other thread writes
+                                // this element.
+                                unsafe { *out.at((t0 + t) * rows + r) = v };
                             }
                         }
                         t0 += nt;
-                        continue;
                     }
-                    let (tile, kernel) = if nt == MAX_TILE { full } else { rest };
-                    for r in r0..r1 {
-                        let wr = &w.data[r * w_row..(r + 1) * w_row];
-                        let acc = &mut acc[..nt];
-                        match tile {
-                            Some(f) => f(cols, wr, acts, a_row, acc),
-                            None => {
-                                for (t, v) in acc.iter_mut().enumerate() {
-                                    *v = kernel(cols, wr, &acts[t * a_row..(t + 1) * a_row]);
-                                }
-                            }
-                        }
-                        for (t, &v) in acc.iter().enumerate() {
-                            // SAFETY: t0 + t < n_tokens and r < rows, so the index is inside
-                            // `y` (n_tokens * rows elements, checked above); chunk c, and so
-                            // row r, is taken by exactly one thread, so no other thread writes
-                            // this element.
-                            unsafe { *out.at((t0 + t) * rows + r) = v };
-                        }
-                    }
-                    t0 += nt;
                 }
             }
         });

@@ -571,7 +571,7 @@ unsafe fn q4_1_q8_1_rows<const R: usize, const T: usize>(
         for r in 0..R {
             let xb = w.add(w_row * r + 20 * i);
             if R > 1 {
-                // As in `q8_0_acts`, two groups of rows ahead (its rows are shorter).
+                // As in `q8_0_acts`, but two groups ahead (measured: its rows are shorter).
                 _mm_prefetch::<_MM_HINT_T0>(xb.wrapping_add(2 * R * w_row).cast());
             }
             dm_x[r] = f16x2(xb);
