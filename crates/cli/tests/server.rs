@@ -29,7 +29,8 @@ fn tiny() -> String {
 /// Starts the server on a free port and waits until /health says ok.
 fn start(extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparetire"))
-        .args(["serve", "--port", "0", "-c", "256"])
+        .args(["serve", "--port", "0"])
+        .args(if extra.contains(&"-c") { &[][..] } else { &["-c", "256"][..] })
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -449,4 +450,60 @@ fn n_choices() {
     // The same request again gives the same choices (seeded).
     let (_, again) = request(&s, "POST", "/v1/completions", Some(req), &[]);
     assert_eq!(json(&again)["choices"], v["choices"]);
+}
+
+/// A streamed request whose client reads one chunk and hangs up.
+fn start_and_abandon(s: &Server, max_tokens: usize) {
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": max_tokens, "temperature": 0, "stream": true}).to_string();
+    let req = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut buf = [0u8; 512];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(n > 0);
+    drop(conn);
+}
+
+#[test]
+fn disconnected_clients_free_their_sequence() {
+    let s = start(&["-m", &tiny(), "--parallel", "1", "-c", "4096"]);
+    start_and_abandon(&s, 3000);
+    // The slot is freed: the next request is served at once, not after 3000 tokens.
+    let t0 = Instant::now();
+    let (st, _) = request(&s, "POST", "/v1/completions", Some(r#"{"prompt": "Hi", "max_tokens": 2}"#), &[]);
+    assert_eq!(st, 200);
+    let (_, m) = request(&s, "GET", "/metrics", None, &[]);
+    let generated: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("sparetire_generated_tokens_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(generated < 1000.0, "the abandoned request kept generating ({generated} tokens, {:?})", t0.elapsed());
+}
+
+#[test]
+fn a_full_queue_answers_429_at_once() {
+    let s = std::sync::Arc::new(start(&["-m", &tiny(), "--parallel", "1", "--max-queue", "1", "-c", "4096"]));
+    let body = r#"{"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0}"#;
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let t0 = Instant::now();
+                let (st, resp) = request(&s, "POST", "/v1/completions", Some(body), &[]);
+                (st, resp, t0.elapsed())
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let refused: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    assert!(!refused.is_empty(), "{:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    for (_, resp, _) in &refused {
+        assert_eq!(json(resp)["error"]["type"], "rate_limit_error");
+    }
+    assert!(results.iter().all(|r| r.0 == 200 || r.0 == 429));
 }
