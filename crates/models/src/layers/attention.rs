@@ -62,7 +62,12 @@ pub fn attention(
     // Keys before the first query's window are seen by no query of this batch.
     let visible_from = shape.window.map_or(0, |w| (pos0 + 1).saturating_sub(w));
     let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| {
-        WideKv::new(&keys[..n_keys * kv_dim], &values[..n_keys * kv_dim], shape, visible_from)
+        WideKv::new(
+            &keys[..n_keys * kv_dim],
+            &values[..n_keys * kv_dim],
+            shape,
+            visible_from,
+        )
     });
     let job = Job {
         shape,
