@@ -221,7 +221,10 @@ fn inspect_describes_the_file() {
 
 #[test]
 fn chat_keeps_a_conversation() {
-    let o = chat(&["--temp", "0", "-n", "24"], b"My name is Ada.\nWhat is my name?\n");
+    let o = chat(
+        &["--temp", "0", "-n", "24"],
+        b"My name is Ada.\nWhat is my name?\n",
+    );
     let out = stdout(&o);
     let answers: Vec<&str> = out.split('\n').filter(|l| !l.trim().is_empty()).collect();
     assert!(answers.len() >= 2, "expected two answers: {out}");
@@ -463,7 +466,10 @@ fn gemma3_chat_uses_its_turn_format() {
         &[105, 4368, 107],
         "ends with <start_of_turn>model\\n: {ids:?}"
     );
-    let o = chat(&["-m", "gemma3", "--temp", "0", "-n", "8"], b"Hello there.\nAnd again.\n");
+    let o = chat(
+        &["-m", "gemma3", "--temp", "0", "-n", "8"],
+        b"Hello there.\nAnd again.\n",
+    );
     no_panic(&o);
 }
 

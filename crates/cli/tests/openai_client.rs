@@ -6,9 +6,22 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn official_openai_client_works() {
-    let tiny = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/tiny-llama.gguf");
+    let tiny = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/tiny-llama.gguf"
+    );
     let mut server = Command::new(env!("CARGO_BIN_EXE_sparetire"))
-        .args(["serve", "--port", "0", "-c", "256", "-m", tiny, "--api-key", "k3y"])
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "-c",
+            "256",
+            "-m",
+            tiny,
+            "--api-key",
+            "k3y",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -30,7 +43,10 @@ fn official_openai_client_works() {
     }
     std::thread::spawn(move || for _ in lines {});
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/openai_client.py");
-    let out = Command::new("python3").args([script, &addr, "k3y"]).output().expect("run python3");
+    let out = Command::new("python3")
+        .args([script, &addr, "k3y"])
+        .output()
+        .expect("run python3");
     let _ = server.kill();
     let _ = server.wait();
     assert!(

@@ -30,7 +30,11 @@ fn tiny() -> String {
 fn start(extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparetire"))
         .args(["serve", "--port", "0"])
-        .args(if extra.contains(&"-c") { &[][..] } else { &["-c", "256"][..] })
+        .args(if extra.contains(&"-c") {
+            &[][..]
+        } else {
+            &["-c", "256"][..]
+        })
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -473,7 +477,13 @@ fn disconnected_clients_free_their_sequence() {
     start_and_abandon(&s, 3000);
     // The slot is freed: the next request is served at once, not after 3000 tokens.
     let t0 = Instant::now();
-    let (st, _) = request(&s, "POST", "/v1/completions", Some(r#"{"prompt": "Hi", "max_tokens": 2}"#), &[]);
+    let (st, _) = request(
+        &s,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"prompt": "Hi", "max_tokens": 2}"#),
+        &[],
+    );
     assert_eq!(st, 200);
     let (_, m) = request(&s, "GET", "/metrics", None, &[]);
     let generated: f64 = m
@@ -482,12 +492,25 @@ fn disconnected_clients_free_their_sequence() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(generated < 1000.0, "the abandoned request kept generating ({generated} tokens, {:?})", t0.elapsed());
+    assert!(
+        generated < 1000.0,
+        "the abandoned request kept generating ({generated} tokens, {:?})",
+        t0.elapsed()
+    );
 }
 
 #[test]
 fn a_full_queue_answers_429_at_once() {
-    let s = std::sync::Arc::new(start(&["-m", &tiny(), "--parallel", "1", "--max-queue", "1", "-c", "4096"]));
+    let s = std::sync::Arc::new(start(&[
+        "-m",
+        &tiny(),
+        "--parallel",
+        "1",
+        "--max-queue",
+        "1",
+        "-c",
+        "4096",
+    ]));
     let body = r#"{"prompt": "Once upon a time", "max_tokens": 2000, "temperature": 0}"#;
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -501,7 +524,11 @@ fn a_full_queue_answers_429_at_once() {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     let refused: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
-    assert!(!refused.is_empty(), "{:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert!(
+        !refused.is_empty(),
+        "{:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     for (_, resp, _) in &refused {
         assert_eq!(json(resp)["error"]["type"], "rate_limit_error");
     }

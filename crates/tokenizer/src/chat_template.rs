@@ -166,8 +166,10 @@ mod tests {
 
     #[test]
     fn runaway_templates_stop() {
-        let t = ChatTemplate::new("{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}")
-            .expect("compiles");
+        let t = ChatTemplate::new(
+            "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}",
+        )
+        .expect("compiles");
         let err = t.render(&conversation(), true, "", "").unwrap_err();
         assert!(err.to_string().contains("fuel"), "{err}");
     }
