@@ -310,6 +310,67 @@ unsafe fn f16x1(p: *const u8) -> f32 {
 }
 
 /// `hsum_float_8` (and llamafile's `hsum(__m256)`): halves, `movehl`, `movehdup`, i.e.
+/// The eight 6-bit scales and eight mins of a Q4_K/Q5_K superblock (the 12
+/// bytes at `p`), widened to i16 the way llama.cpp's AVX2 kernels unpack them:
+/// `(mins, scales)`, the scales repeated in both 128-bit halves.
+///
+/// # Safety
+/// 12 readable bytes at `p`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
+    const KMASK1: u32 = 0x3f3f3f3f;
+    const KMASK2: u32 = 0x0f0f0f0f;
+    const KMASK3: u32 = 0x03030303;
+    // SAFETY: the caller guarantees 12 readable bytes.
+    let u = |k: usize| unsafe { p.add(4 * k).cast::<u32>().read_unaligned() };
+    let (u0, u1, u2) = (u(0), u(1), u(2));
+    let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let utmp2 = u1 & KMASK1;
+    let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let utmp0 = u0 & KMASK1;
+    let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
+        utmp3 as i32,
+        utmp2 as i32,
+        utmp1 as i32,
+        utmp0 as i32,
+    ));
+    let mins = _mm256_extracti128_si256(mins_and_scales, 1);
+    let sc128 = _mm256_castsi256_si128(mins_and_scales);
+    (mins, _mm256_set_m128i(sc128, sc128))
+}
+
+/// Q4_K's 256 nibbles at `q4`: for each 32-byte group j, its low nibbles
+/// (sub-block 2j) and high nibbles (sub-block 2j + 1).
+///
+/// # Safety
+/// 128 readable bytes at `q4`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k_nibbles(q4: *const u8, m4: __m256i) -> ([__m256i; 4], [__m256i; 4]) {
+    let mut q4l = [_mm256_setzero_si256(); 4];
+    let mut q4h = [_mm256_setzero_si256(); 4];
+    for j in 0..4 {
+        // SAFETY: the caller guarantees 128 readable bytes.
+        let bits = unsafe { load32(q4.add(32 * j)) };
+        q4l[j] = _mm256_and_si256(bits, m4);
+        q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+    }
+    (q4l, q4h)
+}
+
+/// llama.cpp's `get_scale_shuffle_k4(2j)` and `(2j + 1)`: scale 2j (resp.
+/// 2j + 1) of `scales` in every i16 lane, for j in 0..4.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k4_scale_shuffles(scales: __m256i) -> ([__m256i; 4], [__m256i; 4]) {
+    let at = |b: i16| _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b));
+    (
+        std::array::from_fn(|j| at(4 * j as i16)),
+        std::array::from_fn(|j| at(4 * j as i16 + 2)),
+    )
+}
+
 /// `(t0 + t2) + (t1 + t3)` with `t_i = l_i + l_{i+4}`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -699,47 +760,16 @@ unsafe fn q4_k_q8_k<const T: usize>(
     a_stride: usize,
     out: *mut f32,
 ) {
-    const KMASK1: u32 = 0x3f3f3f3f;
-    const KMASK2: u32 = 0x0f0f0f0f;
-    const KMASK3: u32 = 0x03030303;
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = [_mm256_setzero_ps(); T];
     let mut acc_m = [_mm_setzero_ps(); T];
     for i in 0..nb {
         let xb = w.add(144 * i);
         let (dx, dminx) = (f16x1(xb), f16x1(xb.add(2)));
-        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
-        let (u0, u1, u2) = (u(0), u(1), u(2));
-        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-        let utmp2 = u1 & KMASK1;
-        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-        let utmp0 = u0 & KMASK1;
-        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
-            utmp3 as i32,
-            utmp2 as i32,
-            utmp1 as i32,
-            utmp0 as i32,
-        ));
-        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
-        let sc128 = _mm256_castsi256_si128(mins_and_scales);
-        let scales = _mm256_set_m128i(sc128, sc128);
+        let (mins, scales) = k4_scales_mins(xb.add(4));
         let q4 = xb.add(16);
-        let mut q4l = [_mm256_setzero_si256(); 4];
-        let mut q4h = [_mm256_setzero_si256(); 4];
-        for j in 0..4 {
-            let bits = load32(q4.add(32 * j));
-            q4l[j] = _mm256_and_si256(bits, m4);
-            q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        }
-        // get_scale_shuffle_k4(2j), (2j + 1): scale 2j (resp. 2j + 1) in every i16 lane.
-        let scale_l: [__m256i; 4] = std::array::from_fn(|j| {
-            let b = 4 * j as i16;
-            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
-        });
-        let scale_h: [__m256i; 4] = std::array::from_fn(|j| {
-            let b = 4 * j as i16 + 2;
-            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
-        });
+        let (q4l, q4h) = q4k_nibbles(q4, m4);
+        let (scale_l, scale_h) = k4_scale_shuffles(scales);
         for t in 0..T {
             let yb = a.add(a_stride * t + Q8K_SIZE * i);
             let yd = yb.cast::<f32>().read_unaligned();
@@ -859,9 +889,6 @@ unsafe fn q5_k_q8_k<const T: usize, const TILED: bool>(
     a_stride: usize,
     out: *mut f32,
 ) {
-    const KMASK1: u32 = 0x3f3f3f3f;
-    const KMASK2: u32 = 0x0f0f0f0f;
-    const KMASK3: u32 = 0x03030303;
     let fma1 = |a: f32, b: f32, c: f32| {
         _mm_cvtss_f32(_mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(b), _mm_set_ss(c)))
     };
@@ -871,21 +898,7 @@ unsafe fn q5_k_q8_k<const T: usize, const TILED: bool>(
     for i in 0..nb {
         let xb = w.add(176 * i);
         let (dx, dminx) = (f16x1(xb), f16x1(xb.add(2)));
-        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
-        let (u0, u1, u2) = (u(0), u(1), u(2));
-        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-        let utmp2 = u1 & KMASK1;
-        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-        let utmp0 = u0 & KMASK1;
-        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
-            utmp3 as i32,
-            utmp2 as i32,
-            utmp1 as i32,
-            utmp0 as i32,
-        ));
-        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
-        let sc128 = _mm256_castsi256_si128(mins_and_scales);
-        let scales = _mm256_set_m128i(sc128, sc128);
+        let (mins, scales) = k4_scales_mins(xb.add(4));
         let hbits = load32(xb.add(16));
         let q5 = xb.add(48);
         let mut qv = [_mm256_setzero_si256(); 8];

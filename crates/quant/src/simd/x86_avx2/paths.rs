@@ -10,7 +10,10 @@
 #![allow(unsafe_op_in_unsafe_fn)] // why: as in the parent module
 #![allow(clippy::needless_range_loop)] // why: per-token index loops mirror ggml's C
 
-use super::{bytes_from_nibbles_32, f16x1, load32, Q8K_BSUMS, Q8K_QS, Q8K_SIZE};
+use super::{
+    bytes_from_nibbles_32, f16x1, k4_scale_shuffles, k4_scales_mins, load32, q4k_nibbles,
+    Q8K_BSUMS, Q8K_QS, Q8K_SIZE,
+};
 use super::{ChunkFn, TileFn, MAX_TILE};
 use crate::matmul::Path;
 use crate::GgmlType;
@@ -190,46 +193,16 @@ unsafe fn q4_k_paths<const T: usize, const MODE: u8>(
     a_stride: usize,
     out: *mut f32,
 ) {
-    const KMASK1: u32 = 0x3f3f3f3f;
-    const KMASK2: u32 = 0x0f0f0f0f;
-    const KMASK3: u32 = 0x03030303;
     let m4 = _mm256_set1_epi8(0xF);
     let mut acc = _mm_setzero_ps();
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
         let xb = w.add(144 * i);
         let (dx, dminx) = (_mm_set1_ps(f16x1(xb)), _mm_set1_ps(f16x1(xb.add(2))));
-        let u = |k: usize| xb.add(4 + 4 * k).cast::<u32>().read_unaligned();
-        let (u0, u1, u2) = (u(0), u(1), u(2));
-        let utmp3 = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-        let utmp2 = u1 & KMASK1;
-        let utmp1 = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-        let utmp0 = u0 & KMASK1;
-        let mins_and_scales = _mm256_cvtepu8_epi16(_mm_set_epi32(
-            utmp3 as i32,
-            utmp2 as i32,
-            utmp1 as i32,
-            utmp0 as i32,
-        ));
-        let mins = _mm256_extracti128_si256(mins_and_scales, 1);
-        let sc128 = _mm256_castsi256_si128(mins_and_scales);
-        let scales = _mm256_set_m128i(sc128, sc128);
+        let (mins, scales) = k4_scales_mins(xb.add(4));
         let q4 = xb.add(16);
-        let mut q4l = [_mm256_setzero_si256(); 4];
-        let mut q4h = [_mm256_setzero_si256(); 4];
-        for j in 0..4 {
-            let bits = load32(q4.add(32 * j));
-            q4l[j] = _mm256_and_si256(bits, m4);
-            q4h[j] = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-        }
-        let scale_l: [__m256i; 4] = std::array::from_fn(|j| {
-            let b = 4 * j as i16;
-            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
-        });
-        let scale_h: [__m256i; 4] = std::array::from_fn(|j| {
-            let b = 4 * j as i16 + 2;
-            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(((b + 1) << 8) | b))
-        });
+        let (q4l, q4h) = q4k_nibbles(q4, m4);
+        let (scale_l, scale_h) = k4_scale_shuffles(scales);
         // Per token: lane p of `isum` / `imin` is pair p (sub-blocks 2p, 2p + 1).
         let mut isum = [_mm_setzero_si128(); 4];
         let mut imin = [_mm_setzero_si128(); 4];
