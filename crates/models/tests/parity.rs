@@ -191,28 +191,12 @@ fn assert_parity(r: &Report, max_mean_abs: f64) {
     );
 }
 
-#[test]
-fn tiny_llama_matches_llama_cpp() {
-    let root = common::repo_root();
-    let r = check_model(
-        &root.join("tests/data/tiny-llama.gguf"),
-        root.join("tests/golden/models/tiny-llama.json")
-            .to_str()
-            .unwrap(),
-    );
-    assert_parity(&r, 0.01);
-}
-
-#[test]
-fn smollm2_matches_llama_cpp() {
-    let root = common::repo_root();
-    let r = check_model(
-        &common::store_model("smollm2"),
-        root.join("tests/golden/models/smollm2.json")
-            .to_str()
-            .unwrap(),
-    );
-    assert_parity(&r, 0.05);
+/// A random-weight model in tests/data and its goldens.
+fn tiny(name: &str) -> Report {
+    check_model(
+        &common::repo_root().join(format!("tests/data/{name}.gguf")),
+        &golden_path(name),
+    )
 }
 
 fn golden_path(name: &str) -> String {
@@ -223,21 +207,24 @@ fn golden_path(name: &str) -> String {
 }
 
 #[test]
+fn tiny_llama_matches_llama_cpp() {
+    assert_parity(&tiny("tiny-llama"), 0.01);
+}
+
+#[test]
+fn smollm2_matches_llama_cpp() {
+    let r = check_model(&common::store_model("smollm2"), &golden_path("smollm2"));
+    assert_parity(&r, 0.05);
+}
+
+#[test]
 fn tiny_qwen2_matches_llama_cpp() {
-    let r = check_model(
-        &common::repo_root().join("tests/data/tiny-qwen2.gguf"),
-        &golden_path("tiny-qwen2"),
-    );
-    assert_parity(&r, 0.01);
+    assert_parity(&tiny("tiny-qwen2"), 0.01);
 }
 
 #[test]
 fn tiny_qwen3_matches_llama_cpp() {
-    let r = check_model(
-        &common::repo_root().join("tests/data/tiny-qwen3.gguf"),
-        &golden_path("tiny-qwen3"),
-    );
-    assert_parity(&r, 0.01);
+    assert_parity(&tiny("tiny-qwen3"), 0.01);
 }
 
 #[test]
