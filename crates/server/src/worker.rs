@@ -210,10 +210,9 @@ struct Batcher<'e> {
 impl Batcher<'_> {
     fn run(mut self) {
         loop {
-            let busy = self.slots.iter().any(|s| s.active.is_some());
             // Admit waiting requests into free slots (block only when there is nothing to do).
             while self.slots.iter().any(|s| s.active.is_none()) {
-                let job = if busy || self.slots.iter().any(|s| s.active.is_some()) {
+                let job = if self.slots.iter().any(|s| s.active.is_some()) {
                     match self.rx.try_recv() {
                         Ok(j) => j,
                         Err(TryRecvError::Empty) => break,
