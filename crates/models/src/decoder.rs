@@ -24,14 +24,14 @@ use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
 use crate::hparams::HParams;
-use crate::kv_cache::KvCache;
+use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape};
 use crate::layers::mlp::{geglu, swiglu};
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
 use crate::weights::{Weight, WeightLoader};
-use crate::{linear, Logits, Model, ModelError, Seq};
+use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
 /// The gated activation of the feed-forward block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,6 +236,15 @@ impl Model for Decoder {
         )?))
     }
 
+    fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
+        if !pool.fits(self.hp.n_layer, self.hp.kv_dim()) {
+            return Err(ModelError::Invalid(
+                "the KV pool was made for another model's shape".into(),
+            ));
+        }
+        Ok(State::new(KvCache::in_pool(pool, n_ctx)))
+    }
+
     fn forward(
         &self,
         pool: &ThreadPool,
@@ -262,6 +271,19 @@ impl Model for Decoder {
         for s in seqs.iter() {
             crate::check_batch(hp, s.state, s.tokens)?;
         }
+        if let Some(s) = seqs
+            .iter()
+            .find(|s| s.state.arithmetic != seqs[0].state.arithmetic)
+        {
+            return Err(ModelError::Invalid(format!(
+                "a batch mixes arithmetics ({:?} and {:?})",
+                seqs[0].state.arithmetic, s.state.arithmetic
+            )));
+        }
+        for s in seqs.iter_mut() {
+            let to = s.state.n_past + s.tokens.len();
+            s.state.kv.prepare(to)?;
+        }
         let Some(first_seq) = seqs.first_mut() else {
             return Ok(());
         };
@@ -287,6 +309,10 @@ impl Decoder {
         let hp = &self.hp;
         let cfg = &self.cfg;
         let f = &*self.file;
+        let arith = seqs
+            .first()
+            .map_or(Arithmetic::Reference, |s| s.state.arithmetic);
+        let per_token = arith == Arithmetic::PerToken;
         // Row ranges of each sequence in the batch, and their first positions.
         let mut spans = Vec::with_capacity(seqs.len());
         let mut n = 0;
@@ -318,9 +344,9 @@ impl Decoder {
             let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
             let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
             let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
-            linear(pool, f, &blk.wq, xn, n, q)?;
-            linear(pool, f, &blk.wk, xn, n, k)?;
-            linear(pool, f, &blk.wv, xn, n, v)?;
+            linear(pool, f, arith, &blk.wq, xn, n, q)?;
+            linear(pool, f, arith, &blk.wk, xn, n, k)?;
+            linear(pool, f, arith, &blk.wv, xn, n, v)?;
             if let Some([bq, bk, bv]) = &blk.bqkv {
                 add_bias(q, bq);
                 add_bias(k, bk);
@@ -354,13 +380,9 @@ impl Decoder {
                         &cos,
                         &sin,
                     );
-                    s.state.kv.store(
-                        il,
-                        pos0 + t,
-                        &k[r * kv_dim..(r + 1) * kv_dim],
-                        &v[r * kv_dim..(r + 1) * kv_dim],
-                    );
                 }
+                let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
             }
             tap(taps, "Qcur", Some(il), q);
             tap(taps, "Kcur", Some(il), k);
@@ -382,21 +404,22 @@ impl Decoder {
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
             for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans) {
                 let rows = row0 * q_dim..(row0 + len) * q_dim;
-                let kv = &s.state.kv;
-                attention(
-                    pool,
-                    &shape,
-                    &q[rows.clone()],
-                    kv.keys(il),
-                    kv.values(il),
-                    pos0,
-                    len,
-                    &mut attn[rows],
-                );
+                s.state.kv.with_layer(il, |kv| {
+                    attention(
+                        pool,
+                        &shape,
+                        &q[rows.clone()],
+                        kv,
+                        pos0,
+                        len,
+                        per_token,
+                        &mut attn[rows],
+                    )
+                });
             }
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            linear(pool, f, &blk.wo, attn, n, out)?;
+            linear(pool, f, arith, &blk.wo, attn, n, out)?;
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);
@@ -413,8 +436,8 @@ impl Decoder {
             tap(taps, "ffn_norm", Some(il), xn);
             let gate = sized(&mut b.gate, n * ff); // (n, ff)
             let up = sized(&mut b.up, n * ff); // (n, ff)
-            linear(pool, f, &blk.w_gate, xn, n, gate)?;
-            linear(pool, f, &blk.w_up, xn, n, up)?;
+            linear(pool, f, arith, &blk.w_gate, xn, n, gate)?;
+            linear(pool, f, arith, &blk.w_up, xn, n, up)?;
             tap(taps, "ffn_gate", Some(il), gate);
             tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
@@ -426,7 +449,7 @@ impl Decoder {
                 Activation::GeGlu => "ffn_geglu",
             };
             tap(taps, act_name, Some(il), gate);
-            linear(pool, f, &blk.w_down, gate, n, out)?;
+            linear(pool, f, arith, &blk.w_down, gate, n, out)?;
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {
                 rms_norm(out, w, hp.rms_eps, xn);
@@ -441,6 +464,7 @@ impl Decoder {
         let mut n_out = 0;
         for (i, (s, &(row0, len, _))) in seqs.iter_mut().zip(&spans).enumerate() {
             s.state.n_past += len;
+            s.state.kv.commit(s.tokens);
             let first = match s.logits {
                 Logits::All => 0,
                 Logits::Last => len - 1,
@@ -470,12 +494,12 @@ impl Decoder {
             // One sequence: straight into its logits.
             let logits = &mut seqs[i].state.logits;
             logits.resize(n_out * nv, 0.0);
-            linear(pool, f, &self.output, xn, n_out, logits)?;
+            linear(pool, f, arith, &self.output, xn, n_out, logits)?;
             tap(taps, "result_output", None, logits);
             return Ok(());
         }
         let all = sized(&mut b.out, n_out * nv);
-        linear(pool, f, &self.output, xn, n_out, all)?;
+        linear(pool, f, arith, &self.output, xn, n_out, all)?;
         tap(taps, "result_output", None, all);
         let mut at = 0;
         for &(i, _, rows) in &picked {

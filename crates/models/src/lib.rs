@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod block_alloc;
 pub mod decoder;
 mod error;
 pub mod hparams;
@@ -24,6 +25,8 @@ use std::sync::Arc;
 
 use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::ThreadPool;
+
+pub use sparetire_quant::Arithmetic;
 
 pub use error::ModelError;
 pub use hparams::HParams;
@@ -57,6 +60,10 @@ pub trait Model: Send + Sync {
 
     /// A fresh sequence state holding up to `n_ctx` positions.
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError>;
+
+    /// A fresh sequence state of up to `n_ctx` positions whose KV blocks come
+    /// from `pool` (shared with other sequences; see [`kv_cache::KvPool::for_model`]).
+    fn new_state_in(&self, pool: Arc<kv_cache::KvPool>, n_ctx: usize) -> Result<State, ModelError>;
 
     /// Runs `tokens` at positions `state.n_past ..`, appends them to the KV
     /// cache and leaves logits in `state.logits()`: `n_vocab` floats for the
@@ -128,17 +135,19 @@ pub(crate) fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<()
 pub(crate) fn linear(
     pool: &ThreadPool,
     file: &GgufFile,
+    arith: Arithmetic,
     w: &weights::Weight,
     x: &[f32],
     n: usize,
     y: &mut [f32],
 ) -> Result<(), ModelError> {
-    sparetire_quant::matmul(
+    sparetire_quant::matmul_with(
         pool,
         &w.view(file),
         &x[..n * w.cols],
         n,
         &mut y[..n * w.rows],
+        arith,
     )?;
     Ok(())
 }

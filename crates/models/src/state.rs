@@ -2,6 +2,7 @@
 //! activation buffers reused from call to call.
 
 use crate::kv_cache::KvCache;
+use crate::Arithmetic;
 
 /// Receives named intermediate activations during a forward call:
 /// `(name, layer, values)`, row-major `(n_tokens, width)`.
@@ -18,6 +19,9 @@ pub struct State {
     pub kv: KvCache,
     /// Number of positions already in `kv`.
     pub n_past: usize,
+    /// How batched products compute this sequence's tokens (every sequence
+    /// of one batch must agree).
+    pub arithmetic: Arithmetic,
     /// Activation buffers, grown on demand and then reused.
     pub(crate) buf: Buffers,
     /// Logits of the last forward call: `(n_out, n_vocab)`.
@@ -32,6 +36,7 @@ impl State {
         State {
             kv,
             n_past: 0,
+            arithmetic: Arithmetic::Reference,
             buf: Buffers::default(),
             logits: Vec::new(),
             tap: None,
@@ -46,6 +51,7 @@ impl State {
     /// Forgets every position after the first `n` (to reuse a common prefix, or restart at 0).
     pub fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
+        self.kv.truncate(n);
     }
 
     /// Logits of the last forward call, `n_vocab` per output row.
