@@ -54,6 +54,14 @@ impl State {
         self.kv.truncate(n);
     }
 
+    /// Keeps the stored positions that start `tokens` and takes published
+    /// blocks of the KV pool for more of them, up to `max` positions in all;
+    /// returns the positions now held (see [`KvCache::reuse_prefix`]).
+    pub fn reuse_prefix(&mut self, tokens: &[u32], max: usize) -> usize {
+        self.n_past = self.kv.reuse_prefix(tokens, max);
+        self.n_past
+    }
+
     /// Logits of the last forward call, `n_vocab` per output row.
     pub fn logits(&self) -> &[f32] {
         &self.logits

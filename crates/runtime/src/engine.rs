@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{Logits, Model, State};
+use sparetire_models::{Arithmetic, Logits, Model, State};
 use sparetire_quant::ThreadPool;
 use sparetire_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
@@ -238,6 +238,12 @@ impl Session<'_> {
     /// The tokens currently in the KV cache.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+
+    /// Chooses how batched products compute this session's tokens
+    /// ([`Arithmetic::PerToken`] computes exactly as the server does).
+    pub fn set_arithmetic(&mut self, arithmetic: Arithmetic) {
+        self.state.arithmetic = arithmetic;
     }
 
     /// Evaluates `prompt` (reusing what is already cached) and generates,
