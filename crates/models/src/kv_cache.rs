@@ -159,7 +159,7 @@ fn chain_key(prev: Option<&BlockKey>, tokens: &[u32]) -> BlockKey {
 /// next position falls into.
 fn needed(p: &PoolInner, table: &[BlockId], from: usize, to: usize) -> usize {
     let grow = to.div_ceil(BLOCK_SIZE).saturating_sub(table.len());
-    let cow = from % BLOCK_SIZE != 0
+    let cow = !from.is_multiple_of(BLOCK_SIZE)
         && to > from
         && table
             .get(from / BLOCK_SIZE)
@@ -262,7 +262,7 @@ impl KvCache {
             needed: needed(p, table, from, to),
             available: p.blocks.available(),
         };
-        if from % BLOCK_SIZE != 0 && to > from {
+        if !from.is_multiple_of(BLOCK_SIZE) && to > from {
             let i = from / BLOCK_SIZE;
             let old = self.table[i];
             if p.blocks.is_shared(old) {
