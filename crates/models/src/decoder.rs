@@ -267,9 +267,36 @@ impl Model for Decoder {
     /// sequence. The activation buffers (and the debugging tap) of the batch
     /// are those of the first sequence's state.
     fn forward_batch(&self, pool: &ThreadPool, seqs: &mut [Seq<'_>]) -> Result<(), ModelError> {
+        self.forward_stage(pool, seqs, 0..self.hp.n_layer, None, None)
+    }
+
+    fn forward_stage(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        layers: std::ops::Range<usize>,
+        hidden_in: Option<&[f32]>,
+        hidden_out: Option<&mut Vec<f32>>,
+    ) -> Result<(), ModelError> {
         let hp = &self.hp;
+        if layers.start > layers.end || layers.end > hp.n_layer {
+            return Err(ModelError::Invalid(format!(
+                "layers {layers:?} outside the model's {}",
+                hp.n_layer
+            )));
+        }
         for s in seqs.iter() {
             crate::check_batch(hp, s.state, s.tokens)?;
+        }
+        if let Some(h) = hidden_in {
+            let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+            if h.len() != n * hp.n_embd {
+                return Err(ModelError::Invalid(format!(
+                    "hidden states of {} values for {n} tokens of width {}",
+                    h.len(),
+                    hp.n_embd
+                )));
+            }
         }
         if let Some(s) = seqs
             .iter()
@@ -289,7 +316,12 @@ impl Model for Decoder {
         };
         let mut b = std::mem::take(&mut first_seq.state.buf);
         let mut tap_slot = first_seq.state.tap.take();
-        let result = self.forward_rows(pool, seqs, &mut b, &mut tap_slot);
+        let stage = StageIo {
+            layers,
+            hidden_in,
+            hidden_out,
+        };
+        let result = self.forward_rows(pool, seqs, stage, &mut b, &mut tap_slot);
         if let Some(first_seq) = seqs.first_mut() {
             first_seq.state.buf = b;
             first_seq.state.tap = tap_slot;
@@ -298,11 +330,21 @@ impl Model for Decoder {
     }
 }
 
+/// The part of the network one call runs (a pipeline stage, or all of it).
+struct StageIo<'a> {
+    layers: std::ops::Range<usize>,
+    /// Hidden states from the previous stage (`None`: embed the tokens).
+    hidden_in: Option<&'a [f32]>,
+    /// Where to leave the hidden states for the next stage (`None`: compute logits).
+    hidden_out: Option<&'a mut Vec<f32>>,
+}
+
 impl Decoder {
     fn forward_rows(
         &self,
         pool: &ThreadPool,
         seqs: &mut [Seq<'_>],
+        stage: StageIo<'_>,
         b: &mut crate::state::Buffers,
         taps: &mut Option<crate::state::Tap>,
     ) -> Result<(), ModelError> {
@@ -322,21 +364,26 @@ impl Decoder {
         }
         let (d, q_dim, kv_dim, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
         let x = sized(&mut b.x, n * d); // (n, d) residual stream
-        for (s, &(row0, _, _)) in seqs.iter().zip(&spans) {
-            for (t, &tok) in s.tokens.iter().enumerate() {
-                let r = row0 + t;
-                self.tok_embd
-                    .row_into(f, tok as usize, &mut x[r * d..(r + 1) * d])?;
+        if let Some(h) = stage.hidden_in {
+            x.copy_from_slice(h);
+        } else {
+            for (s, &(row0, _, _)) in seqs.iter().zip(&spans) {
+                for (t, &tok) in s.tokens.iter().enumerate() {
+                    let r = row0 + t;
+                    self.tok_embd
+                        .row_into(f, tok as usize, &mut x[r * d..(r + 1) * d])?;
+                }
             }
-        }
-        if let Some(s) = cfg.embd_scale {
-            x.iter_mut().for_each(|v| *v *= s);
-            tap(taps, "inp_scaled", None, x);
+            if let Some(s) = cfg.embd_scale {
+                x.iter_mut().for_each(|v| *v *= s);
+                tap(taps, "inp_scaled", None, x);
+            }
         }
         let half = hp.n_rot / 2;
         let mut cos = vec![0f32; half];
         let mut sin = vec![0f32; half];
-        for (il, blk) in self.blocks.iter().enumerate() {
+        for il in stage.layers {
+            let blk = &self.blocks[il];
             // attention
             let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
@@ -459,12 +506,19 @@ impl Decoder {
             add_into(x, out);
             tap(taps, "l_out", Some(il), x);
         }
+        for (s, &(_, len, _)) in seqs.iter_mut().zip(&spans) {
+            s.state.n_past += len;
+            s.state.kv.commit(s.tokens);
+        }
+        if let Some(out) = stage.hidden_out {
+            out.clear();
+            out.extend_from_slice(x);
+            return Ok(());
+        }
         // output: only the rows whose logits are wanted, all sequences in one matmul
         let mut picked = Vec::new(); // (sequence, first row, rows)
         let mut n_out = 0;
         for (i, (s, &(row0, len, _))) in seqs.iter_mut().zip(&spans).enumerate() {
-            s.state.n_past += len;
-            s.state.kv.commit(s.tokens);
             let first = match s.logits {
                 Logits::All => 0,
                 Logits::Last => len - 1,

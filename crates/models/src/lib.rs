@@ -85,6 +85,27 @@ pub trait Model: Send + Sync {
         }
         Ok(())
     }
+
+    /// One pipeline stage of [`Self::forward_batch`]: runs only `layers`,
+    /// starting from `hidden_in` (the previous stage's hidden states,
+    /// `(tokens, n_embd)`) instead of the token embeddings when given, and
+    /// leaving the hidden states in `hidden_out` instead of computing logits
+    /// when given. Every stage appends the tokens to its states' caches (for
+    /// its layers). Running all stages in order computes exactly what
+    /// `forward_batch` computes.
+    fn forward_stage(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        layers: std::ops::Range<usize>,
+        hidden_in: Option<&[f32]>,
+        hidden_out: Option<&mut Vec<f32>>,
+    ) -> Result<(), ModelError> {
+        let _ = (pool, seqs, layers, hidden_in, hidden_out);
+        Err(ModelError::Invalid(
+            "this model cannot be split into pipeline stages".into(),
+        ))
+    }
 }
 
 /// Opens the architecture `file` names.

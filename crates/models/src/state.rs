@@ -62,6 +62,12 @@ impl State {
         self.n_past
     }
 
+    /// Replaces the logits (a pipeline's last stage computed them elsewhere).
+    pub fn set_logits(&mut self, logits: &[f32]) {
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
+    }
+
     /// Logits of the last forward call, `n_vocab` per output row.
     pub fn logits(&self) -> &[f32] {
         &self.logits

@@ -154,3 +154,49 @@ fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
         .unwrap();
     assert_ne!(reference.logits(), &want[..]);
 }
+
+/// Pipeline stages run one after another (each with its own states, as separate ranks hold
+/// them) give bit-identical logits to the whole network, for prefill and decode.
+#[test]
+fn pipeline_stages_compose_to_the_whole_network() {
+    let path = common::store_model("smollm2");
+    let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
+    let pool = ThreadPool::new(2);
+    let n_layer = model.hparams().n_layer;
+    let prompt: Vec<u32> = (0..40u32).map(|i| 100 + i * 7).collect();
+    let mut whole = model.new_state(128).unwrap();
+    model
+        .forward(&pool, &mut whole, &prompt, Logits::Last)
+        .unwrap();
+    let want_prefill = whole.logits().to_vec();
+    model
+        .forward(&pool, &mut whole, &[9], Logits::Last)
+        .unwrap();
+    let want_decode = whole.logits().to_vec();
+    let cuts = [0, 7, 19, n_layer];
+    let mut states: Vec<_> = (0..3).map(|_| model.new_state(128).unwrap()).collect();
+    for (tokens, want) in [(&prompt[..], &want_prefill), (&[9u32][..], &want_decode)] {
+        let mut hidden: Option<Vec<f32>> = None;
+        for (k, st) in states.iter_mut().enumerate() {
+            let last = k == 2;
+            let mut out = Vec::new();
+            let mut seqs = [Seq {
+                state: st,
+                tokens,
+                logits: Logits::Last,
+            }];
+            model
+                .forward_stage(
+                    &pool,
+                    &mut seqs,
+                    cuts[k]..cuts[k + 1],
+                    hidden.as_deref(),
+                    (!last).then_some(&mut out),
+                )
+                .unwrap();
+            hidden = Some(out);
+        }
+        assert_eq!(states[2].logits(), &want[..]);
+    }
+    assert!(states.iter().all(|s| s.n_past == prompt.len() + 1));
+}
