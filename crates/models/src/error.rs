@@ -73,6 +73,9 @@ pub enum ModelError {
         /// Blocks the pool can still hand out.
         available: usize,
     },
+    /// Another rank of a cluster failed, or the ranks fell out of step.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// An invalid request to the model (e.g. an empty batch).
     #[error("{0}")]
     Invalid(String),

@@ -15,6 +15,8 @@ pub type Tap = Box<dyn FnMut(&str, Option<usize>, &[f32]) + Send>;
 
 /// Everything a model needs to continue one sequence.
 pub struct State {
+    /// Unique within the process (names the sequence to other ranks of a cluster).
+    pub id: u64,
     /// Keys and values of the positions seen so far.
     pub kv: KvCache,
     /// Number of positions already in `kv`.
@@ -33,7 +35,9 @@ pub struct State {
 impl State {
     /// A fresh state over `kv`.
     pub fn new(kv: KvCache) -> State {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         State {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             kv,
             n_past: 0,
             arithmetic: Arithmetic::Reference,

@@ -1,0 +1,28 @@
+//! The transport between ranks: only what the engine uses.
+
+use crate::ClusterError;
+
+/// Collective and point-to-point operations among `size()` ranks. Every rank
+/// must make the same collective calls in the same order (as with MPI).
+pub trait Comm: Send + Sync {
+    /// This process's rank, `0..size()`.
+    fn rank(&self) -> usize;
+
+    /// Number of ranks.
+    fn size(&self) -> usize;
+
+    /// Rank `root`'s `buf` replaces every other rank's.
+    fn broadcast(&self, root: usize, buf: &mut Vec<u8>) -> Result<(), ClusterError>;
+
+    /// Sends `data` to rank `to` (matched by a [`Comm::recv`] there).
+    fn send(&self, to: usize, data: &[f32]) -> Result<(), ClusterError>;
+
+    /// Receives exactly `n` values from rank `from`.
+    fn recv(&self, from: usize, n: usize) -> Result<Vec<f32>, ClusterError>;
+
+    /// Element-wise sum over all ranks, left in every rank's `data`.
+    fn all_reduce_sum(&self, data: &mut [f64]) -> Result<(), ClusterError>;
+
+    /// Waits until every rank is here.
+    fn barrier(&self) -> Result<(), ClusterError>;
+}
