@@ -6,6 +6,7 @@
 mod args;
 mod bench;
 mod chat;
+mod cluster;
 mod inspect;
 mod models;
 mod perplexity;
@@ -59,6 +60,7 @@ fn main() {
         Cmd::Pull(a) => models::pull(a),
         Cmd::List(a) => models::list(a),
     };
+    sparetire_cluster::finish();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = if e.downcast_ref::<UsageError>().is_some() {

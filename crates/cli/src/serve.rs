@@ -79,6 +79,10 @@ pub fn main(a: ServeArgs) -> Result<()> {
     });
     let mut margs = a.model.clone();
     margs.model = Some(path.display().to_string());
+    // Under mpirun only rank 0 serves HTTP; the other ranks compute its steps (and never return).
+    if sparetire_cluster::world()?.is_some_and(|c| c.rank() != 0) {
+        margs.load()?;
+    }
     let cfg = ServeConfig {
         addr: SocketAddr::new(a.host, a.port),
         model_name,

@@ -26,4 +26,4 @@ mod world;
 
 pub use comm::Comm;
 pub use error::ClusterError;
-pub use world::{launched_by_mpi, world};
+pub use world::{finish, launched_by_mpi, world};

@@ -25,12 +25,11 @@ impl LocalComm {
         let mut senders: Vec<Vec<Option<Sender<Payload>>>> = (0..n).map(|_| Vec::new()).collect();
         let mut receivers: Vec<Vec<Option<Receiver<Payload>>>> =
             (0..n).map(|_| Vec::new()).collect();
-        for (a, row) in senders.iter_mut().enumerate() {
-            for b in 0..n {
+        for row in senders.iter_mut() {
+            for inbox in receivers.iter_mut() {
                 let (tx, rx) = channel();
                 row.push(Some(tx));
-                let _ = a;
-                receivers[b].push(Some(rx));
+                inbox.push(Some(rx));
             }
         }
         (0..n)

@@ -1,6 +1,6 @@
 //! Whether this process is one rank of an `mpirun` job, and its transport.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::{ClusterError, Comm};
 
@@ -23,17 +23,46 @@ pub fn launched_by_mpi() -> bool {
 /// several ranks; an error when it was but this build cannot join it.
 /// MPI is initialised once, on first call.
 pub fn world() -> Result<Option<Arc<dyn Comm>>, ClusterError> {
-    static WORLD: OnceLock<Result<Option<Arc<dyn Comm>>, String>> = OnceLock::new();
-    WORLD
-        .get_or_init(|| {
-            if !launched_by_mpi() {
-                return Ok(None);
-            }
-            init().map_err(|e| e.to_string())
-        })
-        .clone()
-        .map_err(ClusterError::Setup)
+    let mut w = WORLD.lock().unwrap_or_else(|e| e.into_inner());
+    match &*w {
+        World::Unknown => {
+            let r = if launched_by_mpi() {
+                init().map_err(|e| e.to_string())
+            } else {
+                Ok(None)
+            };
+            *w = match &r {
+                Ok(Some(c)) => World::Joined(c.clone()),
+                Ok(None) => World::Alone,
+                Err(e) => World::Failed(e.clone()),
+            };
+            r.map_err(ClusterError::Setup)
+        }
+        World::Alone | World::Finished => Ok(None),
+        World::Joined(c) => Ok(Some(c.clone())),
+        World::Failed(e) => Err(ClusterError::Setup(e.clone())),
+    }
 }
+
+/// Leaves the job: drops this module's handle so that MPI is finalized once
+/// the last other handle (a `DistModel`) is gone. Call at the end of `main`;
+/// a rank that exits without it makes `mpirun` report an improper exit.
+pub fn finish() {
+    let mut w = WORLD.lock().unwrap_or_else(|e| e.into_inner());
+    if matches!(&*w, World::Joined(_)) {
+        *w = World::Finished;
+    }
+}
+
+enum World {
+    Unknown,
+    Alone,
+    Joined(Arc<dyn Comm>),
+    Failed(String),
+    Finished,
+}
+
+static WORLD: Mutex<World> = Mutex::new(World::Unknown);
 
 #[cfg(feature = "mpi")]
 fn init() -> Result<Option<Arc<dyn Comm>>, ClusterError> {

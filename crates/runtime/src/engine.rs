@@ -57,6 +57,15 @@ impl Engine {
         })
     }
 
+    /// The same engine with its model replaced by `f(model)` (e.g. wrapped to
+    /// run across the ranks of a cluster).
+    pub fn map_model(self, f: impl FnOnce(Box<dyn Model>) -> Box<dyn Model>) -> Engine {
+        Engine {
+            model: f(self.model),
+            ..self
+        }
+    }
+
     /// The model file.
     pub fn file(&self) -> &GgufFile {
         &self.file

@@ -95,7 +95,9 @@ pub enum KvBudget {
 
 /// A handle to the engine thread.
 pub struct Worker {
-    tx: SyncSender<Job>,
+    /// `None` once dropping: the engine thread sees the queue close and ends.
+    tx: Option<SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     ready: Arc<AtomicBool>,
     closing: AtomicBool,
     queued: Arc<AtomicUsize>,
@@ -117,7 +119,7 @@ impl Worker {
         let ready = Arc::new(AtomicBool::new(false));
         let queued = Arc::new(AtomicUsize::new(0));
         let (ready2, queued2) = (ready.clone(), queued.clone());
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let fail = |e: String| -> ! {
                 eprintln!("error: {e}");
                 std::process::exit(1)
@@ -190,7 +192,8 @@ impl Worker {
             .run();
         });
         Worker {
-            tx,
+            tx: Some(tx),
+            thread: Some(thread),
             ready,
             closing: AtomicBool::new(false),
             queued,
@@ -221,8 +224,11 @@ impl Worker {
         if !self.ready() {
             return Err(ApiError::Loading);
         }
+        let Some(tx) = &self.tx else {
+            return Err(ApiError::ShuttingDown);
+        };
         self.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(job) {
+        match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -232,6 +238,17 @@ impl Worker {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
                 Err(ApiError::Internal("the engine thread has stopped".into()))
             }
+        }
+    }
+}
+
+impl Drop for Worker {
+    /// Closes the queue and waits for the engine thread to finish its steps
+    /// and drop the engine (under mpirun that tells the other ranks to stop).
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
