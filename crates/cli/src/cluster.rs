@@ -1,7 +1,10 @@
 //! Joining an `mpirun` job: which layers this rank runs, and the follower loop.
 
 use anyhow::{Context, Result};
-use sparetire_cluster::dist::{follow, stage_weight_bytes, DistModel};
+use std::sync::Arc;
+
+use sparetire_cluster::comm::CommReducer;
+use sparetire_cluster::dist::{follow, stage_weight_bytes, DistModel, Layout};
 use sparetire_cluster::pipeline::split_layers;
 use sparetire_runtime::Engine;
 
@@ -24,12 +27,10 @@ pub fn join(engine: Engine, a: &ModelArgs) -> Result<Engine> {
     let Some(comm) = sparetire_cluster::world()? else {
         return Ok(engine);
     };
-    if a.split == Split::Tp {
-        return Err(usage(
-            "--split tp is not available yet; use --split pp (pipeline parallelism)",
-        ));
-    }
     let (rank, size) = (comm.rank(), comm.size());
+    if a.split == Split::Tp {
+        return join_tensor(engine, comm);
+    }
     // Every rank contributes its weight; the sum hands everyone the list.
     let mut weights = vec![0.0f64; size];
     weights[rank] = match &a.rank_weights {
@@ -56,11 +57,41 @@ pub fn join(engine: Engine, a: &ModelArgs) -> Result<Engine> {
         bytes as f64 / (1 << 20) as f64
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    let layout = Layout::Pipeline(stages);
     if rank == 0 {
-        return Ok(engine.map_model(|m| Box::new(DistModel::new(m, comm, stages))));
+        return Ok(engine.map_model(|m| Box::new(DistModel::new(m, comm, layout))));
     }
+    run_follower(engine, comm, &layout)
+}
+
+/// Tensor parallelism: every rank keeps its share of every layer.
+fn join_tensor(engine: Engine, comm: Arc<dyn sparetire_cluster::Comm>) -> Result<Engine> {
+    let (rank, size) = (comm.rank(), comm.size());
+    let reducer = Arc::new(CommReducer(comm.clone()));
+    let engine = engine
+        .try_map_model(|m| m.into_tensor_parallel(rank, size, reducer))
+        .with_context(|| format!("rank {rank}: splitting the model"))?;
+    let line = format!(
+        "sparetire: rank {rank}/{size} (pid {}): tensor-parallel share of every layer, {:.1} MiB resident after loading\n",
+        std::process::id(),
+        resident_mib().unwrap_or(0.0)
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    if rank == 0 {
+        return Ok(engine.map_model(|m| Box::new(DistModel::new(m, comm, Layout::Tensor))));
+    }
+    run_follower(engine, comm, &Layout::Tensor)
+}
+
+/// A follower's whole life after loading: it never returns.
+fn run_follower(
+    engine: Engine,
+    comm: Arc<dyn sparetire_cluster::Comm>,
+    layout: &Layout,
+) -> Result<Engine> {
+    let rank = comm.rank();
     ignore_stop_signals();
-    let result = follow(engine.model(), &*comm, &stages, engine.pool())
+    let result = follow(engine.model(), &*comm, layout, engine.pool())
         .with_context(|| format!("rank {rank}"));
     drop(comm);
     drop(engine);
@@ -99,4 +130,18 @@ fn ignore_stop_signals() {
             libc::signal(sig, libc::SIG_IGN);
         }
     }
+}
+
+/// This process's resident memory (VmRSS), in MiB (Linux).
+fn resident_mib() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }

@@ -18,20 +18,30 @@ use sparetire_quant::ThreadPool;
 use crate::protocol::{Msg, SeqPlan};
 use crate::{ClusterError, Comm};
 
-/// Rank 0's model: forwards every call to the whole pipeline.
+/// How the ranks share the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Pipeline: rank `r` runs layers `stages[r]` whole.
+    Pipeline(Vec<Range<usize>>),
+    /// Tensor: every rank runs every layer on its shard (the model was made
+    /// with [`Model::into_tensor_parallel`]); rank 0 alone computes logits.
+    Tensor,
+}
+
+/// Rank 0's model: forwards every call to all ranks.
 pub struct DistModel {
     inner: Box<dyn Model>,
     comm: Arc<dyn Comm>,
-    stages: Vec<Range<usize>>,
+    layout: Layout,
 }
 
 impl DistModel {
-    /// Wraps rank 0's `inner`; `stages[r]` are rank `r`'s layers.
-    pub fn new(inner: Box<dyn Model>, comm: Arc<dyn Comm>, stages: Vec<Range<usize>>) -> DistModel {
+    /// Wraps rank 0's `inner` (already sharded for [`Layout::Tensor`]).
+    pub fn new(inner: Box<dyn Model>, comm: Arc<dyn Comm>, layout: Layout) -> DistModel {
         DistModel {
             inner,
             comm,
-            stages,
+            layout,
         }
     }
 
@@ -126,7 +136,7 @@ impl Model for DistModel {
         self.comm
             .broadcast(0, &mut Msg::Forward(plan).encode())
             .unwrap_or_else(|e| fatal(e));
-        run_stage(&*self.inner, &*self.comm, &self.stages, pool, seqs).unwrap_or_else(|e| fatal(e));
+        run_step(&*self.inner, &*self.comm, &self.layout, pool, seqs).unwrap_or_else(|e| fatal(e));
         Ok(())
     }
 }
@@ -141,6 +151,33 @@ fn logit_rows(s: &Seq<'_>) -> usize {
 }
 
 /// This rank's part of one forward call.
+fn run_step(
+    model: &dyn Model,
+    comm: &dyn Comm,
+    layout: &Layout,
+    pool: &ThreadPool,
+    seqs: &mut [Seq<'_>],
+) -> Result<(), ClusterError> {
+    match layout {
+        Layout::Pipeline(stages) => run_stage(model, comm, stages, pool, seqs),
+        Layout::Tensor => {
+            if comm.rank() != 0 {
+                // Only rank 0 samples: the others skip the output head.
+                for s in seqs.iter_mut() {
+                    s.logits = Logits::None;
+                }
+            }
+            model
+                .forward_batch(pool, seqs)
+                .map_err(|source| ClusterError::Model {
+                    rank: comm.rank(),
+                    source,
+                })
+        }
+    }
+}
+
+/// This rank's pipeline stage of one forward call.
 fn run_stage(
     model: &dyn Model,
     comm: &dyn Comm,
@@ -206,7 +243,7 @@ fn run_stage(
 pub fn follow(
     model: &dyn Model,
     comm: &dyn Comm,
-    stages: &[Range<usize>],
+    layout: &Layout,
     pool: &ThreadPool,
 ) -> Result<(), ClusterError> {
     let r = comm.rank();
@@ -251,7 +288,7 @@ pub fn follow(
                             logits: p.logits,
                         })
                         .collect();
-                    run_stage(model, comm, stages, pool, &mut seqs)?;
+                    run_step(model, comm, layout, pool, &mut seqs)?;
                 }
                 for (st, p) in taken.into_iter().zip(&plans) {
                     states.insert(p.id, st);

@@ -139,6 +139,16 @@ impl Comm for LocalComm {
         }
     }
 
+    fn all_reduce_sum_f32(&self, data: &mut [f32]) -> Result<(), ClusterError> {
+        let mut wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        // Summed in f64 in rank order, then rounded once: deterministic.
+        self.all_reduce_sum(&mut wide)?;
+        for (d, w) in data.iter_mut().zip(&wide) {
+            *d = *w as f32;
+        }
+        Ok(())
+    }
+
     fn barrier(&self) -> Result<(), ClusterError> {
         self.all_reduce_sum(&mut [])
     }

@@ -123,6 +123,17 @@ impl Comm for MpiComm {
         Ok(())
     }
 
+    fn all_reduce_sum_f32(&self, data: &mut [f32]) -> Result<(), ClusterError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let src = data.to_vec();
+        self.lock()
+            .world
+            .all_reduce_into(&src[..], data, SystemOperation::sum());
+        Ok(())
+    }
+
     fn barrier(&self) -> Result<(), ClusterError> {
         self.lock().world.barrier();
         Ok(())

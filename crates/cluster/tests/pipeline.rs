@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sparetire_cluster::dist::{follow, DistModel};
+use sparetire_cluster::dist::{follow, DistModel, Layout};
 use sparetire_cluster::local::LocalComm;
 use sparetire_cluster::pipeline::split_layers;
 use sparetire_cluster::Comm;
@@ -78,17 +78,66 @@ fn pipelines_of_one_to_four_ranks_give_one_process_logits() {
                 let (file, stages, c) = (file.clone(), stages.clone(), c.clone());
                 s.spawn(move || {
                     let m = load(file).unwrap();
-                    follow(&*m, &*c, &stages, &ThreadPool::new(1)).unwrap();
+                    follow(&*m, &*c, &Layout::Pipeline(stages), &ThreadPool::new(1)).unwrap();
                 });
             }
             let dist = DistModel::new(
                 load(file.clone()).unwrap(),
                 comms[0].clone(),
-                stages.clone(),
+                Layout::Pipeline(stages.clone()),
             );
             drive(&dist, &ThreadPool::new(1))
             // `dist` drops here and tells the followers to stop.
         });
         assert_eq!(got, want, "{ranks} ranks, stages {stages:?}");
+    }
+}
+
+/// Tensor parallelism over 1 to 5 ranks (including more ranks than KV heads, and splits of a
+/// KV group) stays within rounding of one process: the partial sums are added in another order.
+#[test]
+fn tensor_parallel_ranks_stay_within_rounding_of_one_process() {
+    use sparetire_cluster::comm::CommReducer;
+
+    let file = Arc::new(GgufFile::open(model_path()).unwrap());
+    let single = load(file.clone()).unwrap();
+    let pool = ThreadPool::new(1);
+    let want = drive(&*single, &pool);
+    let hp = single.hparams().clone();
+    for ranks in 1..=5 {
+        let comms: Vec<Arc<dyn Comm>> = LocalComm::group(ranks)
+            .into_iter()
+            .map(|c| Arc::new(c) as Arc<dyn Comm>)
+            .collect();
+        let shard = |r: usize, c: &Arc<dyn Comm>| {
+            load(file.clone())
+                .unwrap()
+                .into_tensor_parallel(r, ranks, Arc::new(CommReducer(c.clone())))
+                .unwrap()
+        };
+        let got = std::thread::scope(|s| {
+            for (r, c) in comms.iter().enumerate().skip(1) {
+                let m = shard(r, c);
+                let c = c.clone();
+                s.spawn(move || follow(&*m, &*c, &Layout::Tensor, &ThreadPool::new(1)).unwrap());
+            }
+            let dist = DistModel::new(shard(0, &comms[0]), comms[0].clone(), Layout::Tensor);
+            drive(&dist, &ThreadPool::new(1))
+        });
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.len(), w.len());
+            let max = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let scale = w.iter().map(|a| a.abs()).fold(0f32, f32::max);
+            // f32 sums in another order: relative rounding, far below any real disagreement.
+            assert!(
+                max <= 1e-4 * scale,
+                "{ranks} ranks ({} heads): max |Δlogit| {max} at logits up to {scale}",
+                hp.n_head
+            );
+            for (gr, wr) in g.chunks(hp.n_vocab).zip(w.chunks(hp.n_vocab)) {
+                assert_eq!(argmax(gr), argmax(wr), "{ranks} ranks: greedy token differs");
+            }
+        }
     }
 }

@@ -25,11 +25,12 @@ use sparetire_quant::{GgmlType, ThreadPool};
 
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
-use crate::layers::attention::{attention, AttnShape};
+use crate::layers::attention::{attention, AttnShape, HeadOffsets};
 use crate::layers::mlp::{geglu, swiglu};
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
+use crate::tensor_parallel::{plan_shard, Reducer, Shard};
 use crate::weights::{Weight, WeightLoader};
 use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
@@ -107,6 +108,23 @@ pub struct Decoder {
     output_norm: Vec<f32>,
     /// `output.weight`, or `token_embd.weight` when the embedding is tied.
     output: Weight,
+    /// Set when this process computes one tensor-parallel rank's share.
+    tp: Option<Tp>,
+}
+
+/// A tensor-parallel rank's share and the all-reduce joining the ranks.
+struct Tp {
+    shard: Shard,
+    reducer: Arc<dyn Reducer>,
+    rank: usize,
+}
+
+/// The dimensions this process computes (all of them, or a rank's share).
+struct Local {
+    n_head: usize,
+    n_head_kv: usize,
+    n_ff: usize,
+    offsets: HeadOffsets,
 }
 
 /// Names of a block's tensors (`blk.{i}.{name}.weight`), loaded with the shapes `hp` implies.
@@ -219,7 +237,90 @@ impl Decoder {
             blocks,
             output_norm,
             output,
+            tp: None,
         })
+    }
+
+    fn local(&self) -> Local {
+        let hp = &self.hp;
+        match &self.tp {
+            None => Local {
+                n_head: hp.n_head,
+                n_head_kv: hp.n_head_kv,
+                n_ff: hp.n_ff,
+                offsets: HeadOffsets::default(),
+            },
+            Some(tp) => Local {
+                n_head: tp.shard.heads.len(),
+                n_head_kv: tp.shard.kv_heads.len(),
+                n_ff: tp.shard.ff.len(),
+                offsets: HeadOffsets {
+                    group: hp.n_head / hp.n_head_kv.max(1),
+                    q0: tp.shard.heads.start,
+                    kv0: tp.shard.kv_heads.start,
+                },
+            },
+        }
+    }
+
+    /// Sums a tensor-parallel partial result over the ranks (no-op otherwise).
+    fn reduce(&self, x: &mut [f32]) -> Result<(), ModelError> {
+        match &self.tp {
+            None => Ok(()),
+            Some(tp) => tp
+                .reducer
+                .all_reduce_sum(x)
+                .map_err(|e| ModelError::Cluster(format!("rank {}: all-reduce: {e}", tp.rank))),
+        }
+    }
+
+    /// This decoder cut down to rank `rank`'s share of every layer among
+    /// `size` ranks ([`crate::tensor_parallel`]).
+    pub fn into_shard(
+        mut self,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn Reducer>,
+    ) -> Result<Decoder, ModelError> {
+        if rank >= size {
+            return Err(ModelError::Invalid(format!("rank {rank} of {size}")));
+        }
+        let blocks_of = |f: fn(&Block) -> &Weight| {
+            self.blocks
+                .iter()
+                .map(|b| f(b).ty.block_size())
+                .max()
+                .unwrap_or(1)
+        };
+        let (wo_block, down_block) = (blocks_of(|b| &b.wo), blocks_of(|b| &b.w_down));
+        let shard = plan_shard(&self.hp, rank, size, wo_block, down_block);
+        let hd = self.hp.head_dim;
+        let (q, kv, ff) = (
+            shard.heads.start * hd..shard.heads.end * hd,
+            shard.kv_heads.start * hd..shard.kv_heads.end * hd,
+            shard.ff.clone(),
+        );
+        let file = self.file.clone();
+        for b in &mut self.blocks {
+            b.wq = b.wq.row_slice(q.clone())?;
+            b.wk = b.wk.row_slice(kv.clone())?;
+            b.wv = b.wv.row_slice(kv.clone())?;
+            b.wo = b.wo.col_slice(&file, q.clone())?;
+            b.w_gate = b.w_gate.row_slice(ff.clone())?;
+            b.w_up = b.w_up.row_slice(ff.clone())?;
+            b.w_down = b.w_down.col_slice(&file, ff.clone())?;
+            if let Some([bq, bk, bv]) = &mut b.bqkv {
+                *bq = bq[q.clone()].to_vec();
+                *bk = bk[kv.clone()].to_vec();
+                *bv = bv[kv.clone()].to_vec();
+            }
+        }
+        self.tp = Some(Tp {
+            shard,
+            reducer,
+            rank,
+        });
+        Ok(self)
     }
 }
 
@@ -232,12 +333,21 @@ impl Model for Decoder {
         Ok(State::new(KvCache::new(
             self.hp.n_layer,
             n_ctx,
-            self.hp.kv_dim(),
+            self.local().n_head_kv * self.hp.head_dim,
         )?))
     }
 
+    fn into_tensor_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn Reducer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(self.into_shard(rank, size, reducer)?))
+    }
+
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
-        if !pool.fits(self.hp.n_layer, self.hp.kv_dim()) {
+        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim) {
             return Err(ModelError::Invalid(
                 "the KV pool was made for another model's shape".into(),
             ));
@@ -362,7 +472,14 @@ impl Decoder {
             spans.push((n, s.tokens.len(), s.state.n_past));
             n += s.tokens.len();
         }
-        let (d, q_dim, kv_dim, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
+        let local = self.local();
+        let hd = hp.head_dim;
+        let (d, q_dim, kv_dim, ff) = (
+            hp.n_embd,
+            local.n_head * hd,
+            local.n_head_kv * hd,
+            local.n_ff,
+        );
         let x = sized(&mut b.x, n * d); // (n, d) residual stream
         if let Some(h) = stage.hidden_in {
             x.copy_from_slice(h);
@@ -428,8 +545,10 @@ impl Decoder {
                         &sin,
                     );
                 }
-                let rows = row0 * kv_dim..(row0 + len) * kv_dim;
-                s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                if kv_dim > 0 {
+                    let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                    s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                }
             }
             tap(taps, "Qcur", Some(il), q);
             tap(taps, "Kcur", Some(il), k);
@@ -442,14 +561,16 @@ impl Decoder {
                 None => 1.0 / (hd as f32).sqrt(),
             };
             let shape = AttnShape {
-                n_head: hp.n_head,
-                n_head_kv: hp.n_head_kv,
+                n_head: local.n_head,
+                n_head_kv: local.n_head_kv,
                 head_dim: hd,
                 scale,
                 window: blk.cfg.window,
+                offsets: local.offsets,
             };
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans) {
+            // (A tensor-parallel rank may hold no heads at all.)
+            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
                 let rows = row0 * q_dim..(row0 + len) * q_dim;
                 s.state.kv.with_layer(il, |kv| {
                     attention(
@@ -466,7 +587,12 @@ impl Decoder {
             }
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            linear(pool, f, arith, &blk.wo, attn, n, out)?;
+            if q_dim > 0 {
+                linear(pool, f, arith, &blk.wo, attn, n, out)?;
+            } else {
+                out.fill(0.0);
+            }
+            self.reduce(out)?;
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);
@@ -496,7 +622,12 @@ impl Decoder {
                 Activation::GeGlu => "ffn_geglu",
             };
             tap(taps, act_name, Some(il), gate);
-            linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+            if ff > 0 {
+                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+            } else {
+                out.fill(0.0);
+            }
+            self.reduce(out)?;
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {
                 rms_norm(out, w, hp.rms_eps, xn);

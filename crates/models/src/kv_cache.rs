@@ -295,6 +295,9 @@ impl KvCache {
     pub fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
         let pool = &*self.pool;
         let kv_dim = pool.kv_dim;
+        if kv_dim == 0 {
+            return;
+        }
         let mut p = pool.lock();
         let inner = &mut *p;
         for (i, (kr, vr)) in k

@@ -19,6 +19,7 @@ pub mod hparams;
 pub mod kv_cache;
 pub mod layers;
 mod state;
+pub mod tensor_parallel;
 pub mod weights;
 
 use std::sync::Arc;
@@ -84,6 +85,21 @@ pub trait Model: Send + Sync {
             self.forward(pool, s.state, s.tokens, s.logits)?;
         }
         Ok(())
+    }
+
+    /// This model cut down to rank `rank`'s share of every layer among `size`
+    /// tensor-parallel ranks, whose partial sums `reducer` adds up
+    /// ([`tensor_parallel`]). Every rank must make the same forward calls.
+    fn into_tensor_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn tensor_parallel::Reducer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        let _ = (rank, size, reducer);
+        Err(ModelError::Invalid(
+            "this model cannot be split for tensor parallelism".into(),
+        ))
     }
 
     /// One pipeline stage of [`Self::forward_batch`]: runs only `layers`,

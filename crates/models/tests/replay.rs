@@ -247,6 +247,7 @@ fn replay_gemma3() {
                 head_dim: hd,
                 scale: 1.0,
                 window: local.then_some(512),
+                offsets: Default::default(),
             };
             let mut o = vec![0f32; kqv.len()];
             let kv = KvLayer::contiguous(&keys[il], &values[il], hp.n_head_kv * hd);

@@ -66,6 +66,17 @@ impl Engine {
         }
     }
 
+    /// [`Self::map_model`] with a step that can fail (the engine is dropped then).
+    pub fn try_map_model<E>(
+        self,
+        f: impl FnOnce(Box<dyn Model>) -> Result<Box<dyn Model>, E>,
+    ) -> Result<Engine, E> {
+        Ok(Engine {
+            model: f(self.model)?,
+            ..self
+        })
+    }
+
     /// The model file.
     pub fn file(&self) -> &GgufFile {
         &self.file

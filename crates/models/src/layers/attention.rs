@@ -21,6 +21,21 @@ pub struct AttnShape {
     pub scale: f32,
     /// If set, a query at position `p` sees only keys at `p - window + 1 ..= p`.
     pub window: Option<usize>,
+    /// Where these heads sit in the whole layer (a tensor-parallel rank holds a slice).
+    pub offsets: HeadOffsets,
+}
+
+/// Which key/value head a query head reads when a rank holds only some heads:
+/// local query head `h` is global head `q0 + h`, which reads global KV head
+/// `(q0 + h) / group`, stored locally at that minus `kv0`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadOffsets {
+    /// Query heads per KV head in the whole layer (0: `n_head / n_head_kv` of the shape).
+    pub group: usize,
+    /// First global query head held.
+    pub q0: usize,
+    /// First global KV head held.
+    pub kv0: usize,
 }
 
 /// Batches of at least this many tokens take llama.cpp's tiled f32 path;
@@ -187,16 +202,22 @@ impl Job<'_> {
             head_dim,
             scale,
             window,
+            ..
         } = *self.shape;
         let q_dim = n_head * head_dim;
-        let group = n_head / n_head_kv;
+        let off = self.shape.offsets;
+        let group = if off.group > 0 {
+            off.group
+        } else {
+            n_head / n_head_kv
+        };
         let mut sc = Scratch::new(head_dim);
         let first = items.start;
         for item in items {
             let (t, h) = (item / n_head, item % n_head);
             let p = self.pos0 + t;
             let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let kvh = h / group;
+            let kvh = (off.q0 + h) / group - off.kv0;
             let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
             let o = &mut out[(item - first) * head_dim..][..head_dim];
             match self.wide {
@@ -512,6 +533,7 @@ mod tests {
                 head_dim: 40, // one 32-wide step of dot_f16 and an f64 tail
                 scale: 0.3,
                 window,
+                offsets: HeadOffsets::default(),
             };
             let n_keys = pos0 + n_tok;
             let kv_dim = shape.n_head_kv * shape.head_dim;
@@ -583,6 +605,7 @@ mod tests {
             head_dim: 40,
             scale: 0.3,
             window: Some(70),
+            offsets: HeadOffsets::default(),
         };
         let (pos0, n_tok, block) = (30, 90, 16);
         let n_keys = pos0 + n_tok;
