@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use std::sync::Arc;
 
-use sparetire_cluster::comm::CommReducer;
+use sparetire_cluster::comm::CommGatherer;
 use sparetire_cluster::dist::{follow, stage_weight_bytes, DistModel, Layout};
 use sparetire_cluster::pipeline::split_layers;
 use sparetire_runtime::Engine;
@@ -67,7 +67,7 @@ pub fn join(engine: Engine, a: &ModelArgs) -> Result<Engine> {
 /// Tensor parallelism: every rank keeps its share of every layer.
 fn join_tensor(engine: Engine, comm: Arc<dyn sparetire_cluster::Comm>) -> Result<Engine> {
     let (rank, size) = (comm.rank(), comm.size());
-    let reducer = Arc::new(CommReducer(comm.clone()));
+    let reducer = Arc::new(CommGatherer(comm.clone()));
     let engine = engine
         .try_map_model(|m| m.into_tensor_parallel(rank, size, reducer))
         .with_context(|| format!("rank {rank}: splitting the model"))?;

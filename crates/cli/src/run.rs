@@ -38,6 +38,9 @@ pub struct RunArgs {
     /// Print one JSON object instead of streaming text
     #[arg(long)]
     pub json: bool,
+    /// With --json: the N most likely tokens and their log-probabilities at every step
+    #[arg(long = "top-logprobs", value_name = "N", requires = "json", value_parser = clap::value_parser!(u8).range(1..=20))]
+    pub top_logprobs: Option<u8>,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -84,7 +87,7 @@ pub fn main(a: RunArgs) -> Result<()> {
         sampler,
         stop: a.sampling.stop.clone(),
         stop_at_eog: true,
-        logprobs: None,
+        logprobs: a.top_logprobs.map(usize::from),
     };
     let mut session = engine.session(n_ctx)?;
     if a.batch_invariant {
@@ -113,10 +116,11 @@ pub fn main(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The `--json` object: `{"prompt_tokens", "tokens", "text", "stop_reason", "timings"}`.
+/// The `--json` object: `{"prompt_tokens", "tokens", "text", "stop_reason", "timings"}`, plus
+/// `"logprobs": [{"token", "logprob", "top": [[id, logprob], ...]}, ...]` with `--top-logprobs`.
 pub fn to_json(prompt: &[u32], g: &Generation, load_ms: f64) -> serde_json::Value {
     let t = &g.timings;
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "prompt_tokens": prompt,
         "tokens": g.tokens,
         "text": g.text,
@@ -130,7 +134,21 @@ pub fn to_json(prompt: &[u32], g: &Generation, load_ms: f64) -> serde_json::Valu
             "predicted_ms": t.predicted_ms,
             "predicted_per_second": t.predicted_per_second(),
         }
-    })
+    });
+    if !g.logprobs.is_empty() {
+        v["logprobs"] = g
+            .logprobs
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "token": l.token,
+                    "logprob": l.logprob,
+                    "top": l.top.iter().map(|(id, _, lp)| serde_json::json!([id, lp])).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 /// The one-line speed report on stderr.

@@ -54,7 +54,7 @@ fn greedy_args(model: &str) -> Vec<String> {
 }
 
 #[test]
-fn pipeline_greedy_output_equals_one_process() {
+fn pipeline_and_tensor_parallel_greedy_output_equals_one_process() {
     let qwen3 = root()
         .join("tests/data/tiny-qwen3.gguf")
         .display()
@@ -67,14 +67,16 @@ fn pipeline_greedy_output_equals_one_process() {
                 .output()
                 .unwrap(),
         );
-        for n in [2, 3, 4] {
-            let o = mpirun(n).args(&args).output().unwrap();
+        let mut tp = args.clone();
+        tp.extend(["--split".into(), "tp".into()]);
+        for (n, args) in [2, 3, 4].into_iter().flat_map(|n| [(n, &args), (n, &tp)]) {
+            let o = mpirun(n).args(args).output().unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(
                 !err.contains("built without MPI support"),
                 "this sparetire has no MPI: build with --features mpi (scripts/test.sh does)"
             );
-            assert_eq!(text(&o), want, "{model} on {n} ranks");
+            assert_eq!(text(&o), want, "{model} on {n} ranks: {args:?}");
             for r in 0..n {
                 assert!(err.contains(&format!("rank {r}/{n} (pid")), "{err}");
             }
@@ -108,17 +110,20 @@ fn pipeline_perplexity_equals_one_process() {
     .unwrap();
     let two: serde_json::Value =
         serde_json::from_str(&text(&mpirun(2).args(args).output().unwrap())).unwrap();
-    assert_eq!(one["ppl"], two["ppl"]);
+    assert_eq!(one["ppl"], two["ppl"], "pipeline stages are bit-exact");
     assert_eq!(one["n_scored"], two["n_scored"]);
-}
-
-#[test]
-fn tensor_split_is_refused_clearly() {
-    let mut args = greedy_args("smollm2");
-    args.extend(["--split".into(), "tp".into()]);
-    let o = mpirun(2).args(&args).output().unwrap();
-    assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--split pp"));
+    // Tensor parallelism: within 0.1%.
+    let mut tp_args = args.to_vec();
+    tp_args.extend(["--split", "tp"]);
+    for n in [2, 3] {
+        let tp: serde_json::Value =
+            serde_json::from_str(&text(&mpirun(n).args(&tp_args).output().unwrap())).unwrap();
+        let (a, b) = (one["ppl"].as_f64().unwrap(), tp["ppl"].as_f64().unwrap());
+        assert!(
+            (a / b - 1.0).abs() < 1e-3,
+            "PPL {a} vs {b} on {n} tensor-parallel ranks"
+        );
+    }
 }
 
 #[test]

@@ -23,19 +23,19 @@ pub trait Comm: Send + Sync {
     /// Element-wise sum over all ranks, left in every rank's `data`.
     fn all_reduce_sum(&self, data: &mut [f64]) -> Result<(), ClusterError>;
 
-    /// Element-wise f32 sum over all ranks, left in every rank's `data`
-    /// (tensor parallelism's partial results).
-    fn all_reduce_sum_f32(&self, data: &mut [f32]) -> Result<(), ClusterError>;
+    /// Every rank's `mine` concatenated in rank order; rank `r` contributes
+    /// `counts[r]` values (tensor parallelism's parts).
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError>;
 
     /// Waits until every rank is here.
     fn barrier(&self) -> Result<(), ClusterError>;
 }
 
-/// A [`Comm`] as the models' all-reduce ([`sparetire_models::tensor_parallel::Reducer`]).
-pub struct CommReducer(pub std::sync::Arc<dyn Comm>);
+/// A [`Comm`] as the models' all-gather ([`sparetire_models::tensor_parallel::Gatherer`]).
+pub struct CommGatherer(pub std::sync::Arc<dyn Comm>);
 
-impl sparetire_models::tensor_parallel::Reducer for CommReducer {
-    fn all_reduce_sum(&self, x: &mut [f32]) -> Result<(), String> {
-        self.0.all_reduce_sum_f32(x).map_err(|e| e.to_string())
+impl sparetire_models::tensor_parallel::Gatherer for CommGatherer {
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+        self.0.all_gather(mine, counts).map_err(|e| e.to_string())
     }
 }

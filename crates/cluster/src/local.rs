@@ -139,14 +139,24 @@ impl Comm for LocalComm {
         }
     }
 
-    fn all_reduce_sum_f32(&self, data: &mut [f32]) -> Result<(), ClusterError> {
-        let mut wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
-        // Summed in f64 in rank order, then rounded once: deterministic.
-        self.all_reduce_sum(&mut wide)?;
-        for (d, w) in data.iter_mut().zip(&wide) {
-            *d = *w as f32;
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError> {
+        if counts.len() != self.size() || counts[self.rank] != mine.len() {
+            return Err(self.err("all-gather counts do not match the ranks"));
         }
-        Ok(())
+        // Gather at rank 0 in rank order, then hand the whole out.
+        if self.rank == 0 {
+            let mut all = Vec::with_capacity(counts.iter().sum());
+            all.extend_from_slice(mine);
+            for (r, &c) in counts.iter().enumerate().skip(1) {
+                all.extend(self.recv(r, c)?);
+            }
+            for r in 1..self.size() {
+                self.send(r, &all)?;
+            }
+            return Ok(all);
+        }
+        self.send(0, mine)?;
+        self.recv(0, counts.iter().sum())
     }
 
     fn barrier(&self) -> Result<(), ClusterError> {

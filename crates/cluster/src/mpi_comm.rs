@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -123,15 +124,39 @@ impl Comm for MpiComm {
         Ok(())
     }
 
-    fn all_reduce_sum_f32(&self, data: &mut [f32]) -> Result<(), ClusterError> {
-        if data.is_empty() {
-            return Ok(());
+    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError> {
+        if counts.len() != self.size || counts[self.rank] != mine.len() {
+            return Err(ClusterError::Protocol {
+                rank: self.rank,
+                what: "all-gather counts do not match the ranks".into(),
+            });
         }
-        let src = data.to_vec();
-        self.lock()
-            .world
-            .all_reduce_into(&src[..], data, SystemOperation::sum());
-        Ok(())
+        let total: usize = counts.iter().sum();
+        let mut all = vec![0f32; total];
+        let to_i32 = |v: usize| {
+            i32::try_from(v).map_err(|_| ClusterError::Transport {
+                rank: self.rank,
+                what: format!("an all-gather of {v} values is too large for MPI"),
+            })
+        };
+        let c: Vec<i32> = counts
+            .iter()
+            .map(|&v| to_i32(v))
+            .collect::<Result<_, _>>()?;
+        let mut displs = Vec::with_capacity(c.len());
+        let mut at = 0i32;
+        for &n in &c {
+            displs.push(at);
+            at = at.checked_add(n).ok_or_else(|| ClusterError::Transport {
+                rank: self.rank,
+                what: "all-gather too large for MPI".into(),
+            })?;
+        }
+        {
+            let mut part = PartitionMut::new(&mut all[..], &c[..], &displs[..]);
+            self.lock().world.all_gather_varcount_into(mine, &mut part);
+        }
+        Ok(all)
     }
 
     fn barrier(&self) -> Result<(), ClusterError> {

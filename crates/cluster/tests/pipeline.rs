@@ -93,17 +93,15 @@ fn pipelines_of_one_to_four_ranks_give_one_process_logits() {
     }
 }
 
-/// Tensor parallelism over 1 to 5 ranks (including more ranks than KV heads, and splits of a
-/// KV group) stays within rounding of one process: the partial sums are added in another order.
+/// Tensor parallelism over 1 to 5 ranks (more ranks than KV heads, split KV groups, ranks
+/// with no heads): every output element is computed whole by one rank, so the logits are
+/// bit-identical to one process's.
 #[test]
-fn tensor_parallel_ranks_stay_within_rounding_of_one_process() {
-    use sparetire_cluster::comm::CommReducer;
-
+fn tensor_parallel_ranks_give_one_process_logits() {
+    use sparetire_cluster::comm::CommGatherer;
     let file = Arc::new(GgufFile::open(model_path()).unwrap());
     let single = load(file.clone()).unwrap();
-    let pool = ThreadPool::new(1);
-    let want = drive(&*single, &pool);
-    let hp = single.hparams().clone();
+    let want = drive(&*single, &ThreadPool::new(1));
     for ranks in 1..=5 {
         let comms: Vec<Arc<dyn Comm>> = LocalComm::group(ranks)
             .into_iter()
@@ -112,7 +110,7 @@ fn tensor_parallel_ranks_stay_within_rounding_of_one_process() {
         let shard = |r: usize, c: &Arc<dyn Comm>| {
             load(file.clone())
                 .unwrap()
-                .into_tensor_parallel(r, ranks, Arc::new(CommReducer(c.clone())))
+                .into_tensor_parallel(r, ranks, Arc::new(CommGatherer(c.clone())))
                 .unwrap()
         };
         let got = std::thread::scope(|s| {
@@ -124,20 +122,6 @@ fn tensor_parallel_ranks_stay_within_rounding_of_one_process() {
             let dist = DistModel::new(shard(0, &comms[0]), comms[0].clone(), Layout::Tensor);
             drive(&dist, &ThreadPool::new(1))
         });
-        assert_eq!(got.len(), want.len());
-        for (g, w) in got.iter().zip(&want) {
-            assert_eq!(g.len(), w.len());
-            let max = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            let scale = w.iter().map(|a| a.abs()).fold(0f32, f32::max);
-            // f32 sums in another order: relative rounding, far below any real disagreement.
-            assert!(
-                max <= 1e-4 * scale,
-                "{ranks} ranks ({} heads): max |Δlogit| {max} at logits up to {scale}",
-                hp.n_head
-            );
-            for (gr, wr) in g.chunks(hp.n_vocab).zip(w.chunks(hp.n_vocab)) {
-                assert_eq!(argmax(gr), argmax(wr), "{ranks} ranks: greedy token differs");
-            }
-        }
+        assert_eq!(got, want, "{ranks} tensor-parallel ranks");
     }
 }

@@ -18,6 +18,7 @@
 //! logits = rmsnorm(x) · Wout
 //! ```
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use sparetire_formats::gguf::GgufFile;
@@ -30,7 +31,7 @@ use crate::layers::mlp::{geglu, swiglu};
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
-use crate::tensor_parallel::{plan_shard, Reducer, Shard};
+use crate::tensor_parallel::{plan_shard, Gatherer, Shard};
 use crate::weights::{Weight, WeightLoader};
 use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
@@ -112,10 +113,12 @@ pub struct Decoder {
     tp: Option<Tp>,
 }
 
-/// A tensor-parallel rank's share and the all-reduce joining the ranks.
+/// A tensor-parallel rank's share, every rank's (to reassemble gathered
+/// parts), and the all-gather joining them.
 struct Tp {
     shard: Shard,
-    reducer: Arc<dyn Reducer>,
+    all: Vec<Shard>,
+    gatherer: Arc<dyn Gatherer>,
     rank: usize,
 }
 
@@ -263,15 +266,38 @@ impl Decoder {
         }
     }
 
-    /// Sums a tensor-parallel partial result over the ranks (no-op otherwise).
-    fn reduce(&self, x: &mut [f32]) -> Result<(), ModelError> {
-        match &self.tp {
-            None => Ok(()),
-            Some(tp) => tp
-                .reducer
-                .all_reduce_sum(x)
-                .map_err(|e| ModelError::Cluster(format!("rank {}: all-reduce: {e}", tp.rank))),
+    /// With tensor parallelism, gathers every rank's columns of an
+    /// `(n, width)` activation: this rank computed `part` (`(n, w_mine)`), and
+    /// rank `r` the columns `cols(r)`; the whole lands in `out` (`(n, width)`).
+    /// Without it, `part` is already whole and is copied.
+    fn gather(
+        &self,
+        part: &[f32],
+        n: usize,
+        cols: impl Fn(&Shard) -> Range<usize>,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let Some(tp) = &self.tp else {
+            out.copy_from_slice(part);
+            return Ok(());
+        };
+        let counts: Vec<usize> = tp.all.iter().map(|s| n * cols(s).len()).collect();
+        let all = tp
+            .gatherer
+            .all_gather(part, &counts)
+            .map_err(|e| ModelError::Cluster(format!("rank {}: all-gather: {e}", tp.rank)))?;
+        let width = out.len() / n.max(1);
+        let mut at = 0;
+        for s in &tp.all {
+            let c = cols(s);
+            let w = c.len();
+            for t in 0..n {
+                out[t * width + c.start..t * width + c.end]
+                    .copy_from_slice(&all[at + t * w..at + (t + 1) * w]);
+            }
+            at += n * w;
         }
+        Ok(())
     }
 
     /// This decoder cut down to rank `rank`'s share of every layer among
@@ -280,35 +306,26 @@ impl Decoder {
         mut self,
         rank: usize,
         size: usize,
-        reducer: Arc<dyn Reducer>,
+        gatherer: Arc<dyn Gatherer>,
     ) -> Result<Decoder, ModelError> {
         if rank >= size {
             return Err(ModelError::Invalid(format!("rank {rank} of {size}")));
         }
-        let blocks_of = |f: fn(&Block) -> &Weight| {
-            self.blocks
-                .iter()
-                .map(|b| f(b).ty.block_size())
-                .max()
-                .unwrap_or(1)
-        };
-        let (wo_block, down_block) = (blocks_of(|b| &b.wo), blocks_of(|b| &b.w_down));
-        let shard = plan_shard(&self.hp, rank, size, wo_block, down_block);
+        let all: Vec<Shard> = (0..size).map(|r| plan_shard(&self.hp, r, size)).collect();
+        let shard = all[rank].clone();
         let hd = self.hp.head_dim;
-        let (q, kv, ff) = (
+        let (q, kv) = (
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
-            shard.ff.clone(),
         );
-        let file = self.file.clone();
         for b in &mut self.blocks {
             b.wq = b.wq.row_slice(q.clone())?;
             b.wk = b.wk.row_slice(kv.clone())?;
             b.wv = b.wv.row_slice(kv.clone())?;
-            b.wo = b.wo.col_slice(&file, q.clone())?;
-            b.w_gate = b.w_gate.row_slice(ff.clone())?;
-            b.w_up = b.w_up.row_slice(ff.clone())?;
-            b.w_down = b.w_down.col_slice(&file, ff.clone())?;
+            b.wo = b.wo.row_slice(shard.rows.clone())?;
+            b.w_gate = b.w_gate.row_slice(shard.ff.clone())?;
+            b.w_up = b.w_up.row_slice(shard.ff.clone())?;
+            b.w_down = b.w_down.row_slice(shard.rows.clone())?;
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
                 *bk = bk[kv.clone()].to_vec();
@@ -317,7 +334,8 @@ impl Decoder {
         }
         self.tp = Some(Tp {
             shard,
-            reducer,
+            all,
+            gatherer,
             rank,
         });
         Ok(self)
@@ -341,9 +359,9 @@ impl Model for Decoder {
         self: Box<Self>,
         rank: usize,
         size: usize,
-        reducer: Arc<dyn Reducer>,
+        gatherer: Arc<dyn Gatherer>,
     ) -> Result<Box<dyn Model>, ModelError> {
-        Ok(Box::new(self.into_shard(rank, size, reducer)?))
+        Ok(Box::new(self.into_shard(rank, size, gatherer)?))
     }
 
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
@@ -569,7 +587,7 @@ impl Decoder {
                 offsets: local.offsets,
             };
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            // (A tensor-parallel rank may hold no heads at all.)
+                                                      // (A tensor-parallel rank may hold no heads at all.)
             for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
                 let rows = row0 * q_dim..(row0 + len) * q_dim;
                 s.state.kv.with_layer(il, |kv| {
@@ -587,12 +605,17 @@ impl Decoder {
             }
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            if q_dim > 0 {
-                linear(pool, f, arith, &blk.wo, attn, n, out)?;
+            if let Some(tp) = &self.tp {
+                // Every rank needs every head's output; each computes some rows.
+                let hd = hp.head_dim;
+                let whole = sized(&mut b.gathered, n * hp.q_dim());
+                self.gather(attn, n, |s| s.heads.start * hd..s.heads.end * hd, whole)?;
+                let part = sized(&mut b.part, n * tp.shard.rows.len());
+                linear(pool, f, arith, &blk.wo, whole, n, part)?;
+                self.gather(part, n, |s| s.rows.clone(), out)?;
             } else {
-                out.fill(0.0);
+                linear(pool, f, arith, &blk.wo, attn, n, out)?;
             }
-            self.reduce(out)?;
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);
@@ -614,6 +637,7 @@ impl Decoder {
             tap(taps, "ffn_gate", Some(il), gate);
             tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
+                _ if ff == 0 => {} // a tensor-parallel rank without feed-forward columns
                 Activation::SwiGlu => swiglu(gate, up, ff),
                 Activation::GeGlu => geglu(gate, up),
             }
@@ -622,12 +646,15 @@ impl Decoder {
                 Activation::GeGlu => "ffn_geglu",
             };
             tap(taps, act_name, Some(il), gate);
-            if ff > 0 {
-                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+            if let Some(tp) = &self.tp {
+                let whole = sized(&mut b.gathered, n * hp.n_ff);
+                self.gather(gate, n, |s| s.ff.clone(), whole)?;
+                let part = sized(&mut b.part, n * tp.shard.rows.len());
+                linear(pool, f, arith, &blk.w_down, whole, n, part)?;
+                self.gather(part, n, |s| s.rows.clone(), out)?;
             } else {
-                out.fill(0.0);
+                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
             }
-            self.reduce(out)?;
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {
                 rms_norm(out, w, hp.rms_eps, xn);

@@ -88,15 +88,15 @@ pub trait Model: Send + Sync {
     }
 
     /// This model cut down to rank `rank`'s share of every layer among `size`
-    /// tensor-parallel ranks, whose partial sums `reducer` adds up
+    /// tensor-parallel ranks, whose parts `gatherer` joins
     /// ([`tensor_parallel`]). Every rank must make the same forward calls.
     fn into_tensor_parallel(
         self: Box<Self>,
         rank: usize,
         size: usize,
-        reducer: Arc<dyn tensor_parallel::Reducer>,
+        gatherer: Arc<dyn tensor_parallel::Gatherer>,
     ) -> Result<Box<dyn Model>, ModelError> {
-        let _ = (rank, size, reducer);
+        let _ = (rank, size, gatherer);
         Err(ModelError::Invalid(
             "this model cannot be split for tensor parallelism".into(),
         ))

@@ -100,6 +100,10 @@ pub(crate) struct Buffers {
     pub up: Vec<f32>,
     /// (n, n_embd) a sub-layer's output before it joins the residual
     pub out: Vec<f32>,
+    /// Tensor parallelism: an activation gathered whole from every rank's part
+    pub gathered: Vec<f32>,
+    /// Tensor parallelism: this rank's rows of a product, before gathering
+    pub part: Vec<f32>,
 }
 
 /// Shows `x` to the tap, if any (cheap when there is none).

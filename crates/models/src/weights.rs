@@ -132,44 +132,6 @@ impl Weight {
         })
     }
 
-    /// Columns `cols` of every row, copied out (they are not contiguous in
-    /// the file). `cols` must start and end on the type's block boundaries.
-    pub fn col_slice(
-        &self,
-        file: &GgufFile,
-        cols: std::ops::Range<usize>,
-    ) -> Result<Weight, ModelError> {
-        let bs = self.ty.block_size();
-        if cols.start > cols.end
-            || cols.end > self.cols
-            || !cols.start.is_multiple_of(bs)
-            || !cols.end.is_multiple_of(bs)
-        {
-            return Err(ModelError::Invalid(format!(
-                "{}: columns {cols:?} do not fall on {bs}-element blocks",
-                self.name
-            )));
-        }
-        let rb = self.row_bytes()?;
-        let bb = rb / (self.cols / bs).max(1);
-        let (from, to) = (cols.start / bs * bb, cols.end / bs * bb);
-        let src = self.bytes(file);
-        let mut out = Vec::with_capacity(self.rows * (to - from));
-        for r in 0..self.rows {
-            out.extend_from_slice(&src[r * rb + from..r * rb + to]);
-        }
-        if self.owned.is_none() {
-            // The rest of the tensor is other ranks' share: let its pages go.
-            file.release_span(self.offset, self.len);
-        }
-        Ok(Weight {
-            cols: cols.len(),
-            len: out.len() as u64,
-            owned: Some(Arc::new(out)),
-            ..self.clone()
-        })
-    }
-
     fn row_bytes(&self) -> Result<usize, ModelError> {
         self.ty
             .row_bytes(self.cols)

@@ -237,6 +237,8 @@ pub struct Generation {
     pub text: String,
     /// Why it ended.
     pub stop_reason: StopReason,
+    /// Log-probabilities of the generated tokens, when `GenParams::logprobs` asked for them.
+    pub logprobs: Vec<crate::TokenLogprob>,
     /// Time spent.
     pub timings: Timings,
 }
@@ -314,13 +316,16 @@ impl Session<'_> {
 
         let t1 = Instant::now();
         let mut gen = Generator::new(params);
+        let mut logprobs = Vec::new();
         let mut text = String::new();
         let mut emit = |s: &str, text: &mut String| -> bool {
             text.push_str(s);
             s.is_empty() || on_text(s)
         };
         let reason = loop {
-            match gen.step(&eng.tokenizer, self.state.logits(), &self.tokens)? {
+            let step = gen.step(&eng.tokenizer, self.state.logits(), &self.tokens)?;
+            logprobs.extend(gen.take_logprobs());
+            match step {
                 Step::Done { reason, text: last } => {
                     emit(&last, &mut text);
                     break reason;
@@ -347,6 +352,7 @@ impl Session<'_> {
             tokens: out_tokens,
             text,
             stop_reason: reason,
+            logprobs,
             timings,
         })
     }
