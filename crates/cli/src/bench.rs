@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// Measure the machine's memory read bandwidth instead
     #[arg(long)]
     pub memory: bool,
+    /// Under mpirun: how ranks share the model (pp or tp)
+    #[arg(long = "split", value_enum, default_value_t = crate::cluster::Split::Pp)]
+    pub split: crate::cluster::Split,
+    /// Under mpirun: each rank's share of the layers (pp), e.g. 1,1,2
+    #[arg(long = "rank-weights", value_delimiter = ',', value_name = "W,W,...")]
+    pub rank_weights: Option<Vec<f64>>,
 }
 
 /// Runs `sparetire bench`.
@@ -79,9 +85,15 @@ pub fn main(a: BenchArgs) -> Result<()> {
         println!("| model | size | params | threads | test | t/s | weight GB/s |");
         println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     }
+    if threads.len() > 1 && sparetire_cluster::world()?.is_some() {
+        return Err(crate::usage(
+            "under mpirun, bench takes one thread count per rank (-t N)",
+        ));
+    }
     for &t in &threads {
         let engine =
             Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
+        let engine = crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref())?;
         let info = ModelInfo::of(&engine, &path);
         for &d in &a.depth {
             let mut tests: Vec<(usize, usize)> = a

@@ -24,16 +24,21 @@ pub enum Split {
 /// engine whose model runs across every rank; every other rank follows rank
 /// 0's calls until it is done and then exits here (it never returns).
 pub fn join(engine: Engine, a: &ModelArgs) -> Result<Engine> {
+    join_as(engine, a.split, a.rank_weights.as_deref())
+}
+
+/// [`join`] with the split and rank weights given directly.
+pub fn join_as(engine: Engine, split: Split, rank_weights: Option<&[f64]>) -> Result<Engine> {
     let Some(comm) = sparetire_cluster::world()? else {
         return Ok(engine);
     };
     let (rank, size) = (comm.rank(), comm.size());
-    if a.split == Split::Tp {
+    if split == Split::Tp {
         return join_tensor(engine, comm);
     }
     // Every rank contributes its weight; the sum hands everyone the list.
     let mut weights = vec![0.0f64; size];
-    weights[rank] = match &a.rank_weights {
+    weights[rank] = match rank_weights {
         Some(w) if w.len() == size => w[rank],
         Some(w) => {
             return Err(usage(format!(

@@ -27,6 +27,9 @@ pub trait Comm: Send + Sync {
     /// `counts[r]` values (tensor parallelism's parts).
     fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError>;
 
+    /// Payload bytes this rank has sent so far (broadcasts counted once per receiver).
+    fn bytes_sent(&self) -> u64;
+
     /// Waits until every rank is here.
     fn barrier(&self) -> Result<(), ClusterError>;
 }

@@ -77,6 +77,7 @@ impl Drop for DistModel {
     fn drop(&mut self) {
         // Let the other ranks leave their loops and finish cleanly.
         let _ = self.comm.broadcast(0, &mut Msg::Stop.encode());
+        report_traffic(&*self.comm);
     }
 }
 
@@ -252,7 +253,10 @@ pub fn follow(
         let mut buf = Vec::new();
         comm.broadcast(0, &mut buf)?;
         match Msg::decode(&buf, r)? {
-            Msg::Stop => return Ok(()),
+            Msg::Stop => {
+                report_traffic(comm);
+                return Ok(());
+            }
             Msg::Drop(id) => {
                 states.remove(&id);
             }
@@ -296,6 +300,17 @@ pub fn follow(
             }
         }
     }
+}
+
+/// One stderr line: what this rank sent (for measuring a layout's traffic).
+pub fn report_traffic(comm: &dyn Comm) {
+    let line = format!(
+        "sparetire: rank {}/{}: sent {:.2} MiB\n",
+        comm.rank(),
+        comm.size(),
+        comm.bytes_sent() as f64 / (1 << 20) as f64
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }
 
 /// Bytes of the weights rank `rank` reads: its layers' tensors, plus the

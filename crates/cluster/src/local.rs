@@ -14,6 +14,7 @@ enum Payload {
 /// One rank of a group made by [`LocalComm::group`].
 pub struct LocalComm {
     rank: usize,
+    sent: std::sync::atomic::AtomicU64,
     to: Vec<Sender<Payload>>,
     from: Vec<Mutex<Receiver<Payload>>>,
 }
@@ -35,6 +36,7 @@ impl LocalComm {
         (0..n)
             .map(|r| LocalComm {
                 rank: r,
+                sent: Default::default(),
                 to: senders[r]
                     .iter_mut()
                     .map(|s| s.take().expect("sender"))
@@ -55,6 +57,13 @@ impl LocalComm {
     }
 
     fn put(&self, to: usize, p: Payload) -> Result<(), ClusterError> {
+        let bytes = match &p {
+            Payload::Bytes(b) => b.len(),
+            Payload::F32(v) => v.len() * 4,
+            Payload::F64(v) => v.len() * 8,
+        };
+        self.sent
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
         self.to
             .get(to)
             .ok_or_else(|| self.err(format!("no rank {to}")))?
@@ -157,6 +166,10 @@ impl Comm for LocalComm {
         }
         self.send(0, mine)?;
         self.recv(0, counts.iter().sum())
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn barrier(&self) -> Result<(), ClusterError> {

@@ -20,6 +20,7 @@ pub struct MpiComm {
     size: usize,
     /// Calls go through this lock one at a time (MPI initialised as "serialized").
     inner: Mutex<Inner>,
+    sent: std::sync::atomic::AtomicU64,
 }
 
 struct Inner {
@@ -50,7 +51,13 @@ impl MpiComm {
                 world,
                 _universe: universe,
             }),
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    fn count(&self, bytes: usize) {
+        self.sent
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -79,7 +86,11 @@ impl Comm for MpiComm {
     }
 
     fn broadcast(&self, root: usize, buf: &mut Vec<u8>) -> Result<(), ClusterError> {
-        let root = self.check(root)?;
+        let root_i = self.check(root)?;
+        if self.rank == root {
+            self.count((buf.len() + 8) * (self.size - 1));
+        }
+        let root = root_i;
         let g = self.lock();
         let p = g.world.process_at_rank(root);
         let mut len = buf.len() as u64;
@@ -93,6 +104,7 @@ impl Comm for MpiComm {
 
     fn send(&self, to: usize, data: &[f32]) -> Result<(), ClusterError> {
         let to = self.check(to)?;
+        self.count(std::mem::size_of_val(data));
         self.lock().world.process_at_rank(to).send(data);
         Ok(())
     }
@@ -152,11 +164,16 @@ impl Comm for MpiComm {
                 what: "all-gather too large for MPI".into(),
             })?;
         }
+        self.count(std::mem::size_of_val(mine) * (self.size - 1));
         {
             let mut part = PartitionMut::new(&mut all[..], &c[..], &displs[..]);
             self.lock().world.all_gather_varcount_into(mine, &mut part);
         }
         Ok(all)
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn barrier(&self) -> Result<(), ClusterError> {
