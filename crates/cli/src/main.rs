@@ -10,6 +10,7 @@ mod cluster;
 mod inspect;
 mod models;
 mod perplexity;
+mod plan;
 mod run;
 mod serve;
 mod store;
@@ -41,6 +42,8 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Describe a model file: architecture, hyperparameters, tokenizer, tensors
     Inspect(inspect::InspectArgs),
+    /// Predicted layout, memory per node and decode speed of a model on a cluster
+    Plan(plan::PlanArgs),
     /// Fetch a built-in model into the local store
     Pull(models::PullArgs),
     /// List the built-in models and which are in the store
@@ -57,6 +60,7 @@ fn main() {
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Serve(a) => serve::main(a),
+        Cmd::Plan(a) => plan::main(a),
         Cmd::Pull(a) => models::pull(a),
         Cmd::List(a) => models::list(a),
     };

@@ -495,3 +495,45 @@ fn missing_python_says_what_to_do() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn plan_predicts_both_layouts_and_checks_its_input() {
+    let v = ok_json(&["plan", "-m", &tiny(), "--nodes", "1,2", "--json"]);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[0]["split"], "pp");
+    assert_eq!(rows[3]["split"], "tp");
+    // One node: no network; two tensor-parallel nodes each hold half the weights.
+    assert_eq!(rows[0]["network_s"], 0.0);
+    let w = |i: usize| rows[i]["weights_per_node"].as_f64().unwrap();
+    assert_eq!(w(2) * 2.0, w(0));
+    assert_eq!(w(3) * 2.0, w(0));
+    // A described model: 671B parameters do not fit one 64 GiB node, they fit eight.
+    let big = [
+        "plan",
+        "--params",
+        "671e9",
+        "--active-params",
+        "37e9",
+        "--layers",
+        "61",
+        "--width",
+        "7168",
+        "--vocab",
+        "129280",
+        "--ff",
+        "18432",
+        "--mem-gib",
+        "64",
+        "--nodes",
+        "1,8",
+        "--json",
+    ];
+    let v = ok_json(&big);
+    assert_eq!(v[0]["fits"], false);
+    assert_eq!(v[2]["fits"], true);
+    let o = run(&["plan", "--params", "1e9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(&["plan", "-m", &tiny(), "--mem-bw", "-3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

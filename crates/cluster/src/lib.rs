@@ -21,6 +21,7 @@ pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi_comm;
 pub mod pipeline;
+pub mod plan;
 pub mod protocol;
 mod world;
 
