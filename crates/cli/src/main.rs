@@ -9,6 +9,7 @@ mod chat;
 mod inspect;
 mod models;
 mod perplexity;
+mod pull;
 mod run;
 mod serve;
 mod store;
@@ -40,10 +41,12 @@ enum Cmd {
     Serve(serve::ServeArgs),
     /// Describe a model file: architecture, hyperparameters, tokenizer, tensors
     Inspect(inspect::InspectArgs),
-    /// Fetch a built-in model into the local store
-    Pull(models::PullArgs),
-    /// List the built-in models and which are in the store
+    /// Fetch a model into the local store: a built-in one, or hf:ORG/REPO[:QUANT] / ms:ORG/REPO[:QUANT]
+    Pull(pull::PullArgs),
+    /// List the models in the store (and the built-in ones not pulled yet)
     List(models::ListArgs),
+    /// Remove models from the store
+    Rm(models::RmArgs),
 }
 
 fn main() {
@@ -56,8 +59,9 @@ fn main() {
         Cmd::Inspect(a) => inspect::main(a),
         Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Serve(a) => serve::main(a),
-        Cmd::Pull(a) => models::pull(a),
+        Cmd::Pull(a) => pull::main(a),
         Cmd::List(a) => models::list(a),
+        Cmd::Rm(a) => models::rm(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

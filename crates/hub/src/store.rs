@@ -166,6 +166,28 @@ impl Store {
         Ok(dest)
     }
 
+    /// Writes (atomically) the manifest of a model already in the store, e.g. one
+    /// stored before manifests existed.
+    pub fn write_manifest(&self, manifest: &Manifest) -> Result<(), HubError> {
+        let _names = self.lock_names()?;
+        self.write_manifest_locked(manifest)
+    }
+
+    fn write_manifest_locked(&self, manifest: &Manifest) -> Result<(), HubError> {
+        let json_path = self.manifest_path(&manifest.name);
+        let tmp = self.models_dir().join(format!(
+            ".{}.json.{}.tmp",
+            manifest.name,
+            std::process::id()
+        ));
+        let json = serde_json::to_vec_pretty(manifest).map_err(|source| HubError::Manifest {
+            path: json_path.clone(),
+            source,
+        })?;
+        fs::write(&tmp, json).map_err(|e| HubError::write(&tmp, e))?;
+        fs::rename(&tmp, &json_path).map_err(|e| HubError::io("renaming", &json_path, e))
+    }
+
     /// Installs `file` under `base`, or `base-2`, `base-3`… if that name belongs to a model
     /// from another source or is `reserved`; a model from the same source is replaced.
     /// Returns the manifest as written.
