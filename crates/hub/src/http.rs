@@ -37,6 +37,8 @@ pub(crate) struct Answer {
     pub linked_etag: Option<String>,
     /// `X-Linked-Size` from the first answer.
     pub linked_size: Option<u64>,
+    hub: Hub,
+    endpoint: String,
 }
 
 impl Answer {
@@ -99,10 +101,11 @@ impl Answer {
             body.with_config()
                 .limit(limit)
                 .read_to_vec()
-                .map_err(|e| HubError::Status {
+                .map_err(|e| HubError::Network {
+                    hub: self.hub,
+                    endpoint: self.endpoint,
                     url: url.clone(),
-                    status: 0,
-                    message: format!("reading the answer: {e}"),
+                    detail: format!("reading the answer: {e}"),
                 })?;
         Ok((bytes, url))
     }
@@ -222,6 +225,8 @@ impl Http {
                     url,
                     linked_etag,
                     linked_size,
+                    hub: self.hub,
+                    endpoint: self.endpoint.clone(),
                 });
             }
             let Some(location) = header(headers, "location") else {

@@ -31,6 +31,9 @@ pub(crate) fn join_parts(
         file: label.to_owned(),
         reason,
     };
+    if parts.is_empty() {
+        return Err(bad("no parts".into()));
+    }
     let files = parts
         .iter()
         .map(|p| {

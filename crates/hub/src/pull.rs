@@ -79,13 +79,19 @@ pub fn pull(
     if let Some(why) = &selection.chosen_because {
         report.note(why);
     }
-    let source = model.for_file(&selection.first().path).to_string();
+    let Some(first) = selection.first().cloned() else {
+        return Err(HubError::NoGguf {
+            repo: model.repo.clone(),
+            files: Vec::new(),
+        });
+    };
+    let source = model.for_file(&first.path).to_string();
     let listed: Vec<SourceFile> = selection.parts.iter().map(source_file).collect();
     if let Some(done) = up_to_date(store, &source, &listed) {
         return Ok(done);
     }
     let downloads = store.downloads_dir();
-    let key = part_key(hub, &model.repo, selection.first());
+    let key = part_key(hub, &model.repo, &first);
     let _lock = FileLock::acquire(&downloads.join(format!("{key}.lock")), || {
         report.note(&format!(
             "another pull of {source} is running; waiting for it to finish"
@@ -127,7 +133,7 @@ pub fn pull(
         )
     } else {
         let joined = downloads.join(format!("{key}.joined.partial"));
-        match join_parts(&partials, &selection.first().path, &joined, report) {
+        match join_parts(&partials, &first.path, &joined, report) {
             Ok((size, sha)) => (joined, size, sha),
             Err(e) => {
                 let _ = std::fs::remove_file(&joined);

@@ -20,9 +20,9 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// The first (or only) file.
-    pub fn first(&self) -> &RemoteFile {
-        &self.parts[0]
+    /// The first (or only) file; None only for a hand-made selection without files.
+    pub fn first(&self) -> Option<&RemoteFile> {
+        self.parts.first()
     }
 }
 
