@@ -10,9 +10,10 @@ use crate::{store, usage};
 /// `pull` flags.
 #[derive(Args, Debug)]
 pub struct PullArgs {
-    /// A built-in model (smollm2, the default; gemma3-270m; a unique prefix works), or a GGUF
+    /// A built-in model (smollm2, the default; gemma3-270m; a unique prefix works), a GGUF
     /// from a hub: hf:ORG/REPO[:FILE_OR_QUANT] (Hugging Face) or ms:ORG/REPO[:FILE_OR_QUANT]
-    /// (ModelScope), e.g. hf:Qwen/Qwen3-0.6B-GGUF:Q8_0
+    /// (ModelScope), e.g. hf:Qwen/Qwen3-0.6B-GGUF:Q8_0, or the store name of one pulled before
+    /// (pulled again from where it came from: an update if it changed)
     pub name: Option<String>,
     /// Access token for gated or private repositories (default: $HF_TOKEN; $MODELSCOPE_API_TOKEN for ms:)
     #[arg(long, value_name = "TOKEN")]
@@ -31,6 +32,24 @@ pub struct PullArgs {
 /// Runs `sparetire pull`: prints the model's path on stdout (or its manifest with `--json`).
 pub fn main(a: PullArgs) -> Result<()> {
     let query = a.name.as_deref().unwrap_or(store::DEFAULT_MODEL);
+    // A hub model already in the store: pull its source again (an update, if it changed).
+    let stored = store::store()
+        .manifest(query)
+        .ok()
+        .flatten()
+        .filter(|m| ModelRef::looks_like(&m.source));
+    if let Some(m) = stored {
+        let model = ModelRef::parse(&m.source)?;
+        // The endpoint it came from, unless the flag or the environment names another.
+        let env_endpoint = std::env::var_os(model.hub.endpoint_env()).filter(|v| !v.is_empty());
+        let opts = PullOptions {
+            endpoint: a.endpoint.or(m.endpoint.filter(|_| env_endpoint.is_none())),
+            token: a.token,
+            revision: a.revision.or(m.revision),
+            ..PullOptions::default()
+        };
+        return report(pull_hub(&model, &opts)?, a.json);
+    }
     if !ModelRef::looks_like(query) {
         if a.token.is_some() || a.endpoint.is_some() || a.revision.is_some() {
             return Err(usage(
@@ -58,8 +77,12 @@ pub fn main(a: PullArgs) -> Result<()> {
         revision: a.revision,
         ..PullOptions::default()
     };
-    let pulled = pull_hub(&model, &opts)?;
-    if a.json {
+    report(pull_hub(&model, &opts)?, a.json)
+}
+
+/// Prints a pulled model's path, or its manifest with `--json`.
+fn report(pulled: Pulled, json: bool) -> Result<()> {
+    if json {
         let mut v = serde_json::to_value(&pulled.manifest)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("path".into(), pulled.path.display().to_string().into());

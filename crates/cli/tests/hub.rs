@@ -139,6 +139,11 @@ fn pull_list_run_and_rm_a_hugging_face_model() {
     assert_eq!(v["downloaded"], false);
     assert_eq!(hub.downloads(QWEN), 1);
 
+    // By its store name: pulled again from the source and endpoint its manifest records.
+    let o = ok(run(home, &["pull", "tiny-q4_k_m"]));
+    assert!(err(&o).contains("already in the store"), "{}", err(&o));
+    assert_eq!(PathBuf::from(out(&o)), path);
+
     let rows = list_json(home);
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["smollm2", "gemma3-270m", "tiny-q4_k_m"]);
@@ -282,7 +287,8 @@ fn tokens_mirrors_and_hub_references_in_dash_m() {
 #[test]
 fn two_pull_processes_of_one_file_download_it_once() {
     let hub = hub();
-    hub.delay_per_64k(Duration::from_millis(100));
+    // Slow (~1.6 s): the second process finds the first one downloading.
+    hub.delay_per_64k(Duration::from_millis(200));
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
     let ep = hub.endpoint();
