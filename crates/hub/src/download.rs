@@ -274,6 +274,13 @@ fn attempt(
             }
             .into())
         }
+        // Overloaded or failing for a moment: worth the automatic retry, and a later pull.
+        429 | 500 | 502 | 503 | 504 => {
+            return Err(Failure::Dropped {
+                done: have,
+                detail: format!("the server answered HTTP {status}"),
+            })
+        }
         _ => return Err(answer.refusal().into_error().into()),
     }
     // What the listing did not say, the answer's headers may.

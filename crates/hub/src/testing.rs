@@ -68,6 +68,7 @@ struct State {
     gated: HashMap<String, String>,
     drop_after: HashMap<String, (u64, u32)>,
     corrupt: HashMap<String, u32>,
+    fail: HashMap<String, (u16, u32)>,
     ignore_range: bool,
     html: bool,
     page_size: usize,
@@ -147,6 +148,11 @@ impl FakeHub {
     /// The next `times` downloads of `path` have one byte changed.
     pub fn corrupt(&self, path: &str, times: u32) {
         self.state().corrupt.insert(path.to_owned(), times);
+    }
+
+    /// The next `times` downloads of `path` answer HTTP `status` (e.g. 503) instead.
+    pub fn fail(&self, path: &str, status: u16, times: u32) {
+        self.state().fail.insert(path.to_owned(), (status, times));
     }
 
     /// Whether downloads ignore `Range` (answer 200 with the whole file).
@@ -342,6 +348,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         416 => "Range Not Satisfiable",
+        503 => "Service Unavailable",
         _ => "Status",
     }
 }
@@ -440,6 +447,10 @@ fn gate(st: &State, repo: &str, req: &Request) -> Option<Reply> {
 
 /// A file's bytes, honouring `Range: bytes=N-` and the configured faults.
 fn content(st: &mut State, f: &FakeFile, req: &Request) -> Reply {
+    if let Some((status, n)) = st.fail.get_mut(&f.path).filter(|(_, n)| *n > 0) {
+        *n -= 1;
+        return Reply::new(*status, "text/plain", b"try again later".to_vec());
+    }
     let mut bytes = f.bytes.as_ref().clone();
     if let Some(n) = st.corrupt.get_mut(&f.path).filter(|n| **n > 0) {
         *n -= 1;

@@ -158,6 +158,31 @@ fn a_dropped_connection_is_resumed_with_a_range() {
 }
 
 #[test]
+fn a_passing_server_error_is_retried_once() {
+    let hub = hub();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::at(dir.path());
+    hub.fail(QWEN, 503, 1);
+    let (r, rec) = pull_ref(&store, &hub, "hf:acme/Tiny-GGUF:Q4_K_M", "");
+    assert_eq!(
+        std::fs::read(r.unwrap().path).unwrap(),
+        data("tiny-qwen3.gguf")
+    );
+    assert!(
+        rec.notes().iter().any(|n| n.contains("HTTP 503")),
+        "{:?}",
+        rec.notes()
+    );
+    hub.fail(LLAMA, 503, 2);
+    let (r, _) = pull_ref(&store, &hub, &format!("hf:acme/Tiny-GGUF:{LLAMA}"), "");
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("HTTP 503") && e.contains("run the same pull again"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_later_pull_resumes_what_an_interrupted_one_left() {
     let hub = hub();
     let dir = tempfile::tempdir().unwrap();
