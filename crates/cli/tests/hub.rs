@@ -36,6 +36,8 @@ fn cmd(home: &Path, args: &[&str]) -> Command {
         "https_proxy",
         "HTTP_PROXY",
         "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
     ] {
         c.env_remove(var);
     }
@@ -282,6 +284,55 @@ fn tokens_mirrors_and_hub_references_in_dash_m() {
     assert!(reqs
         .iter()
         .any(|r| r.authorization.as_deref() == Some("Bearer tok")));
+}
+
+#[test]
+fn proxies_come_from_the_environment() {
+    let hub = hub();
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    // The endpoint's host does not resolve: only the proxy can reach it.
+    let o = ok(cmd(
+        home,
+        &[
+            "pull",
+            "hf:acme/Tiny-GGUF:Q4_1",
+            "--endpoint",
+            "http://hub.invalid",
+        ],
+    )
+    .env("HTTP_PROXY", hub.endpoint())
+    .output()
+    .unwrap());
+    assert_eq!(
+        std::fs::read(PathBuf::from(out(&o))).unwrap(),
+        bytes("tiny-llama.gguf")
+    );
+    let reqs = hub.requests();
+    assert!(
+        !reqs.is_empty() && reqs.iter().all(|r| r.proxied),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter().any(|r| !r.hub),
+        "the CDN is reached through the proxy too"
+    );
+    // NO_PROXY exempts a host: then it must be reached directly (and cannot be).
+    let o = cmd(
+        home,
+        &[
+            "pull",
+            "hf:acme/Tiny-GGUF:Q4_K_M",
+            "--endpoint",
+            "http://hub.invalid",
+        ],
+    )
+    .env("HTTP_PROXY", hub.endpoint())
+    .env("NO_PROXY", "hub.invalid")
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("could not reach"), "{}", err(&o));
 }
 
 #[test]

@@ -7,7 +7,8 @@
 //! ModelScope's (the `repo/files` listing, `repo?FilePath=` downloads), with byte ranges
 //! (206/416), and the faults a client must survive: a connection dropped after N bytes,
 //! corrupted bytes, a server that ignores ranges, a mirror that answers HTML pages, a
-//! slow transfer. Every request is logged for assertions.
+//! slow transfer. It also works as an HTTP proxy (CONNECT tunnels or absolute URLs) for
+//! itself: point `HTTP_PROXY` at [`FakeHub::endpoint`]. Every request is logged.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -58,6 +59,9 @@ pub struct Logged {
     pub range: Option<String>,
     /// Its `Authorization` header.
     pub authorization: Option<String>,
+    /// Whether it came through the server acting as a proxy (a CONNECT tunnel or
+    /// `GET http://host/path`), which answers for the hub and the CDN.
+    pub proxied: bool,
     /// The status answered.
     pub status: u16,
 }
@@ -262,19 +266,28 @@ fn serve(
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let mut headers = HashMap::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
+    let (method, raw, headers) = read_head(&mut reader)?;
+    let (mut proxied, mut is_hub) = (false, is_hub);
+    // As a proxy: a CONNECT tunnel to the hub or the CDN, then the request inside it.
+    let (raw, headers) = if method == "CONNECT" {
+        proxied = true;
+        is_hub = raw != cdn.to_string();
+        (&conn).write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")?;
+        let (_, raw, headers) = read_head(&mut reader)?;
+        (raw, headers)
+    } else {
+        (raw, headers)
+    };
+    // Or a request naming its target in full: `GET http://host:port/path`.
+    let target = match raw.strip_prefix("http://") {
+        Some(rest) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            proxied = true;
+            is_hub = authority != cdn.to_string();
+            format!("/{path}")
         }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-        }
-    }
+        None => raw,
+    };
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q),
         None => (target.as_str(), ""),
@@ -307,11 +320,34 @@ fn serve(
             target: req.target.clone(),
             range: req.headers.get("range").cloned(),
             authorization: req.headers.get("authorization").cloned(),
+            proxied,
             status: reply.status,
         });
         reply
     };
     send(conn, reply)
+}
+
+/// Reads a request line and headers: (method, target, lowercase headers).
+fn read_head(
+    reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<(String, String, HashMap<String, String>)> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_owned();
+    let target = words.next().unwrap_or("/").to_owned();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+        }
+    }
+    Ok((method, target, headers))
 }
 
 fn send(mut conn: TcpStream, r: Reply) -> std::io::Result<()> {
