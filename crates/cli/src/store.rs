@@ -164,6 +164,13 @@ pub fn resolve_named(arg: Option<&str>) -> Result<Resolved> {
     }
     if ModelRef::looks_like(query) {
         let model = ModelRef::parse(query).map_err(|e| crate::usage(e.to_string()))?;
+        // Pulled before: no network needed (`sparetire pull` checks for updates).
+        if let Some(entry) = sparetire_hub::stored(&store(), &model) {
+            return Ok(Resolved {
+                path: entry.path,
+                name: Some(entry.name),
+            });
+        }
         let pulled = crate::pull::pull_hub(&model, &sparetire_hub::PullOptions::default())?;
         return Ok(Resolved {
             path: pulled.path,

@@ -275,6 +275,26 @@ fn tokens_mirrors_and_hub_references_in_dash_m() {
     .unwrap());
     assert!(err(&o).contains("as tiny-q4_k_m"), "{}", err(&o));
     assert!(home.join("models/tiny-q4_k_m.gguf").is_file());
+    // Once pulled, a hub reference in -m needs no network (the endpoint here is dead).
+    let o = ok(cmd(
+        home,
+        &["inspect", "-m", "hf:acme/Tiny-GGUF:q4_k_m", "--json"],
+    )
+    .env("HF_ENDPOINT", "http://127.0.0.1:9")
+    .output()
+    .unwrap());
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["architecture"], "qwen3");
+    let o = cmd(home, &["inspect", "-m", "hf:acme/Tiny-GGUF:Q8_0"])
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "not pulled: the hub is asked, and is unreachable"
+    );
+    assert!(err(&o).contains("could not reach"), "{}", err(&o));
     // The token went to the hub, never to the CDN it redirects to.
     let reqs = hub.requests();
     assert!(reqs

@@ -36,7 +36,7 @@ pub use facts::{file_type_name, ModelFacts};
 pub use listing::RemoteFile;
 pub use manifest::{now, Manifest, SourceFile};
 pub use progress::{Recorder, Report, StderrReport, Transfer};
-pub use pull::{pull, PullOptions, Pulled};
+pub use pull::{pull, stored, PullOptions, Pulled};
 pub use select::{quant_in_name, Selection};
 pub use source::{Hub, ModelRef};
 pub use store::{base_name, valid_name, Entry, Store};

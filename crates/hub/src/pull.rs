@@ -13,7 +13,7 @@ use crate::merge::join_parts;
 use crate::progress::Report;
 use crate::select::select;
 use crate::source::{Hub, ModelRef};
-use crate::store::{base_name, Store};
+use crate::store::{base_name, Entry, Store};
 use crate::HubError;
 
 /// How to reach the hub.
@@ -175,6 +175,36 @@ pub fn pull(
         path,
         downloaded: true,
     })
+}
+
+/// The model of the store that `model` designates, found without the network: among the
+/// models pulled from its repository, the one its file or quant selects.
+pub fn stored(store: &Store, model: &ModelRef) -> Option<Entry> {
+    let prefix = format!("{}:{}:", model.hub.prefix(), model.repo);
+    let entries: Vec<Entry> = store
+        .entries()
+        .ok()?
+        .into_iter()
+        .filter(|e| {
+            e.manifest
+                .as_ref()
+                .is_some_and(|m| m.source.starts_with(&prefix))
+        })
+        .collect();
+    let files: Vec<RemoteFile> = entries
+        .iter()
+        .flat_map(|e| e.manifest.iter().flat_map(|m| &m.files))
+        .map(|f| RemoteFile {
+            path: f.path.clone(),
+            size: f.size,
+            sha256: f.sha256.clone(),
+        })
+        .collect();
+    let selection = select(model.hub, &model.repo, &files, model.selector.as_deref()).ok()?;
+    let source = model.for_file(&selection.first()?.path).to_string();
+    entries
+        .into_iter()
+        .find(|e| e.manifest.as_ref().is_some_and(|m| m.source == source))
 }
 
 fn source_file(f: &RemoteFile) -> SourceFile {
