@@ -10,7 +10,7 @@
 //!
 //! Errors are one [`HubError`] enum whose messages say what to do. Progress goes to a
 //! [`Report`]: [`StderrReport`] draws bars, [`Recorder`] keeps the notes for tests.
-//! With the `test-server` feature, [`testing::FakeHub`] is a local server that speaks
+//! With the `test-server` feature, `testing::FakeHub` is a local server that speaks
 //! the hubs' APIs, with the faults the tests need.
 #![deny(missing_docs)]
 
