@@ -25,6 +25,12 @@ pub struct ModelArgs {
     /// A Jinja chat template file to use instead of the model's
     #[arg(long = "chat-template", value_name = "FILE")]
     pub chat_template: Option<std::path::PathBuf>,
+    /// Under mpirun: how ranks share the model (pp = consecutive layers per rank)
+    #[arg(long = "split", value_enum, default_value_t = crate::cluster::Split::Pp)]
+    pub split: crate::cluster::Split,
+    /// Under mpirun: each rank's share of the layers, e.g. 1,1,2 (default: each rank's available memory)
+    #[arg(long = "rank-weights", value_delimiter = ',', value_name = "W,W,...")]
+    pub rank_weights: Option<Vec<f64>>,
 }
 
 impl ModelArgs {
@@ -45,6 +51,7 @@ impl ModelArgs {
                 .with_context(|| format!("chat template {}", tpl.display()))?;
             engine.set_chat_template(t);
         }
+        let engine = crate::cluster::join(engine, self)?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let hp = engine.model().hparams();
         eprintln!(

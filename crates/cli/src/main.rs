@@ -6,6 +6,7 @@
 mod args;
 mod bench;
 mod chat;
+mod cluster;
 mod inspect;
 mod models;
 mod perplexity;
@@ -63,6 +64,7 @@ fn main() {
         Cmd::List(a) => models::list(a),
         Cmd::Rm(a) => models::rm(a),
     };
+    sparetire_cluster::finish();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = if e.downcast_ref::<UsageError>().is_some() {

@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// A system message for the chat template
     #[arg(long)]
     pub system: Option<String>,
+    /// Compute every token as in a batch of one, as `serve` does (its greedy output is then
+    /// identical to the server's; the default follows llama.cpp's batched arithmetic)
+    #[arg(long = "batch-invariant")]
+    pub batch_invariant: bool,
     /// Print one JSON object instead of streaming text
     #[arg(long)]
     pub json: bool,
@@ -83,6 +87,9 @@ pub fn main(a: RunArgs) -> Result<()> {
         logprobs: None,
     };
     let mut session = engine.session(n_ctx)?;
+    if a.batch_invariant {
+        session.set_arithmetic(sparetire_runtime::Arithmetic::PerToken);
+    }
     let stdout = std::io::stdout();
     let json = a.json;
     let mut on_text = |s: &str| {

@@ -4,6 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use sparetire_server::worker::KvBudget;
 use sparetire_server::{serve, ServeConfig};
 
 use crate::args::ModelArgs;
@@ -30,6 +31,13 @@ pub struct ServeArgs {
     /// Sequences generated at once (continuous batching)
     #[arg(long = "parallel", visible_alias = "np", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub parallel: u32,
+    /// Memory for the shared KV cache, in MiB (default: room for --parallel full contexts of -c;
+    /// sequences take 16-position blocks as they grow, so less memory serves many short requests)
+    #[arg(long = "kv-memory", value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub kv_memory: Option<u64>,
+    /// After SIGTERM/SIGINT, seconds running requests may take to finish before they are cancelled
+    #[arg(long = "shutdown-timeout", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub shutdown_timeout: u64,
     /// Model name reported by /v1/models (default: the store name or file stem)
     #[arg(long = "alias")]
     pub alias: Option<String>,
@@ -68,14 +76,30 @@ pub fn main(a: ServeArgs) -> Result<()> {
     });
     let mut margs = a.model.clone();
     margs.model = Some(path.display().to_string());
+    // Under mpirun only rank 0 serves HTTP; the other ranks compute its steps (and never return).
+    if sparetire_cluster::world()?.is_some_and(|c| c.rank() != 0) {
+        margs.load()?;
+    }
     let cfg = ServeConfig {
         addr: SocketAddr::new(a.host, a.port),
         model_name,
         api_key,
         max_queue: a.max_queue as usize,
         parallel: a.parallel as usize,
+        kv_budget: match a.kv_memory {
+            Some(mib) => KvBudget::Bytes((mib as usize).saturating_mul(1 << 20)),
+            None => KvBudget::FullContexts,
+        },
+        shutdown_grace: std::time::Duration::from_secs(a.shutdown_timeout),
     };
     let load = Box::new(move || {
+        // A testing aid: hold the model back to observe the loading state (/health 503).
+        if let Some(ms) = std::env::var("SPARETIRE_TEST_LOAD_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
         let (engine, _) = margs.load().map_err(|e| format!("{e:#}"))?;
         let n_ctx = margs.n_ctx(&engine);
         Ok((engine, n_ctx))

@@ -57,6 +57,51 @@ try:
 except openai.BadRequestError as e:
     assert e.body["param"] == "temperature", e.body
 
+# Stop strings: the text ends before the stop string, finish_reason "stop".
+full = client.completions.create(model=model, prompt="The quick brown fox", max_tokens=12, temperature=0).choices[0].text
+stop = full[len(full) // 2 :][:3]
+if stop.strip():
+    cut = client.completions.create(model=model, prompt="The quick brown fox", max_tokens=12, temperature=0, stop=[stop])
+    assert cut.choices[0].finish_reason == "stop" and stop not in cut.choices[0].text, (full, stop, cut)
+    assert full.startswith(cut.choices[0].text), (full, cut.choices[0].text)
+
+# Seeds: the same seed gives the same sample, whatever else runs.
+sample = lambda seed: client.completions.create(model=model, prompt="Once", max_tokens=8, temperature=1.0, seed=seed).choices[0].text
+assert sample(7) == sample(7)
+
+# n choices, streamed: each index gets its own text and finish reason; usage in a last chunk.
+texts, finishes, usage = {}, {}, None
+for chunk in client.completions.create(model=model, prompt="Once", max_tokens=4, temperature=1.0, seed=3, n=2, stream=True, stream_options={"include_usage": True}):
+    for c in chunk.choices:
+        texts[c.index] = texts.get(c.index, "") + (c.text or "")
+        if c.finish_reason:
+            finishes[c.index] = c.finish_reason
+    usage = chunk.usage or usage
+whole = client.completions.create(model=model, prompt="Once", max_tokens=4, temperature=1.0, seed=3, n=2)
+assert [texts[i] for i in range(2)] == [c.text for c in whole.choices], (texts, whole)
+assert sorted(finishes) == [0, 1] and usage.completion_tokens == whole.usage.completion_tokens
+
+# Prompt + max_tokens beyond the context: 400 with the counts, never a silent cut.
+try:
+    client.completions.create(model=model, prompt="Hello", max_tokens=100000)
+    raise AssertionError("a request beyond the context was accepted")
+except openai.BadRequestError as e:
+    assert "256" in str(e) and "100000" in str(e), str(e)
+
+# Wrong types name the field.
+try:
+    client.completions.create(model=model, prompt="Hello", max_tokens=4, extra_body={"top_p": "high"})
+    raise AssertionError("a string top_p was accepted")
+except openai.BadRequestError as e:
+    assert e.body["param"] == "top_p", e.body
+
+# Oversized bodies are refused.
+try:
+    client.completions.create(model=model, prompt="x" * (5 << 20), max_tokens=1)
+    raise AssertionError("a 5 MiB body was accepted")
+except openai.APIStatusError as e:
+    assert e.status_code == 413, e.status_code
+
 bad = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
 try:
     bad.models.list()

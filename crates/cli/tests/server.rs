@@ -28,7 +28,20 @@ fn tiny() -> String {
 
 /// Starts the server on a free port and waits until /health says ok.
 fn start(extra: &[&str]) -> Server {
+    let server = spawn(extra, &[]);
+    let t0 = Instant::now();
+    while request(&server, "GET", "/health", None, &[]).0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "server not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
+/// Starts the server on a free port with extra environment variables and
+/// returns once it listens (the model may still be loading).
+fn spawn(extra: &[&str], envs: &[(&str, &str)]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+        .envs(envs.iter().copied())
         .args(["serve", "--port", "0"])
         .args(if extra.contains(&"-c") {
             &[][..]
@@ -52,13 +65,7 @@ fn start(extra: &[&str]) -> Server {
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    let server = Server { child, addr };
-    let t0 = Instant::now();
-    while request(&server, "GET", "/health", None, &[]).0 != 200 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "server not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
+    Server { child, addr }
 }
 
 /// One HTTP/1.1 request; returns (status, body).
@@ -156,8 +163,10 @@ fn chat_and_completions_in_openai_shapes() {
         .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
         .collect();
     assert_eq!(streamed, text);
-    let last = chunks.last().unwrap();
-    assert_eq!(last["choices"][0]["finish_reason"], "length");
+    // The finish reason, then usage in a chunk of its own with no choices (OpenAI's shape).
+    let (finish, last) = (&chunks[chunks.len() - 2], chunks.last().unwrap());
+    assert_eq!(finish["choices"][0]["finish_reason"], "length");
+    assert_eq!(last["choices"], serde_json::json!([]));
     assert_eq!(last["usage"]["completion_tokens"], 12);
 
     // Completions, with a stop string that the greedy text contains.
@@ -533,4 +542,333 @@ fn a_full_queue_answers_429_at_once() {
         assert_eq!(json(resp)["error"]["type"], "rate_limit_error");
     }
     assert!(results.iter().all(|r| r.0 == 200 || r.0 == 429));
+}
+
+/// A metric's value in a /metrics scrape.
+fn metric(s: &Server, name: &str) -> f64 {
+    let (st, text) = request(s, "GET", "/metrics", None, &[]);
+    assert_eq!(st, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing from:\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The text of a greedy completion, non-streamed.
+fn greedy(s: &Server, prompt: &str, max_tokens: usize) -> String {
+    greedy_counted(s, prompt, max_tokens).0
+}
+
+/// The text of a greedy completion and its completion token count.
+fn greedy_counted(s: &Server, prompt: &str, max_tokens: usize) -> (String, u64) {
+    let (text, n, _) = greedy_logprobs(s, prompt, max_tokens);
+    (text, n)
+}
+
+/// A greedy completion with the log-probability of every token (as JSON
+/// numbers, which print f32 exactly): equal log-probabilities mean equal logits
+/// to the bit, a far finer check than equal text.
+fn greedy_logprobs(s: &Server, prompt: &str, max_tokens: usize) -> (String, u64, Value) {
+    let body = serde_json::json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
+                                  "logprobs": 2})
+    .to_string();
+    let (st, resp) = request(s, "POST", "/v1/completions", Some(&body), &[]);
+    assert_eq!(st, 200, "{resp}");
+    let v = json(&resp);
+    (
+        v["choices"][0]["text"].as_str().unwrap().to_owned(),
+        v["usage"]["completion_tokens"].as_u64().unwrap(),
+        v["choices"][0]["logprobs"]["token_logprobs"].clone(),
+    )
+}
+
+/// Streams a request; returns each choice's text (by index), the number of
+/// content chunks, and the final chunk with usage (if any).
+fn stream_texts(s: &Server, path: &str, body: &str) -> (Vec<String>, Option<Value>) {
+    let (st, resp) = request(s, "POST", path, Some(body), &[]);
+    assert_eq!(st, 200, "{resp}");
+    let events: Vec<&str> = resp
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{resp}");
+    let mut texts: Vec<String> = Vec::new();
+    let mut usage = None;
+    for e in &events[..events.len() - 1] {
+        let v = json(e);
+        if !v["usage"].is_null() {
+            usage = Some(v.clone());
+        }
+        for c in v["choices"].as_array().unwrap() {
+            let i = c["index"].as_u64().unwrap() as usize;
+            if texts.len() <= i {
+                texts.resize(i + 1, String::new());
+            }
+            let piece = c["text"].as_str().or(c["delta"]["content"].as_str());
+            texts[i].push_str(piece.unwrap_or(""));
+        }
+    }
+    (texts, usage)
+}
+
+/// Prompts that share long prefixes (so the prefix cache serves some of them).
+fn sixteen_prompts() -> Vec<String> {
+    let shared = "The following is a short story about a lighthouse keeper who lives alone on a rocky island far from the coast.";
+    (0..16)
+        .map(|i| match i % 4 {
+            0 => format!("{shared} Chapter {i}:"),
+            1 => format!("Question {i}: what is the capital of France? Answer:"),
+            2 => format!("{shared} One stormy night, {i} ships"),
+            _ => format!("List of {i} fruits:"),
+        })
+        .collect()
+}
+
+#[test]
+fn sixteen_streaming_clients_get_their_solo_greedy_tokens() {
+    let s = std::sync::Arc::new(start(&["-m", "smollm2", "--parallel", "16", "-c", "512"]));
+    let prompts = sixteen_prompts();
+    let solo: Vec<(String, u64)> = prompts.iter().map(|p| greedy_counted(&s, p, 16)).collect();
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let s = s.clone();
+            let body =
+                serde_json::json!({"prompt": p, "max_tokens": 16, "temperature": 0, "stream": true,
+                                          "stream_options": {"include_usage": true}})
+                .to_string();
+            std::thread::spawn(move || stream_texts(&s, "/v1/completions", &body))
+        })
+        .collect();
+    for (i, (h, (want, n))) in handles.into_iter().zip(&solo).enumerate() {
+        let (texts, usage) = h.join().unwrap();
+        assert_eq!(
+            texts,
+            std::slice::from_ref(want),
+            "client {i}: batched tokens differ from solo ones"
+        );
+        assert_eq!(usage.unwrap()["usage"]["completion_tokens"], *n);
+    }
+    // Every block is back: none held, nothing running; the shared prefixes were reused.
+    assert_eq!(metric(&s, "sparetire_kv_cache_blocks{state=\"held\"}"), 0.0);
+    assert_eq!(metric(&s, "sparetire_running_sequences"), 0.0);
+    assert!(metric(&s, "sparetire_prompt_tokens_cached_total") >= 16.0);
+}
+
+#[test]
+fn a_small_kv_cache_preempts_and_still_gives_solo_tokens() {
+    // 4 MiB holds 11 blocks of SmolLM2 (176 positions): eight 48-token
+    // sequences need 24, so some are preempted and recomputed.
+    let s = std::sync::Arc::new(start(&[
+        "-m",
+        "smollm2",
+        "--parallel",
+        "8",
+        "--kv-memory",
+        "4",
+    ]));
+    let prompts: Vec<String> = sixteen_prompts().into_iter().skip(1).step_by(2).collect();
+    let solo: Vec<_> = prompts.iter().map(|p| greedy_logprobs(&s, p, 32)).collect();
+    let handles: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let (s, p) = (s.clone(), p.clone());
+            std::thread::spawn(move || greedy_logprobs(&s, &p, 32))
+        })
+        .collect();
+    for (h, want) in handles.into_iter().zip(&solo) {
+        assert_eq!(
+            &h.join().unwrap(),
+            want,
+            "a preempted sequence changed its logits"
+        );
+    }
+    assert!(metric(&s, "sparetire_preemptions_total") > 0.0);
+    assert_eq!(metric(&s, "sparetire_kv_cache_blocks{state=\"held\"}"), 0.0);
+    // A request bigger than the whole cache is refused up front with the counts.
+    let body = serde_json::json!({"prompt": "Hello", "max_tokens": 400}).to_string();
+    let (st, resp) = request(&s, "POST", "/v1/completions", Some(&body), &[]);
+    assert_eq!(st, 400, "{resp}");
+    assert!(
+        json(&resp)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("176"),
+        "{resp}"
+    );
+}
+
+/// `/v1/completions` computes exactly like `sparetire run --raw --batch-invariant`, also on
+/// Gemma 3 (whose Q4_K/Q6_K weights and long prompts take batch-size-dependent kernels in
+/// llama.cpp's routing), alone or batched with other requests.
+#[test]
+fn completions_equal_the_cli_greedy_run() {
+    let prompt = "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined movable metal type, oil-based inks and a wooden press adapted from wine making. Within fifty years, presses were working in more than two hundred cities across Europe, and the price of books fell sharply, which";
+    let cli = |model: &str, extra: &[&str]| -> String {
+        let o = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+            .args([
+                "run", "-m", model, "--raw", "--temp", "0", "-n", "12", "-p", prompt,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .trim_end_matches('\n')
+            .to_owned()
+    };
+    let want = cli("gemma3-270m", &["--batch-invariant"]);
+    let s = std::sync::Arc::new(start(&[
+        "-m",
+        "gemma3-270m",
+        "--parallel",
+        "4",
+        "-c",
+        "512",
+    ]));
+    let alone = greedy_logprobs(&s, prompt, 12);
+    assert_eq!(alone.0, want);
+    // Batched with others, and again with its prefix cached: the same logits to the bit.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                if i == 0 {
+                    greedy_logprobs(&s, prompt, 12)
+                } else {
+                    greedy_logprobs(&s, &format!("Item {i} on the list is"), 20)
+                }
+            })
+        })
+        .collect();
+    let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(outs[0], alone, "batched with others");
+    drop(s);
+    // SmolLM2 with a short prompt: the default arithmetic and the server's coincide.
+    let s = start(&["-m", "smollm2", "-c", "512"]);
+    let short = &prompt[..60];
+    let o = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+        .args([
+            "run", "-m", "smollm2", "--raw", "--temp", "0", "-n", "12", "-p", short,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert_eq!(
+        greedy(&s, short, 12),
+        String::from_utf8(o.stdout).unwrap().trim_end_matches('\n')
+    );
+}
+
+#[test]
+fn n_choices_stream_with_their_indices() {
+    let s = start(&["-m", &tiny(), "--parallel", "3"]);
+    let req =
+        r#"{"prompt": "Once upon a time", "max_tokens": 6, "temperature": 1.0, "seed": 5, "n": 3}"#;
+    let (st, body) = request(&s, "POST", "/v1/completions", Some(req), &[]);
+    assert_eq!(st, 200);
+    let whole: Vec<String> = json(&body)["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["text"].as_str().unwrap().to_owned())
+        .collect();
+    let sreq = req.replace(
+        "\"n\": 3",
+        "\"n\": 3, \"stream\": true, \"stream_options\": {\"include_usage\": true}",
+    );
+    let (texts, usage) = stream_texts(&s, "/v1/completions", &sreq);
+    assert_eq!(texts, whole);
+    let usage = usage.unwrap();
+    assert_eq!(usage["choices"], serde_json::json!([]));
+    assert_eq!(usage["usage"]["completion_tokens"], 18);
+    // Chat too: every choice gets its role delta, content and finish reason.
+    let chat = r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5, "temperature": 1.0, "seed": 9, "n": 2, "stream": true}"#;
+    let (st, body) = request(&s, "POST", "/v1/chat/completions", Some(chat), &[]);
+    assert_eq!(st, 200);
+    for i in 0..2 {
+        let finished = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|e| *e != "[DONE]")
+            .map(json)
+            .filter(|v| v["choices"][0]["index"] == i)
+            .any(|v| !v["choices"][0]["finish_reason"].is_null());
+        assert!(finished, "choice {i} never finished: {body}");
+    }
+}
+
+#[test]
+fn health_is_503_while_the_model_loads() {
+    let s = spawn(
+        &["-m", &tiny(), "-c", "256"],
+        &[("SPARETIRE_TEST_LOAD_DELAY_MS", "1500")],
+    );
+    let (st, body) = request(&s, "GET", "/health", None, &[]);
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(json(&body)["status"], "loading");
+    let (st, body) = request(
+        &s,
+        "POST",
+        "/v1/completions",
+        Some(r#"{"prompt": "Hi", "max_tokens": 2}"#),
+        &[],
+    );
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(json(&body)["error"]["type"], "server_error");
+    let t0 = Instant::now();
+    while request(&s, "GET", "/health", None, &[]).0 != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!greedy(&s, "Hi", 2).is_empty());
+}
+
+#[test]
+fn sigterm_lets_running_streams_finish_then_exits_0() {
+    let mut s = start(&["-m", "smollm2", "-c", "512"]);
+    let mut conn = TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = serde_json::json!({"prompt": "Once upon a time", "max_tokens": 64, "temperature": 0, "stream": true,
+                                  "stream_options": {"include_usage": true}})
+    .to_string();
+    let req = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).unwrap();
+    let mut first = [0u8; 256];
+    assert!(conn.read(&mut first).unwrap() > 0);
+    let killed = Command::new("kill")
+        .args(["-TERM", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = Vec::new();
+    conn.read_to_end(&mut rest).unwrap();
+    let all = String::from_utf8_lossy(&first).into_owned() + &String::from_utf8_lossy(&rest);
+    assert!(
+        all.contains("data: [DONE]"),
+        "the running stream was cut: {all}"
+    );
+    assert!(all.contains("\"completion_tokens\":64"), "{all}");
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the server did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        TcpStream::connect(&s.addr).is_err(),
+        "still accepting connections"
+    );
 }

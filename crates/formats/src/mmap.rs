@@ -41,6 +41,25 @@ impl Bytes {
         Ok(Bytes::Mapped(map))
     }
 
+    /// Drops `range`'s pages from this process's resident memory (they are
+    /// read from the file again if touched later). A hint: errors are ignored.
+    pub(crate) fn release(&self, range: std::ops::Range<usize>) {
+        if let Bytes::Mapped(m) = self {
+            if range.start < range.end && range.end <= m.len() {
+                // SAFETY: the map is a read-only file mapping that this process never writes, so
+                // dropping its pages loses nothing: the kernel reads the same bytes back from the
+                // file on the next access; no reference into the map is invalidated.
+                let _ = unsafe {
+                    m.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        range.start,
+                        range.len(),
+                    )
+                };
+            }
+        }
+    }
+
     /// The bytes.
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {

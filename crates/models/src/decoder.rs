@@ -24,14 +24,15 @@ use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
 use crate::hparams::HParams;
-use crate::kv_cache::KvCache;
-use crate::layers::attention::{attention, AttnShape};
+use crate::kv_cache::{KvCache, KvPool};
+use crate::layers::attention::{attention, AttnShape, HeadOffsets};
 use crate::layers::mlp::{geglu, swiglu};
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
+use crate::tensor_parallel::{plan_shard, Reducer, Shard};
 use crate::weights::{Weight, WeightLoader};
-use crate::{linear, Logits, Model, ModelError, Seq};
+use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
 /// The gated activation of the feed-forward block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +108,23 @@ pub struct Decoder {
     output_norm: Vec<f32>,
     /// `output.weight`, or `token_embd.weight` when the embedding is tied.
     output: Weight,
+    /// Set when this process computes one tensor-parallel rank's share.
+    tp: Option<Tp>,
+}
+
+/// A tensor-parallel rank's share and the all-reduce joining the ranks.
+struct Tp {
+    shard: Shard,
+    reducer: Arc<dyn Reducer>,
+    rank: usize,
+}
+
+/// The dimensions this process computes (all of them, or a rank's share).
+struct Local {
+    n_head: usize,
+    n_head_kv: usize,
+    n_ff: usize,
+    offsets: HeadOffsets,
 }
 
 /// Names of a block's tensors (`blk.{i}.{name}.weight`), loaded with the shapes `hp` implies.
@@ -219,7 +237,90 @@ impl Decoder {
             blocks,
             output_norm,
             output,
+            tp: None,
         })
+    }
+
+    fn local(&self) -> Local {
+        let hp = &self.hp;
+        match &self.tp {
+            None => Local {
+                n_head: hp.n_head,
+                n_head_kv: hp.n_head_kv,
+                n_ff: hp.n_ff,
+                offsets: HeadOffsets::default(),
+            },
+            Some(tp) => Local {
+                n_head: tp.shard.heads.len(),
+                n_head_kv: tp.shard.kv_heads.len(),
+                n_ff: tp.shard.ff.len(),
+                offsets: HeadOffsets {
+                    group: hp.n_head / hp.n_head_kv.max(1),
+                    q0: tp.shard.heads.start,
+                    kv0: tp.shard.kv_heads.start,
+                },
+            },
+        }
+    }
+
+    /// Sums a tensor-parallel partial result over the ranks (no-op otherwise).
+    fn reduce(&self, x: &mut [f32]) -> Result<(), ModelError> {
+        match &self.tp {
+            None => Ok(()),
+            Some(tp) => tp
+                .reducer
+                .all_reduce_sum(x)
+                .map_err(|e| ModelError::Cluster(format!("rank {}: all-reduce: {e}", tp.rank))),
+        }
+    }
+
+    /// This decoder cut down to rank `rank`'s share of every layer among
+    /// `size` ranks ([`crate::tensor_parallel`]).
+    pub fn into_shard(
+        mut self,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn Reducer>,
+    ) -> Result<Decoder, ModelError> {
+        if rank >= size {
+            return Err(ModelError::Invalid(format!("rank {rank} of {size}")));
+        }
+        let blocks_of = |f: fn(&Block) -> &Weight| {
+            self.blocks
+                .iter()
+                .map(|b| f(b).ty.block_size())
+                .max()
+                .unwrap_or(1)
+        };
+        let (wo_block, down_block) = (blocks_of(|b| &b.wo), blocks_of(|b| &b.w_down));
+        let shard = plan_shard(&self.hp, rank, size, wo_block, down_block);
+        let hd = self.hp.head_dim;
+        let (q, kv, ff) = (
+            shard.heads.start * hd..shard.heads.end * hd,
+            shard.kv_heads.start * hd..shard.kv_heads.end * hd,
+            shard.ff.clone(),
+        );
+        let file = self.file.clone();
+        for b in &mut self.blocks {
+            b.wq = b.wq.row_slice(q.clone())?;
+            b.wk = b.wk.row_slice(kv.clone())?;
+            b.wv = b.wv.row_slice(kv.clone())?;
+            b.wo = b.wo.col_slice(&file, q.clone())?;
+            b.w_gate = b.w_gate.row_slice(ff.clone())?;
+            b.w_up = b.w_up.row_slice(ff.clone())?;
+            b.w_down = b.w_down.col_slice(&file, ff.clone())?;
+            if let Some([bq, bk, bv]) = &mut b.bqkv {
+                *bq = bq[q.clone()].to_vec();
+                *bk = bk[kv.clone()].to_vec();
+                *bv = bv[kv.clone()].to_vec();
+            }
+        }
+        self.tp = Some(Tp {
+            shard,
+            reducer,
+            rank,
+        });
+        Ok(self)
     }
 }
 
@@ -232,8 +333,26 @@ impl Model for Decoder {
         Ok(State::new(KvCache::new(
             self.hp.n_layer,
             n_ctx,
-            self.hp.kv_dim(),
+            self.local().n_head_kv * self.hp.head_dim,
         )?))
+    }
+
+    fn into_tensor_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn Reducer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(self.into_shard(rank, size, reducer)?))
+    }
+
+    fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
+        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim) {
+            return Err(ModelError::Invalid(
+                "the KV pool was made for another model's shape".into(),
+            ));
+        }
+        Ok(State::new(KvCache::in_pool(pool, n_ctx)))
     }
 
     fn forward(
@@ -258,16 +377,61 @@ impl Model for Decoder {
     /// sequence. The activation buffers (and the debugging tap) of the batch
     /// are those of the first sequence's state.
     fn forward_batch(&self, pool: &ThreadPool, seqs: &mut [Seq<'_>]) -> Result<(), ModelError> {
+        self.forward_stage(pool, seqs, 0..self.hp.n_layer, None, None)
+    }
+
+    fn forward_stage(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        layers: std::ops::Range<usize>,
+        hidden_in: Option<&[f32]>,
+        hidden_out: Option<&mut Vec<f32>>,
+    ) -> Result<(), ModelError> {
         let hp = &self.hp;
+        if layers.start > layers.end || layers.end > hp.n_layer {
+            return Err(ModelError::Invalid(format!(
+                "layers {layers:?} outside the model's {}",
+                hp.n_layer
+            )));
+        }
         for s in seqs.iter() {
             crate::check_batch(hp, s.state, s.tokens)?;
+        }
+        if let Some(h) = hidden_in {
+            let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+            if h.len() != n * hp.n_embd {
+                return Err(ModelError::Invalid(format!(
+                    "hidden states of {} values for {n} tokens of width {}",
+                    h.len(),
+                    hp.n_embd
+                )));
+            }
+        }
+        if let Some(s) = seqs
+            .iter()
+            .find(|s| s.state.arithmetic != seqs[0].state.arithmetic)
+        {
+            return Err(ModelError::Invalid(format!(
+                "a batch mixes arithmetics ({:?} and {:?})",
+                seqs[0].state.arithmetic, s.state.arithmetic
+            )));
+        }
+        for s in seqs.iter_mut() {
+            let to = s.state.n_past + s.tokens.len();
+            s.state.kv.prepare(to)?;
         }
         let Some(first_seq) = seqs.first_mut() else {
             return Ok(());
         };
         let mut b = std::mem::take(&mut first_seq.state.buf);
         let mut tap_slot = first_seq.state.tap.take();
-        let result = self.forward_rows(pool, seqs, &mut b, &mut tap_slot);
+        let stage = StageIo {
+            layers,
+            hidden_in,
+            hidden_out,
+        };
+        let result = self.forward_rows(pool, seqs, stage, &mut b, &mut tap_slot);
         if let Some(first_seq) = seqs.first_mut() {
             first_seq.state.buf = b;
             first_seq.state.tap = tap_slot;
@@ -276,17 +440,31 @@ impl Model for Decoder {
     }
 }
 
+/// The part of the network one call runs (a pipeline stage, or all of it).
+struct StageIo<'a> {
+    layers: std::ops::Range<usize>,
+    /// Hidden states from the previous stage (`None`: embed the tokens).
+    hidden_in: Option<&'a [f32]>,
+    /// Where to leave the hidden states for the next stage (`None`: compute logits).
+    hidden_out: Option<&'a mut Vec<f32>>,
+}
+
 impl Decoder {
     fn forward_rows(
         &self,
         pool: &ThreadPool,
         seqs: &mut [Seq<'_>],
+        stage: StageIo<'_>,
         b: &mut crate::state::Buffers,
         taps: &mut Option<crate::state::Tap>,
     ) -> Result<(), ModelError> {
         let hp = &self.hp;
         let cfg = &self.cfg;
         let f = &*self.file;
+        let arith = seqs
+            .first()
+            .map_or(Arithmetic::Reference, |s| s.state.arithmetic);
+        let per_token = arith == Arithmetic::PerToken;
         // Row ranges of each sequence in the batch, and their first positions.
         let mut spans = Vec::with_capacity(seqs.len());
         let mut n = 0;
@@ -294,23 +472,35 @@ impl Decoder {
             spans.push((n, s.tokens.len(), s.state.n_past));
             n += s.tokens.len();
         }
-        let (d, q_dim, kv_dim, ff, hd) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff, hp.head_dim);
+        let local = self.local();
+        let hd = hp.head_dim;
+        let (d, q_dim, kv_dim, ff) = (
+            hp.n_embd,
+            local.n_head * hd,
+            local.n_head_kv * hd,
+            local.n_ff,
+        );
         let x = sized(&mut b.x, n * d); // (n, d) residual stream
-        for (s, &(row0, _, _)) in seqs.iter().zip(&spans) {
-            for (t, &tok) in s.tokens.iter().enumerate() {
-                let r = row0 + t;
-                self.tok_embd
-                    .row_into(f, tok as usize, &mut x[r * d..(r + 1) * d])?;
+        if let Some(h) = stage.hidden_in {
+            x.copy_from_slice(h);
+        } else {
+            for (s, &(row0, _, _)) in seqs.iter().zip(&spans) {
+                for (t, &tok) in s.tokens.iter().enumerate() {
+                    let r = row0 + t;
+                    self.tok_embd
+                        .row_into(f, tok as usize, &mut x[r * d..(r + 1) * d])?;
+                }
             }
-        }
-        if let Some(s) = cfg.embd_scale {
-            x.iter_mut().for_each(|v| *v *= s);
-            tap(taps, "inp_scaled", None, x);
+            if let Some(s) = cfg.embd_scale {
+                x.iter_mut().for_each(|v| *v *= s);
+                tap(taps, "inp_scaled", None, x);
+            }
         }
         let half = hp.n_rot / 2;
         let mut cos = vec![0f32; half];
         let mut sin = vec![0f32; half];
-        for (il, blk) in self.blocks.iter().enumerate() {
+        for il in stage.layers {
+            let blk = &self.blocks[il];
             // attention
             let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
@@ -318,9 +508,9 @@ impl Decoder {
             let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
             let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
             let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
-            linear(pool, f, &blk.wq, xn, n, q)?;
-            linear(pool, f, &blk.wk, xn, n, k)?;
-            linear(pool, f, &blk.wv, xn, n, v)?;
+            linear(pool, f, arith, &blk.wq, xn, n, q)?;
+            linear(pool, f, arith, &blk.wk, xn, n, k)?;
+            linear(pool, f, arith, &blk.wv, xn, n, v)?;
             if let Some([bq, bk, bv]) = &blk.bqkv {
                 add_bias(q, bq);
                 add_bias(k, bk);
@@ -354,12 +544,10 @@ impl Decoder {
                         &cos,
                         &sin,
                     );
-                    s.state.kv.store(
-                        il,
-                        pos0 + t,
-                        &k[r * kv_dim..(r + 1) * kv_dim],
-                        &v[r * kv_dim..(r + 1) * kv_dim],
-                    );
+                }
+                if kv_dim > 0 {
+                    let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                    s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
                 }
             }
             tap(taps, "Qcur", Some(il), q);
@@ -373,30 +561,38 @@ impl Decoder {
                 None => 1.0 / (hd as f32).sqrt(),
             };
             let shape = AttnShape {
-                n_head: hp.n_head,
-                n_head_kv: hp.n_head_kv,
+                n_head: local.n_head,
+                n_head_kv: local.n_head_kv,
                 head_dim: hd,
                 scale,
                 window: blk.cfg.window,
+                offsets: local.offsets,
             };
             let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans) {
+            // (A tensor-parallel rank may hold no heads at all.)
+            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
                 let rows = row0 * q_dim..(row0 + len) * q_dim;
-                let kv = &s.state.kv;
-                attention(
-                    pool,
-                    &shape,
-                    &q[rows.clone()],
-                    kv.keys(il),
-                    kv.values(il),
-                    pos0,
-                    len,
-                    &mut attn[rows],
-                );
+                s.state.kv.with_layer(il, |kv| {
+                    attention(
+                        pool,
+                        &shape,
+                        &q[rows.clone()],
+                        kv,
+                        pos0,
+                        len,
+                        per_token,
+                        &mut attn[rows],
+                    )
+                });
             }
             tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            linear(pool, f, &blk.wo, attn, n, out)?;
+            if q_dim > 0 {
+                linear(pool, f, arith, &blk.wo, attn, n, out)?;
+            } else {
+                out.fill(0.0);
+            }
+            self.reduce(out)?;
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);
@@ -413,8 +609,8 @@ impl Decoder {
             tap(taps, "ffn_norm", Some(il), xn);
             let gate = sized(&mut b.gate, n * ff); // (n, ff)
             let up = sized(&mut b.up, n * ff); // (n, ff)
-            linear(pool, f, &blk.w_gate, xn, n, gate)?;
-            linear(pool, f, &blk.w_up, xn, n, up)?;
+            linear(pool, f, arith, &blk.w_gate, xn, n, gate)?;
+            linear(pool, f, arith, &blk.w_up, xn, n, up)?;
             tap(taps, "ffn_gate", Some(il), gate);
             tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
@@ -426,7 +622,12 @@ impl Decoder {
                 Activation::GeGlu => "ffn_geglu",
             };
             tap(taps, act_name, Some(il), gate);
-            linear(pool, f, &blk.w_down, gate, n, out)?;
+            if ff > 0 {
+                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+            } else {
+                out.fill(0.0);
+            }
+            self.reduce(out)?;
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {
                 rms_norm(out, w, hp.rms_eps, xn);
@@ -436,11 +637,19 @@ impl Decoder {
             add_into(x, out);
             tap(taps, "l_out", Some(il), x);
         }
+        for (s, &(_, len, _)) in seqs.iter_mut().zip(&spans) {
+            s.state.n_past += len;
+            s.state.kv.commit(s.tokens);
+        }
+        if let Some(out) = stage.hidden_out {
+            out.clear();
+            out.extend_from_slice(x);
+            return Ok(());
+        }
         // output: only the rows whose logits are wanted, all sequences in one matmul
         let mut picked = Vec::new(); // (sequence, first row, rows)
         let mut n_out = 0;
         for (i, (s, &(row0, len, _))) in seqs.iter_mut().zip(&spans).enumerate() {
-            s.state.n_past += len;
             let first = match s.logits {
                 Logits::All => 0,
                 Logits::Last => len - 1,
@@ -470,12 +679,12 @@ impl Decoder {
             // One sequence: straight into its logits.
             let logits = &mut seqs[i].state.logits;
             logits.resize(n_out * nv, 0.0);
-            linear(pool, f, &self.output, xn, n_out, logits)?;
+            linear(pool, f, arith, &self.output, xn, n_out, logits)?;
             tap(taps, "result_output", None, logits);
             return Ok(());
         }
         let all = sized(&mut b.out, n_out * nv);
-        linear(pool, f, &self.output, xn, n_out, all)?;
+        linear(pool, f, arith, &self.output, xn, n_out, all)?;
         tap(taps, "result_output", None, all);
         let mut at = 0;
         for &(i, _, rows) in &picked {

@@ -65,6 +65,17 @@ pub enum ModelError {
         /// The context size.
         n_ctx: usize,
     },
+    /// The shared KV cache has no free block left for a sequence to grow.
+    #[error("KV cache full: {needed} more blocks needed but only {available} are free")]
+    KvFull {
+        /// Blocks the sequence still needs.
+        needed: usize,
+        /// Blocks the pool can still hand out.
+        available: usize,
+    },
+    /// Another rank of a cluster failed, or the ranks fell out of step.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// An invalid request to the model (e.g. an empty batch).
     #[error("{0}")]
     Invalid(String),

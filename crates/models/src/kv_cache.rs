@@ -1,82 +1,507 @@
-//! The key/value cache of one sequence: f16 rows, one per position, per layer.
+//! The paged key/value cache: a pool of fixed-size blocks of f16 rows shared
+//! by many sequences, and each sequence's table of the blocks it uses.
+//!
+//! - [`KvPool`] owns the storage (`[layer][block][BLOCK_SIZE][kv_dim]` for
+//!   keys and for values) and the [`BlockAllocator`].
+//! - [`KvCache`] is one sequence's view: a block table mapping position `p`
+//!   to row `p % BLOCK_SIZE` of block `table[p / BLOCK_SIZE]`, plus the
+//!   tokens stored so far. Blocks are taken as the sequence grows and given
+//!   back when it is truncated or dropped.
+//! - Full blocks are published under a hash of the whole token prefix they
+//!   end, so a later sequence that starts with the same tokens takes them
+//!   instead of recomputing them ([`KvCache::reuse_prefix`]). Published or
+//!   shared blocks are never written: a sequence that would write into one
+//!   copies it first.
+//!
+//! A single sequence (`sparetire run`) gets a private pool just big enough
+//! for its context; the server shares one pool, sized from `-c`, among all
+//! running requests.
+
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use half::f16;
+use sha2::{Digest, Sha256};
 
+use crate::block_alloc::{BlockAllocator, BlockId, BlockKey, BlockStats};
+use crate::layers::attention::KvLayer;
 use crate::ModelError;
 
-/// Keys and values of every past position, every layer, stored as f16 like
-/// llama.cpp's default cache type (halves memory against f32, and rounds the
-/// same way the reference does).
+/// Positions per block.
+pub const BLOCK_SIZE: usize = 16;
+
+/// Block storage and bookkeeping shared by the sequences of one model.
 ///
-/// Layout: `[layer][position][kv_dim]` for keys and for values.
-pub struct KvCache {
+/// Keys and values are f16 like llama.cpp's default cache type (half the
+/// memory of f32, rounded the way the reference rounds).
+pub struct KvPool {
     n_layer: usize,
-    n_ctx: usize,
     kv_dim: usize,
+    n_blocks: usize,
+    inner: Mutex<PoolInner>,
+}
+
+struct PoolInner {
     k: Vec<f16>,
     v: Vec<f16>,
+    blocks: BlockAllocator,
+}
+
+impl KvPool {
+    /// A pool of `n_blocks` blocks for a model with `n_layer` layers of
+    /// `kv_dim` key (and value) features. Fails cleanly if the size overflows.
+    pub fn new(n_layer: usize, kv_dim: usize, n_blocks: usize) -> Result<Arc<KvPool>, ModelError> {
+        let too_large = || {
+            ModelError::Invalid(format!(
+                "KV cache of {} positions is too large",
+                n_blocks.saturating_mul(BLOCK_SIZE)
+            ))
+        };
+        if n_blocks > BlockId::MAX as usize {
+            return Err(too_large());
+        }
+        let n = n_layer
+            .checked_mul(n_blocks)
+            .and_then(|x| x.checked_mul(BLOCK_SIZE))
+            .and_then(|x| x.checked_mul(kv_dim))
+            .filter(|&n| n <= isize::MAX as usize / 4)
+            .ok_or_else(too_large)?;
+        Ok(Arc::new(KvPool {
+            n_layer,
+            kv_dim,
+            n_blocks,
+            inner: Mutex::new(PoolInner {
+                k: zeroed(n),
+                v: zeroed(n),
+                blocks: BlockAllocator::new(n_blocks),
+            }),
+        }))
+    }
+
+    /// A pool holding at least `n_positions` positions.
+    pub fn with_positions(
+        n_layer: usize,
+        kv_dim: usize,
+        n_positions: usize,
+    ) -> Result<Arc<KvPool>, ModelError> {
+        KvPool::new(n_layer, kv_dim, n_positions.div_ceil(BLOCK_SIZE))
+    }
+
+    /// A pool of at least `n_positions` positions for a model of shape `hp`.
+    pub fn for_model(hp: &crate::HParams, n_positions: usize) -> Result<Arc<KvPool>, ModelError> {
+        KvPool::with_positions(hp.n_layer, hp.kv_dim(), n_positions)
+    }
+
+    /// Whether the pool's rows fit a model of `n_layer` layers of `kv_dim` features.
+    pub fn fits(&self, n_layer: usize, kv_dim: usize) -> bool {
+        self.n_layer == n_layer && self.kv_dim == kv_dim
+    }
+
+    /// Blocks in the pool.
+    pub fn n_blocks(&self) -> usize {
+        self.n_blocks
+    }
+
+    /// Positions the pool holds in all.
+    pub fn n_positions(&self) -> usize {
+        self.n_blocks * BLOCK_SIZE
+    }
+
+    /// Bytes of one block (keys and values, every layer).
+    pub fn block_bytes(&self) -> usize {
+        2 * self.n_layer * BLOCK_SIZE * self.kv_dim * std::mem::size_of::<f16>()
+    }
+
+    /// Bytes of the whole pool (reserved; the OS commits pages as they are first written).
+    pub fn memory_bytes(&self) -> usize {
+        self.n_blocks * self.block_bytes()
+    }
+
+    /// Blocks by state (held, cached for reuse, free).
+    pub fn stats(&self) -> BlockStats {
+        self.lock().blocks.stats()
+    }
+
+    /// Blocks that can still be handed out (free or evictable).
+    pub fn available(&self) -> usize {
+        self.lock().blocks.available()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, PoolInner> {
+        // The data stays consistent even if a holder panicked: every update is
+        // a plain store into rows or counters.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Element offset of row `row` (0..BLOCK_SIZE) of `block` in `layer`.
+    fn at(&self, layer: usize, block: BlockId, row: usize) -> usize {
+        ((layer * self.n_blocks + block as usize) * BLOCK_SIZE + row) * self.kv_dim
+    }
+
+    /// Elements of one layer's slab.
+    fn layer_len(&self) -> usize {
+        self.n_blocks * BLOCK_SIZE * self.kv_dim
+    }
+}
+
+/// The key of the block that ends after `tokens` (one block's worth), given
+/// the key of the block before it (`None` for the first).
+fn chain_key(prev: Option<&BlockKey>, tokens: &[u32]) -> BlockKey {
+    let mut h = Sha256::new();
+    h.update(prev.map_or([0u8; 32], |k| *k));
+    for t in tokens {
+        h.update(t.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+/// Blocks to take before a sequence holding `table` and `from` positions can
+/// write positions `..to`: new ones, plus a copy of a shared block that the
+/// next position falls into.
+fn needed(p: &PoolInner, table: &[BlockId], from: usize, to: usize) -> usize {
+    let grow = to.div_ceil(BLOCK_SIZE).saturating_sub(table.len());
+    let cow = !from.is_multiple_of(BLOCK_SIZE)
+        && to > from
+        && table
+            .get(from / BLOCK_SIZE)
+            .is_some_and(|&b| p.blocks.is_shared(b));
+    grow + usize::from(cow)
+}
+
+/// One sequence's keys and values: its block table over a [`KvPool`].
+pub struct KvCache {
+    pool: Arc<KvPool>,
+    /// Most positions this sequence may hold.
+    n_ctx: usize,
+    table: Vec<BlockId>,
+    /// Token at each stored position (what published keys are made of).
+    tokens: Vec<u32>,
+    /// Keys of the leading full blocks (`keys.len() <= tokens.len() / BLOCK_SIZE`).
+    keys: Vec<BlockKey>,
 }
 
 impl KvCache {
-    /// A cache for `n_ctx` positions. Fails cleanly if the size overflows.
+    /// A cache for `n_ctx` positions in a private pool of its own.
     pub fn new(n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<KvCache, ModelError> {
-        let n = n_layer
-            .checked_mul(n_ctx)
-            .and_then(|x| x.checked_mul(kv_dim))
-            .filter(|&n| n <= isize::MAX as usize / 4)
-            .ok_or_else(|| {
-                ModelError::Invalid(format!("KV cache of {n_ctx} positions is too large"))
-            })?;
-        Ok(KvCache {
-            n_layer,
-            n_ctx,
-            kv_dim,
-            k: zeroed(n),
-            v: zeroed(n),
-        })
+        let pool = KvPool::with_positions(n_layer, kv_dim, n_ctx)?;
+        Ok(KvCache::in_pool(pool, n_ctx))
     }
 
-    /// Positions the cache holds.
+    /// An empty cache of up to `n_ctx` positions whose blocks come from `pool`.
+    pub fn in_pool(pool: Arc<KvPool>, n_ctx: usize) -> KvCache {
+        KvCache {
+            pool,
+            n_ctx,
+            table: Vec::new(),
+            tokens: Vec::new(),
+            keys: Vec::new(),
+        }
+    }
+
+    /// Most positions this sequence may hold.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
     }
 
-    /// Bytes used by keys and values together.
+    /// The pool its blocks come from.
+    pub fn pool(&self) -> &Arc<KvPool> {
+        &self.pool
+    }
+
+    /// Tokens stored, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Blocks this sequence holds.
+    pub fn n_blocks(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Bytes of the blocks this sequence holds (shared blocks counted in full).
     pub fn memory_bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * 2
+        self.table.len() * self.pool.block_bytes()
     }
 
-    fn span(&self, layer: usize) -> std::ops::Range<usize> {
-        let n = self.n_ctx * self.kv_dim;
-        layer * n..(layer + 1) * n
-    }
-
-    /// Stores one position's key and value rows of `layer`.
-    pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
-        debug_assert!(layer < self.n_layer && pos < self.n_ctx);
-        let at = layer * self.n_ctx * self.kv_dim + pos * self.kv_dim;
-        for (d, &s) in self.k[at..at + self.kv_dim].iter_mut().zip(k) {
-            *d = f16::from_f32(s);
+    /// Keeps the first `n` positions and gives back the blocks past them.
+    pub fn truncate(&mut self, n: usize) {
+        if n >= self.tokens.len() {
+            return;
         }
-        for (d, &s) in self.v[at..at + self.kv_dim].iter_mut().zip(v) {
-            *d = f16::from_f32(s);
+        self.tokens.truncate(n);
+        self.keys.truncate(n / BLOCK_SIZE);
+        let keep = n.div_ceil(BLOCK_SIZE);
+        if self.table.len() > keep {
+            let mut p = self.pool.lock();
+            for b in self.table.drain(keep..) {
+                p.blocks.release(b);
+            }
         }
     }
 
-    /// Keys of `layer`: `n_ctx` rows of `kv_dim`.
-    pub fn keys(&self, layer: usize) -> &[f16] {
-        &self.k[self.span(layer)]
+    /// Blocks still to take from the pool before positions `..to` can be
+    /// written (counting a copy of a shared block that holds the next position).
+    pub fn blocks_needed(&self, to: usize) -> usize {
+        needed(&self.pool.lock(), &self.table, self.tokens.len(), to)
     }
 
-    /// Values of `layer`: `n_ctx` rows of `kv_dim`.
-    pub fn values(&self, layer: usize) -> &[f16] {
-        &self.v[self.span(layer)]
+    /// Makes positions `tokens().len() .. to` writable: copies a shared block
+    /// that the next position falls into, and takes new blocks as needed.
+    /// Fails with [`ModelError::KvFull`] when the pool has none left (the
+    /// blocks taken so far stay with the sequence).
+    pub fn prepare(&mut self, to: usize) -> Result<(), ModelError> {
+        if to > self.n_ctx {
+            return Err(ModelError::ContextFull {
+                needed: to,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let from = self.tokens.len();
+        let pool = Arc::clone(&self.pool);
+        let mut p = pool.lock();
+        let full = |p: &PoolInner, table: &[BlockId]| ModelError::KvFull {
+            needed: needed(p, table, from, to),
+            available: p.blocks.available(),
+        };
+        if !from.is_multiple_of(BLOCK_SIZE) && to > from {
+            let i = from / BLOCK_SIZE;
+            let old = self.table[i];
+            if p.blocks.is_shared(old) {
+                let Some(new) = p.blocks.alloc() else {
+                    return Err(full(&p, &self.table));
+                };
+                let n = (from % BLOCK_SIZE) * pool.kv_dim;
+                let inner = &mut *p;
+                for layer in 0..pool.n_layer {
+                    let (src, dst) = (pool.at(layer, old, 0), pool.at(layer, new, 0));
+                    inner.k.copy_within(src..src + n, dst);
+                    inner.v.copy_within(src..src + n, dst);
+                }
+                inner.blocks.release(old);
+                self.table[i] = new;
+            }
+        }
+        while self.table.len() * BLOCK_SIZE < to {
+            let Some(b) = p.blocks.alloc() else {
+                return Err(full(&p, &self.table));
+            };
+            self.table.push(b);
+        }
+        Ok(())
+    }
+
+    /// Stores the key and value rows of `layer` for positions `pos0..`, one
+    /// row of `kv_dim` per position. The positions must have been made
+    /// writable by [`Self::prepare`].
+    pub fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
+        let pool = &*self.pool;
+        let kv_dim = pool.kv_dim;
+        if kv_dim == 0 {
+            return;
+        }
+        let mut p = pool.lock();
+        let inner = &mut *p;
+        for (i, (kr, vr)) in k
+            .chunks_exact(kv_dim)
+            .zip(v.chunks_exact(kv_dim))
+            .enumerate()
+        {
+            let pos = pos0 + i;
+            let b = self.table[pos / BLOCK_SIZE];
+            debug_assert!(!inner.blocks.is_shared(b), "write into a shared block");
+            let at = pool.at(layer, b, pos % BLOCK_SIZE);
+            for (d, &s) in inner.k[at..at + kv_dim].iter_mut().zip(kr) {
+                *d = f16::from_f32(s);
+            }
+            for (d, &s) in inner.v[at..at + kv_dim].iter_mut().zip(vr) {
+                *d = f16::from_f32(s);
+            }
+        }
+    }
+
+    /// Records that `tokens` now fill the positions after the stored ones (a
+    /// forward pass wrote them), and publishes the blocks this completes.
+    pub fn commit(&mut self, tokens: &[u32]) {
+        self.tokens.extend_from_slice(tokens);
+        let full = self.tokens.len() / BLOCK_SIZE;
+        if self.keys.len() >= full {
+            return;
+        }
+        let mut p = self.pool.lock();
+        for i in self.keys.len()..full {
+            let key = chain_key(
+                self.keys.last(),
+                &self.tokens[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE],
+            );
+            p.blocks.publish(self.table[i], key);
+            self.keys.push(key);
+        }
+    }
+
+    /// Takes blocks that the pool already holds for the next whole blocks of
+    /// `prompt` (which must start with the stored tokens), up to `max`
+    /// positions. Works from a block boundary: a partly filled last block is
+    /// dropped first if a cached block can replace it. Returns the positions
+    /// now stored (≥ the common prefix of the stored tokens and `prompt`,
+    /// capped by `max`).
+    pub fn reuse_prefix(&mut self, prompt: &[u32], max: usize) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(max);
+        self.truncate(common);
+        let mut p = self.pool.lock();
+        let mut i = self.tokens.len() / BLOCK_SIZE;
+        while (i + 1) * BLOCK_SIZE <= max.min(prompt.len()) {
+            let block = &prompt[i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE];
+            let key = chain_key(i.checked_sub(1).map(|j| &self.keys[j]), block);
+            // The stored tokens may already cover part of this block.
+            let Some(b) = p.blocks.lookup(&key) else {
+                break;
+            };
+            if self.table.len() > i {
+                let old = std::mem::replace(&mut self.table[i], b);
+                p.blocks.release(old);
+            } else {
+                self.table.push(b);
+            }
+            self.tokens.truncate(i * BLOCK_SIZE);
+            self.tokens.extend_from_slice(block);
+            self.keys.push(key);
+            i += 1;
+        }
+        self.tokens.len()
+    }
+
+    /// Runs `f` on layer `layer`'s keys and values of this sequence.
+    pub fn with_layer<R>(&self, layer: usize, f: impl FnOnce(KvLayer<'_>) -> R) -> R {
+        let pool = &*self.pool;
+        let p = pool.lock();
+        let span = layer * pool.layer_len()..(layer + 1) * pool.layer_len();
+        f(KvLayer::paged(
+            &p.k[span.clone()],
+            &p.v[span],
+            &self.table,
+            BLOCK_SIZE,
+            pool.kv_dim,
+        ))
+    }
+}
+
+impl Drop for KvCache {
+    fn drop(&mut self) {
+        if self.table.is_empty() {
+            return;
+        }
+        let mut p = self.pool.lock();
+        for b in self.table.drain(..) {
+            p.blocks.release(b);
+        }
     }
 }
 
 /// `n` zero f16 values, allocated zeroed (calloc): the OS hands out pages as
-/// they are first written, so a large context costs memory only as it fills.
+/// they are first written, so a large pool costs memory only as it fills.
 fn zeroed(n: usize) -> Vec<f16> {
     use half::vec::HalfBitsVecExt;
     vec![0u16; n].reinterpret_into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(c: &mut KvCache, tokens: &[u32]) {
+        let from = c.tokens().len();
+        c.prepare(from + tokens.len()).unwrap();
+        let kv_dim = c.pool.kv_dim;
+        for layer in 0..c.pool.n_layer {
+            let rows: Vec<f32> = tokens
+                .iter()
+                .flat_map(|&t| (0..kv_dim).map(move |d| (t * 10 + d as u32 + layer as u32) as f32))
+                .collect();
+            c.store(layer, from, &rows, &rows);
+        }
+        c.commit(tokens);
+    }
+
+    fn key_row(c: &KvCache, layer: usize, pos: usize) -> Vec<f32> {
+        c.with_layer(layer, |l| l.k_row(pos).iter().map(|x| x.to_f32()).collect())
+    }
+
+    #[test]
+    fn rows_land_in_their_blocks_and_come_back() {
+        let pool = KvPool::new(2, 4, 8).unwrap();
+        let mut c = KvCache::in_pool(pool.clone(), 100);
+        let toks: Vec<u32> = (0..40).collect();
+        filled(&mut c, &toks);
+        assert_eq!(c.n_blocks(), 3);
+        assert_eq!(pool.stats().held, 3);
+        for pos in [0, 15, 16, 39] {
+            assert_eq!(
+                key_row(&c, 1, pos),
+                vec![
+                    (pos * 10 + 1) as f32,
+                    (pos * 10 + 2) as f32,
+                    (pos * 10 + 3) as f32,
+                    (pos * 10 + 4) as f32
+                ]
+            );
+        }
+        c.truncate(17);
+        assert_eq!((c.n_blocks(), c.tokens().len()), (2, 17));
+        drop(c);
+        let s = pool.stats();
+        // Both full blocks were published and keep their 32-token prefix for reuse;
+        // the partial third went back to the free list.
+        assert_eq!((s.held, s.cached, s.free), (0, 2, 6));
+    }
+
+    #[test]
+    fn a_shared_prefix_is_reused_and_copied_before_writing() {
+        let pool = KvPool::new(1, 2, 8).unwrap();
+        let prompt: Vec<u32> = (100..140).collect();
+        let mut a = KvCache::in_pool(pool.clone(), 64);
+        filled(&mut a, &prompt);
+        let mut b = KvCache::in_pool(pool.clone(), 64);
+        // Two full blocks (32 positions) are published; `max` keeps one token to evaluate.
+        assert_eq!(b.reuse_prefix(&prompt, prompt.len() - 1), 32);
+        assert_eq!(pool.stats().held, 3, "b shares a's two full blocks");
+        assert_eq!(key_row(&b, 0, 31), key_row(&a, 0, 31));
+        // A different continuation only reuses the matching blocks.
+        let mut other = prompt[..20].to_vec();
+        other.extend(500..520);
+        let mut c = KvCache::in_pool(pool.clone(), 64);
+        assert_eq!(c.reuse_prefix(&other, other.len() - 1), 16);
+        // Writing into the middle of a shared block copies it first.
+        let mut d = KvCache::in_pool(pool.clone(), 64);
+        assert_eq!(d.reuse_prefix(&prompt, 39), 32);
+        d.truncate(20);
+        assert_eq!(d.blocks_needed(21), 1, "copy of the shared second block");
+        filled(&mut d, &[7]);
+        assert_ne!(d.table[1], a.table[1]);
+        assert_eq!(key_row(&d, 0, 19), key_row(&a, 0, 19));
+        assert_eq!(key_row(&d, 0, 20), vec![70.0, 71.0]);
+        assert_eq!(
+            key_row(&a, 0, 20),
+            vec![1200.0, 1201.0],
+            "a's block untouched"
+        );
+    }
+
+    #[test]
+    fn running_out_of_blocks_is_an_error_not_a_panic() {
+        let pool = KvPool::new(1, 2, 2).unwrap();
+        let mut a = KvCache::in_pool(pool.clone(), 1000);
+        let err = a.prepare(40).unwrap_err();
+        assert!(matches!(err, ModelError::KvFull { .. }), "{err}");
+        assert!(matches!(
+            a.prepare(2000),
+            Err(ModelError::ContextFull { .. })
+        ));
+        drop(a);
+        assert_eq!(pool.stats().free, 2);
+    }
 }

@@ -12,18 +12,22 @@
 #![deny(missing_docs)]
 
 pub mod arch;
+pub mod block_alloc;
 pub mod decoder;
 mod error;
 pub mod hparams;
 pub mod kv_cache;
 pub mod layers;
 mod state;
+pub mod tensor_parallel;
 pub mod weights;
 
 use std::sync::Arc;
 
 use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::ThreadPool;
+
+pub use sparetire_quant::Arithmetic;
 
 pub use error::ModelError;
 pub use hparams::HParams;
@@ -58,6 +62,10 @@ pub trait Model: Send + Sync {
     /// A fresh sequence state holding up to `n_ctx` positions.
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError>;
 
+    /// A fresh sequence state of up to `n_ctx` positions whose KV blocks come
+    /// from `pool` (shared with other sequences; see [`kv_cache::KvPool::for_model`]).
+    fn new_state_in(&self, pool: Arc<kv_cache::KvPool>, n_ctx: usize) -> Result<State, ModelError>;
+
     /// Runs `tokens` at positions `state.n_past ..`, appends them to the KV
     /// cache and leaves logits in `state.logits()`: `n_vocab` floats for the
     /// last token, or for every token with [`Logits::All`].
@@ -77,6 +85,42 @@ pub trait Model: Send + Sync {
             self.forward(pool, s.state, s.tokens, s.logits)?;
         }
         Ok(())
+    }
+
+    /// This model cut down to rank `rank`'s share of every layer among `size`
+    /// tensor-parallel ranks, whose partial sums `reducer` adds up
+    /// ([`tensor_parallel`]). Every rank must make the same forward calls.
+    fn into_tensor_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        reducer: Arc<dyn tensor_parallel::Reducer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        let _ = (rank, size, reducer);
+        Err(ModelError::Invalid(
+            "this model cannot be split for tensor parallelism".into(),
+        ))
+    }
+
+    /// One pipeline stage of [`Self::forward_batch`]: runs only `layers`,
+    /// starting from `hidden_in` (the previous stage's hidden states,
+    /// `(tokens, n_embd)`) instead of the token embeddings when given, and
+    /// leaving the hidden states in `hidden_out` instead of computing logits
+    /// when given. Every stage appends the tokens to its states' caches (for
+    /// its layers). Running all stages in order computes exactly what
+    /// `forward_batch` computes.
+    fn forward_stage(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        layers: std::ops::Range<usize>,
+        hidden_in: Option<&[f32]>,
+        hidden_out: Option<&mut Vec<f32>>,
+    ) -> Result<(), ModelError> {
+        let _ = (pool, seqs, layers, hidden_in, hidden_out);
+        Err(ModelError::Invalid(
+            "this model cannot be split into pipeline stages".into(),
+        ))
     }
 }
 
@@ -128,17 +172,19 @@ pub(crate) fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<()
 pub(crate) fn linear(
     pool: &ThreadPool,
     file: &GgufFile,
+    arith: Arithmetic,
     w: &weights::Weight,
     x: &[f32],
     n: usize,
     y: &mut [f32],
 ) -> Result<(), ModelError> {
-    sparetire_quant::matmul(
+    sparetire_quant::matmul_with(
         pool,
         &w.view(file),
         &x[..n * w.cols],
         n,
         &mut y[..n * w.rows],
+        arith,
     )?;
     Ok(())
 }

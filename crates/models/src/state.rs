@@ -2,6 +2,7 @@
 //! activation buffers reused from call to call.
 
 use crate::kv_cache::KvCache;
+use crate::Arithmetic;
 
 /// Receives named intermediate activations during a forward call:
 /// `(name, layer, values)`, row-major `(n_tokens, width)`.
@@ -14,10 +15,15 @@ pub type Tap = Box<dyn FnMut(&str, Option<usize>, &[f32]) + Send>;
 
 /// Everything a model needs to continue one sequence.
 pub struct State {
+    /// Unique within the process (names the sequence to other ranks of a cluster).
+    pub id: u64,
     /// Keys and values of the positions seen so far.
     pub kv: KvCache,
     /// Number of positions already in `kv`.
     pub n_past: usize,
+    /// How batched products compute this sequence's tokens (every sequence
+    /// of one batch must agree).
+    pub arithmetic: Arithmetic,
     /// Activation buffers, grown on demand and then reused.
     pub(crate) buf: Buffers,
     /// Logits of the last forward call: `(n_out, n_vocab)`.
@@ -29,9 +35,12 @@ pub struct State {
 impl State {
     /// A fresh state over `kv`.
     pub fn new(kv: KvCache) -> State {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         State {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             kv,
             n_past: 0,
+            arithmetic: Arithmetic::Reference,
             buf: Buffers::default(),
             logits: Vec::new(),
             tap: None,
@@ -46,6 +55,21 @@ impl State {
     /// Forgets every position after the first `n` (to reuse a common prefix, or restart at 0).
     pub fn truncate(&mut self, n: usize) {
         self.n_past = self.n_past.min(n);
+        self.kv.truncate(n);
+    }
+
+    /// Keeps the stored positions that start `tokens` and takes published
+    /// blocks of the KV pool for more of them, up to `max` positions in all;
+    /// returns the positions now held (see [`KvCache::reuse_prefix`]).
+    pub fn reuse_prefix(&mut self, tokens: &[u32], max: usize) -> usize {
+        self.n_past = self.kv.reuse_prefix(tokens, max);
+        self.n_past
+    }
+
+    /// Replaces the logits (a pipeline's last stage computed them elsewhere).
+    pub fn set_logits(&mut self, logits: &[f32]) {
+        self.logits.clear();
+        self.logits.extend_from_slice(logits);
     }
 
     /// Logits of the last forward call, `n_vocab` per output row.

@@ -22,6 +22,8 @@ pub struct Weight {
     /// Offset of the bytes from the start of the file's data section.
     offset: u64,
     len: u64,
+    /// Bytes held in memory instead of the file (a column slice for tensor parallelism).
+    owned: Option<Arc<Vec<u8>>>,
 }
 
 /// Loads the weights of a model, checking each tensor's presence and shape.
@@ -72,6 +74,7 @@ impl WeightLoader {
             cols,
             offset: start,
             len: info.n_bytes,
+            owned: None,
         }))
     }
 
@@ -98,14 +101,83 @@ fn to_f32(file: &GgufFile, w: &Weight) -> Result<Vec<f32>, ModelError> {
 
 impl Weight {
     /// The tensor's bytes in `file` (the file it was loaded from).
-    pub fn bytes<'f>(&self, file: &'f GgufFile) -> &'f [u8] {
-        // The span was validated when the file was parsed; a Weight is only
-        // made from a tensor of that file, so this cannot fail.
-        file.data_span(self.offset, self.len).unwrap_or(&[])
+    pub fn bytes<'a>(&'a self, file: &'a GgufFile) -> &'a [u8] {
+        match &self.owned {
+            Some(b) => b,
+            // The span was validated when the file was parsed; a Weight is only
+            // made from a tensor of that file, so this cannot fail.
+            None => file.data_span(self.offset, self.len).unwrap_or(&[]),
+        }
+    }
+
+    /// Rows `rows` of this matrix (a view into the same bytes).
+    pub fn row_slice(&self, rows: std::ops::Range<usize>) -> Result<Weight, ModelError> {
+        let rb = self.row_bytes()? as u64;
+        if rows.start > rows.end || rows.end > self.rows {
+            return Err(ModelError::Invalid(format!(
+                "{}: rows {rows:?} of {}",
+                self.name, self.rows
+            )));
+        }
+        let (start, n) = (rows.start as u64 * rb, rows.len() as u64 * rb);
+        Ok(Weight {
+            rows: rows.len(),
+            offset: self.offset + start,
+            len: n,
+            owned: self
+                .owned
+                .as_ref()
+                .map(|b| Arc::new(b[start as usize..(start + n) as usize].to_vec())),
+            ..self.clone()
+        })
+    }
+
+    /// Columns `cols` of every row, copied out (they are not contiguous in
+    /// the file). `cols` must start and end on the type's block boundaries.
+    pub fn col_slice(
+        &self,
+        file: &GgufFile,
+        cols: std::ops::Range<usize>,
+    ) -> Result<Weight, ModelError> {
+        let bs = self.ty.block_size();
+        if cols.start > cols.end
+            || cols.end > self.cols
+            || !cols.start.is_multiple_of(bs)
+            || !cols.end.is_multiple_of(bs)
+        {
+            return Err(ModelError::Invalid(format!(
+                "{}: columns {cols:?} do not fall on {bs}-element blocks",
+                self.name
+            )));
+        }
+        let rb = self.row_bytes()?;
+        let bb = rb / (self.cols / bs).max(1);
+        let (from, to) = (cols.start / bs * bb, cols.end / bs * bb);
+        let src = self.bytes(file);
+        let mut out = Vec::with_capacity(self.rows * (to - from));
+        for r in 0..self.rows {
+            out.extend_from_slice(&src[r * rb + from..r * rb + to]);
+        }
+        if self.owned.is_none() {
+            // The rest of the tensor is other ranks' share: let its pages go.
+            file.release_span(self.offset, self.len);
+        }
+        Ok(Weight {
+            cols: cols.len(),
+            len: out.len() as u64,
+            owned: Some(Arc::new(out)),
+            ..self.clone()
+        })
+    }
+
+    fn row_bytes(&self) -> Result<usize, ModelError> {
+        self.ty
+            .row_bytes(self.cols)
+            .ok_or_else(|| ModelError::Invalid(format!("{}: bad row length", self.name)))
     }
 
     /// A matmul view of the weight.
-    pub fn view<'f>(&self, file: &'f GgufFile) -> WeightView<'f> {
+    pub fn view<'f>(&'f self, file: &'f GgufFile) -> WeightView<'f> {
         WeightView {
             ty: self.ty,
             data: self.bytes(file),

@@ -1,5 +1,7 @@
 //! A batch of sequences gives each sequence what it would get alone.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -62,4 +64,139 @@ fn forward_batch_matches_one_sequence_at_a_time() {
             .fold(0f32, f32::max);
         assert!(max < 1e-2, "sequence {i}: max |Δlogit| {max}");
     }
+}
+
+/// With per-token arithmetic, on Gemma 3 (repacked Q4_K, Q6_K, Q5_0 and Q8_0 weights, sliding
+/// windows): a 100-token prompt in one batch, in uneven chunks next to another sequence, and
+/// token by token all leave bit-identical logits and KV; and reusing published prefix blocks
+/// from a shared pool changes nothing either.
+#[test]
+fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
+    use sparetire_models::kv_cache::KvPool;
+    use sparetire_models::Arithmetic;
+    let path = common::store_model("gemma3-270m");
+    let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
+    let pool = ThreadPool::new(2);
+    let prompt: Vec<u32> = (0..100u32).map(|i| 1000 + i * 37 % 5000).collect();
+    let other: Vec<u32> = (0..40u32).map(|i| 9000 + i).collect();
+    let new = || {
+        let mut st = model.new_state(256).unwrap();
+        st.arithmetic = Arithmetic::PerToken;
+        st
+    };
+    // One batch of 100 tokens, then a decode step.
+    let mut whole = new();
+    model
+        .forward(&pool, &mut whole, &prompt, Logits::Last)
+        .unwrap();
+    model
+        .forward(&pool, &mut whole, &[5], Logits::Last)
+        .unwrap();
+    let want = whole.logits().to_vec();
+    // Token by token.
+    let mut single = new();
+    for &t in &prompt {
+        model
+            .forward(&pool, &mut single, &[t], Logits::Last)
+            .unwrap();
+    }
+    model
+        .forward(&pool, &mut single, &[5], Logits::Last)
+        .unwrap();
+    assert_eq!(single.logits(), &want[..], "token by token");
+    // Uneven chunks, batched with another sequence.
+    let mut chunked = new();
+    let mut companion = new();
+    for (i, chunk) in prompt.chunks(33).enumerate() {
+        let side = &other[(i * 9).min(other.len() - 9)..][..9];
+        let mut seqs = [
+            Seq {
+                state: &mut companion,
+                tokens: side,
+                logits: Logits::All,
+            },
+            Seq {
+                state: &mut chunked,
+                tokens: chunk,
+                logits: Logits::Last,
+            },
+        ];
+        model.forward_batch(&pool, &mut seqs).unwrap();
+    }
+    model
+        .forward(&pool, &mut chunked, &[5], Logits::Last)
+        .unwrap();
+    assert_eq!(chunked.logits(), &want[..], "chunked and batched");
+    // Prefix blocks published by one sequence and taken by another in a shared pool.
+    let kv = KvPool::for_model(model.hparams(), 512).unwrap();
+    let mut first = model.new_state_in(kv.clone(), 256).unwrap();
+    first.arithmetic = Arithmetic::PerToken;
+    model
+        .forward(&pool, &mut first, &prompt, Logits::Last)
+        .unwrap();
+    let mut second = model.new_state_in(kv.clone(), 256).unwrap();
+    second.arithmetic = Arithmetic::PerToken;
+    assert_eq!(second.reuse_prefix(&prompt, prompt.len() - 1), 96);
+    model
+        .forward(&pool, &mut second, &prompt[96..], Logits::Last)
+        .unwrap();
+    model
+        .forward(&pool, &mut second, &[5], Logits::Last)
+        .unwrap();
+    assert_eq!(second.logits(), &want[..], "with a reused prefix");
+    // The reference arithmetic does depend on the batch here (which is why the server does not use it).
+    let mut reference = model.new_state(256).unwrap();
+    model
+        .forward(&pool, &mut reference, &prompt, Logits::Last)
+        .unwrap();
+    model
+        .forward(&pool, &mut reference, &[5], Logits::Last)
+        .unwrap();
+    assert_ne!(reference.logits(), &want[..]);
+}
+
+/// Pipeline stages run one after another (each with its own states, as separate ranks hold
+/// them) give bit-identical logits to the whole network, for prefill and decode.
+#[test]
+fn pipeline_stages_compose_to_the_whole_network() {
+    let path = common::store_model("smollm2");
+    let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
+    let pool = ThreadPool::new(2);
+    let n_layer = model.hparams().n_layer;
+    let prompt: Vec<u32> = (0..40u32).map(|i| 100 + i * 7).collect();
+    let mut whole = model.new_state(128).unwrap();
+    model
+        .forward(&pool, &mut whole, &prompt, Logits::Last)
+        .unwrap();
+    let want_prefill = whole.logits().to_vec();
+    model
+        .forward(&pool, &mut whole, &[9], Logits::Last)
+        .unwrap();
+    let want_decode = whole.logits().to_vec();
+    let cuts = [0, 7, 19, n_layer];
+    let mut states: Vec<_> = (0..3).map(|_| model.new_state(128).unwrap()).collect();
+    for (tokens, want) in [(&prompt[..], &want_prefill), (&[9u32][..], &want_decode)] {
+        let mut hidden: Option<Vec<f32>> = None;
+        for (k, st) in states.iter_mut().enumerate() {
+            let last = k == 2;
+            let mut out = Vec::new();
+            let mut seqs = [Seq {
+                state: st,
+                tokens,
+                logits: Logits::Last,
+            }];
+            model
+                .forward_stage(
+                    &pool,
+                    &mut seqs,
+                    cuts[k]..cuts[k + 1],
+                    hidden.as_deref(),
+                    (!last).then_some(&mut out),
+                )
+                .unwrap();
+            hidden = Some(out);
+        }
+        assert_eq!(states[2].logits(), &want[..]);
+    }
+    assert!(states.iter().all(|s| s.n_past == prompt.len() + 1));
 }

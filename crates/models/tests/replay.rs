@@ -21,7 +21,7 @@ use std::sync::Arc;
 use half::f16;
 use sparetire_formats::gguf::GgufFile;
 use sparetire_models::hparams::HParams;
-use sparetire_models::layers::attention::{attention, AttnShape};
+use sparetire_models::layers::attention::{attention, AttnShape, KvLayer};
 use sparetire_models::layers::mlp::geglu;
 use sparetire_models::layers::norm::rms_norm;
 use sparetire_models::layers::rope::{rope_apply, rope_table, RopeStyle};
@@ -247,9 +247,11 @@ fn replay_gemma3() {
                 head_dim: hd,
                 scale: 1.0,
                 window: local.then_some(512),
+                offsets: Default::default(),
             };
             let mut o = vec![0f32; kqv.len()];
-            attention(&pool, &shape, &qs, &keys[il], &values[il], pos0, n, &mut o);
+            let kv = KvLayer::contiguous(&keys[il], &values[il], hp.n_head_kv * hd);
+            attention(&pool, &shape, &qs, kv, pos0, n, false, &mut o);
             let kind = if n >= 64 {
                 "attention f32 tiled"
             } else {

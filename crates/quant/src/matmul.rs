@@ -92,6 +92,21 @@ fn plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Path {
     }
 }
 
+/// Which arithmetic a batched product uses for each token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// llama.cpp's routing for the batch size (repacked GEMM for groups of four tokens, tiled
+    /// K-quant kernels from eight tokens, llamafile's sgemm for F32/F16 batches): bit-identical
+    /// to its AVX2 build, but a token's result depends on how many tokens share its batch.
+    #[default]
+    Reference,
+    /// Every token takes the arithmetic of a batch of one (llama.cpp with `--ubatch-size 1`),
+    /// whatever the batch holds; tokens still share each weight block's decoding. A token's
+    /// result then depends only on its own activations: batch composition, chunking and prefix
+    /// reuse cannot change a bit (what the server needs).
+    PerToken,
+}
+
 /// Rows per work item handed out to threads (ggml's mul_mat uses chunks of 16 rows too).
 const CHUNK_ROWS: usize = 16;
 
@@ -110,6 +125,18 @@ pub fn matmul(
     n_tokens: usize,
     y: &mut [f32],
 ) -> Result<(), QuantError> {
+    matmul_with(pool, w, x, n_tokens, y, Arithmetic::Reference)
+}
+
+/// [`matmul`] with a chosen [`Arithmetic`].
+pub fn matmul_with(
+    pool: &ThreadPool,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    arith: Arithmetic,
+) -> Result<(), QuantError> {
     let (rows, cols) = (w.rows, w.cols);
     let w_row = checked_row_bytes(w.ty, cols)?;
     let vdt = w.ty.vec_dot_type();
@@ -127,7 +154,9 @@ pub fn matmul(
         ty: w.ty,
         op: "matmul",
     };
-    let path = plan(w.ty, rows, n_tokens);
+    let per_token = arith == Arithmetic::PerToken;
+    let path = plan(w.ty, rows, if per_token { 1 } else { n_tokens });
+    let sgemm = !per_token && uses_sgemm(w.ty, rows, cols, n_tokens);
     // Per path: the tile kernel (AVX2) or, without one, the scalar kernel per token. For the
     // repacked Q4_K, `gemm` serves tiles of four tokens and `gemv` the rest.
     let pick = |p: Path| -> Result<(Option<TileFn>, DotFn), QuantError> {
@@ -140,7 +169,7 @@ pub fn matmul(
             let tile = if held_back {
                 None
             } else {
-                best_tile(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens))
+                best_tile(w.ty, sgemm)
             };
             Ok((tile, kernel.ok_or_else(unsupported)?))
         } else {
@@ -159,7 +188,7 @@ pub fn matmul(
     let chunk_for = |p: Path| -> Option<ChunkFn> {
         match p {
             Path::VecDot if held_back => None,
-            Path::VecDot => best_chunk(w.ty, uses_sgemm(w.ty, rows, cols, n_tokens)),
+            Path::VecDot => best_chunk(w.ty, sgemm),
             p => best_path_chunk(w.ty, p),
         }
     };
@@ -170,7 +199,7 @@ pub fn matmul(
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
     // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
     // activations differ.)
-    let n_gemm = if path == Path::RepackGemm && vdt == GgmlType::Q8_K {
+    let n_gemm = if path == Path::RepackGemm && vdt == GgmlType::Q8_K && !per_token {
         n_tokens / 4 * 4
     } else {
         0
@@ -231,8 +260,10 @@ pub fn matmul(
                     while t0 < n_tokens {
                         let nt = (n_tokens - t0).min(MAX_TILE);
                         let acts = &xq[t0 * a_row..(t0 + nt) * a_row];
-                        // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group.
-                        let chunk = if nt == MAX_TILE { chunks.0 } else { chunks.1 };
+                        // Tiles start at multiples of MAX_TILE (4), so a full one is a GEMM group
+                        // (unless every token takes the single-token arithmetic).
+                        let full_tile = nt == MAX_TILE && !per_token;
+                        let chunk = if full_tile { chunks.0 } else { chunks.1 };
                         if let Some(f) = chunk {
                             let o = &mut chunk_out[..(r1 - r0) * nt];
                             f(
@@ -254,7 +285,7 @@ pub fn matmul(
                             t0 += nt;
                             continue;
                         }
-                        let (tile, kernel) = if nt == MAX_TILE { full } else { rest };
+                        let (tile, kernel) = if full_tile { full } else { rest };
                         for r in r0..r1 {
                             let wr = &w.data[r * w_row..(r + 1) * w_row];
                             let acc = &mut acc[..nt];
@@ -307,6 +338,52 @@ mod tests {
         assert_eq!(plan(GgmlType::Q8_0, 640, 64), Path::VecDot);
         assert_eq!(plan(GgmlType::Q4_0, 640, 1), Path::RepackGemm);
         assert_eq!(plan(GgmlType::Q4_0, 12, 9), Path::VecDot);
+    }
+
+    /// With [`Arithmetic::PerToken`], each token of a batch gets exactly the bits a batch of
+    /// that token alone gets (for every routing: repacked, tiled, sgemm, `vec_dot`).
+    #[test]
+    fn per_token_batches_equal_single_token_products() {
+        let pool = ThreadPool::new(2);
+        let cols = 512;
+        for (ty, rows) in [
+            (GgmlType::Q4_K, 16),
+            (GgmlType::Q4_0, 16),
+            (GgmlType::Q6_K, 16),
+            (GgmlType::Q5_K, 24),
+            (GgmlType::Q8_0, 40),
+            (GgmlType::F16, 16),
+            (GgmlType::F32, 16),
+        ] {
+            let rb = ty.row_bytes(cols).unwrap();
+            let mut wq = vec![0u8; rows * rb];
+            for (src, dst) in data(5, rows * cols)
+                .chunks_exact(cols)
+                .zip(wq.chunks_exact_mut(rb))
+            {
+                quantize_row(ty, src, dst).unwrap();
+            }
+            let w = WeightView {
+                ty,
+                data: &wq,
+                rows,
+                cols,
+            };
+            let n_tokens = 11;
+            let x = data(17, n_tokens * cols);
+            let mut y = vec![f32::NAN; n_tokens * rows];
+            matmul_with(&pool, &w, &x, n_tokens, &mut y, Arithmetic::PerToken).unwrap();
+            for t in 0..n_tokens {
+                let mut one = vec![f32::NAN; rows];
+                matmul(&pool, &w, &x[t * cols..(t + 1) * cols], 1, &mut one).unwrap();
+                let got: Vec<u32> = y[t * rows..(t + 1) * rows]
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect();
+                let want: Vec<u32> = one.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "{ty} token {t}");
+            }
+        }
     }
 
     /// Every output equals its path's scalar specification on activations quantized as that

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{Logits, Model, State};
+use sparetire_models::{Arithmetic, Logits, Model, State};
 use sparetire_quant::ThreadPool;
 use sparetire_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
@@ -54,6 +54,26 @@ impl Engine {
             tokenizer,
             template,
             pool: ThreadPool::new(n_threads.max(1)),
+        })
+    }
+
+    /// The same engine with its model replaced by `f(model)` (e.g. wrapped to
+    /// run across the ranks of a cluster).
+    pub fn map_model(self, f: impl FnOnce(Box<dyn Model>) -> Box<dyn Model>) -> Engine {
+        Engine {
+            model: f(self.model),
+            ..self
+        }
+    }
+
+    /// [`Self::map_model`] with a step that can fail (the engine is dropped then).
+    pub fn try_map_model<E>(
+        self,
+        f: impl FnOnce(Box<dyn Model>) -> Result<Box<dyn Model>, E>,
+    ) -> Result<Engine, E> {
+        Ok(Engine {
+            model: f(self.model)?,
+            ..self
         })
     }
 
@@ -238,6 +258,12 @@ impl Session<'_> {
     /// The tokens currently in the KV cache.
     pub fn tokens(&self) -> &[u32] {
         &self.tokens
+    }
+
+    /// Chooses how batched products compute this session's tokens
+    /// ([`Arithmetic::PerToken`] computes exactly as the server does).
+    pub fn set_arithmetic(&mut self, arithmetic: Arithmetic) {
+        self.state.arithmetic = arithmetic;
     }
 
     /// Evaluates `prompt` (reusing what is already cached) and generates,

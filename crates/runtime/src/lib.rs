@@ -25,4 +25,5 @@ pub use generator::{Generator, Step, TokenLogprob};
 pub use logits_file::{LogitsReader, LogitsWriter};
 pub use perplexity::{perplexity, KlStats, PplParams, PplResult, PplStats};
 pub use sampler::{Sampler, SamplerConfig};
+pub use sparetire_models::Arithmetic;
 pub use stop::{StopCheck, StopMatcher};

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The model is still loading (503).
     #[error("the model is still loading; retry shortly")]
     Loading,
+    /// The server is shutting down and takes no new requests (503).
+    #[error("the server is shutting down")]
+    ShuttingDown,
     /// Something failed while running the request (500).
     #[error("{0}")]
     Internal(String),
@@ -53,7 +56,9 @@ impl ApiError {
                 (StatusCode::NOT_FOUND, "invalid_request_error")
             }
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
-            ApiError::Loading => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+            ApiError::Loading | ApiError::ShuttingDown => {
+                (StatusCode::SERVICE_UNAVAILABLE, "server_error")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
         }
     }

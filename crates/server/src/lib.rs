@@ -43,6 +43,11 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Sequences generated at once (continuous batching).
     pub parallel: usize,
+    /// Size of the shared KV cache.
+    pub kv_budget: worker::KvBudget,
+    /// After SIGTERM/SIGINT, how long running requests may take to finish
+    /// before they are cancelled.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// Shared by every handler.
@@ -130,9 +135,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until the process is interrupted. `load` runs on the engine thread
-/// and returns the engine with the context size to use; `on_bound` is told
-/// the bound address (useful with port 0).
+/// Serves until SIGTERM or SIGINT. `load` runs on the engine thread and
+/// returns the engine with the context size to use; `on_bound` is told the
+/// bound address (useful with port 0).
+///
+/// On the signal the server stops accepting connections, refuses new
+/// requests on open ones (503), lets running requests finish for up to
+/// `cfg.shutdown_grace`, then cancels what is left and returns `Ok`.
 pub fn serve(
     cfg: ServeConfig,
     load: Box<dyn FnOnce() -> Result<(Engine, usize), String> + Send>,
@@ -147,7 +156,13 @@ pub fn serve(
         on_bound(listener.local_addr()?);
         let metrics = Arc::new(metrics::Metrics::default());
         let state = Arc::new(AppState {
-            worker: Worker::start(load, cfg.parallel, cfg.max_queue, metrics.clone()),
+            worker: Worker::start(
+                load,
+                cfg.parallel,
+                cfg.kv_budget,
+                cfg.max_queue,
+                metrics.clone(),
+            ),
             metrics,
             model_name: cfg.model_name,
             api_key: cfg.api_key,
@@ -157,10 +172,48 @@ pub fn serve(
                 .unwrap_or(0),
             ids: AtomicU64::new(1),
         });
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let app = state.clone();
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            eprintln!("sparetire: shutting down: no new requests; waiting for running ones");
+            app.worker.close();
+            let _ = stop_tx.send(true);
+        });
+        let grace = cfg.shutdown_grace;
+        let mut stop_rx = stop_rx;
+        tokio::select! {
+            r = server => r,
+            _ = async move {
+                let _ = stop_rx.wait_for(|&s| s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                eprintln!("sparetire: requests still running after {grace:?}; cancelling them");
+                Ok(())
+            }
+        }
     })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

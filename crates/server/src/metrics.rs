@@ -67,6 +67,16 @@ pub struct Metrics {
     pub kv_used: AtomicU64,
     /// KV-cache positions in all slots.
     pub kv_capacity: AtomicU64,
+    /// KV blocks in the pool.
+    pub kv_blocks_total: AtomicU64,
+    /// KV blocks held by running sequences.
+    pub kv_blocks_held: AtomicU64,
+    /// KV blocks nobody holds that keep a reusable prefix.
+    pub kv_blocks_cached: AtomicU64,
+    /// Empty KV blocks.
+    pub kv_blocks_free: AtomicU64,
+    /// Sequences taken out of the KV cache to make room (recomputed later).
+    pub preemptions: AtomicU64,
     /// Time from a request's arrival to its first generated text.
     pub ttft: Histogram,
     /// Time per generated token after the first.
@@ -101,13 +111,18 @@ impl Metrics {
             ),
             (
                 "sparetire_prompt_tokens_cached_total",
-                "Prompt tokens reused from a slot's KV cache (prefix hits).",
+                "Prompt tokens whose KV blocks were reused from earlier requests (prefix hits).",
                 get(&self.prompt_tokens_cached),
             ),
             (
                 "sparetire_generated_tokens_total",
                 "Generated tokens.",
                 get(&self.generated_tokens),
+            ),
+            (
+                "sparetire_preemptions_total",
+                "Sequences taken out of the KV cache to make room (recomputed later).",
+                get(&self.preemptions),
             ),
         ];
         for (name, help, v) in counters {
@@ -116,7 +131,8 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
-        let (used, cap) = (get(&self.kv_used), get(&self.kv_capacity));
+        let used = get(&self.kv_used);
+        let (held, total) = (get(&self.kv_blocks_held), get(&self.kv_blocks_total));
         let prompt = get(&self.prompt_tokens);
         let gauges = [
             (
@@ -136,12 +152,17 @@ impl Metrics {
             ),
             (
                 "sparetire_kv_cache_usage_ratio",
-                "Fraction of all slots' KV-cache positions in use.",
-                if cap > 0 {
-                    used as f64 / cap as f64
+                "Fraction of the KV cache's blocks held by running sequences.",
+                if total > 0 {
+                    held as f64 / total as f64
                 } else {
                     0.0
                 },
+            ),
+            (
+                "sparetire_kv_cache_capacity_tokens",
+                "KV-cache positions in the shared pool.",
+                get(&self.kv_capacity) as f64,
             ),
             (
                 "sparetire_prefix_cache_hit_ratio",
@@ -155,6 +176,17 @@ impl Metrics {
         ];
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sparetire_kv_cache_blocks KV-cache blocks of 16 positions by state: held by running sequences, cached (a reusable prefix nobody holds; evicted first-released-first when needed), free.\n# TYPE sparetire_kv_cache_blocks gauge"
+        );
+        for (state, v) in [
+            ("held", held),
+            ("cached", get(&self.kv_blocks_cached)),
+            ("free", get(&self.kv_blocks_free)),
+        ] {
+            let _ = writeln!(out, "sparetire_kv_cache_blocks{{state=\"{state}\"}} {v}");
         }
         self.ttft.render(
             &mut out,

@@ -1,20 +1,38 @@
-//! The engine thread: it owns the model and `--parallel` sequence slots, and
-//! runs them with continuous batching: at every step, requests join and
-//! leave, and one forward pass carries every running sequence's next token
-//! together with chunks of the prompts being read ([`crate::scheduler::plan`]).
-//! Text streams back to each request over its own channel.
+//! The engine thread: it owns the model, one shared paged KV cache and up to
+//! `--parallel` running sequences, and runs them with continuous batching: at
+//! every step, requests join and leave, and one forward pass carries every
+//! running sequence's next token together with chunks of the prompts being
+//! read ([`crate::scheduler::plan`]). Text streams back to each request over
+//! its own channel.
+//!
+//! **KV cache.** One [`KvPool`] of fixed 16-position blocks, sized from the
+//! context and `--parallel` (or `--kv-memory`), serves every sequence; a
+//! sequence takes blocks as it grows and gives them back when it ends or its
+//! client leaves. Full blocks stay published under their token prefix, so a
+//! request that starts like an earlier one (a shared system prompt, a
+//! conversation's earlier turns) takes those blocks instead of recomputing
+//! them. When a step needs more blocks than are left, the youngest sequences
+//! are preempted: their blocks go back (still findable by prefix) and they
+//! are recomputed later, continuing exactly where they were.
+//!
+//! **Batch invariance.** Every sequence runs with
+//! [`Arithmetic::PerToken`]: each token's matrix products and attention take
+//! the arithmetic of a batch of one, whatever else shares the batch and
+//! however the prompt was chunked or reused. So a request's greedy tokens
+//! are the same alone or among many, after a preemption, and the same as
+//! `sparetire run --batch-invariant` (whose tokenization `/v1/completions`
+//! shares).
 //!
 //! Requests wait in a bounded queue; a full queue is refused at once (429)
-//! rather than left hanging. A new request takes the free slot whose cache
-//! shares the longest prefix with its prompt (a shared system prompt, a
-//! conversation's earlier turns) and evaluates only the rest.
+//! rather than left hanging.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use sparetire_models::{Logits, Seq, State};
+use sparetire_models::kv_cache::KvPool;
+use sparetire_models::{Arithmetic, Logits, Seq, State};
 use sparetire_runtime::{
     Engine, GenParams, Generator, RuntimeError, Step, StopReason, PREFILL_CHUNK,
 };
@@ -66,21 +84,34 @@ pub enum Event {
     Error(ApiError),
 }
 
+/// How big the shared KV cache is.
+#[derive(Clone, Copy, Debug)]
+pub enum KvBudget {
+    /// Room for every sequence slot to hold a full context at once.
+    FullContexts,
+    /// At most this many bytes.
+    Bytes(usize),
+}
+
 /// A handle to the engine thread.
 pub struct Worker {
-    tx: SyncSender<Job>,
+    /// `None` once dropping: the engine thread sees the queue close and ends.
+    tx: Option<SyncSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
     ready: Arc<AtomicBool>,
+    closing: AtomicBool,
     queued: Arc<AtomicUsize>,
     max_queue: usize,
 }
 
 impl Worker {
-    /// Starts the engine thread with `n_slots` sequence slots; `load` runs on
-    /// it and returns the engine and the context size of each slot. A model
-    /// that fails to load ends the process.
+    /// Starts the engine thread with up to `n_slots` running sequences and a
+    /// KV cache of `budget`; `load` runs on it and returns the engine and the
+    /// context size of one request. A model that fails to load ends the process.
     pub fn start(
         load: Box<dyn FnOnce() -> Result<(Engine, usize), String> + Send>,
         n_slots: usize,
+        budget: KvBudget,
         max_queue: usize,
         metrics: Arc<Metrics>,
     ) -> Worker {
@@ -88,27 +119,70 @@ impl Worker {
         let ready = Arc::new(AtomicBool::new(false));
         let queued = Arc::new(AtomicUsize::new(0));
         let (ready2, queued2) = (ready.clone(), queued.clone());
-        std::thread::spawn(move || {
+        let thread = std::thread::spawn(move || {
             let fail = |e: String| -> ! {
                 eprintln!("error: {e}");
                 std::process::exit(1)
             };
             let (engine, n_ctx) = load().unwrap_or_else(|e| fail(e));
-            let slots = (0..n_slots.max(1))
-                .map(|_| engine.model().new_state(n_ctx).map(Slot::new))
+            let n_slots = n_slots.max(1);
+            let hp = engine.model().hparams();
+            let pool = match budget {
+                KvBudget::FullContexts => KvPool::for_model(hp, n_ctx.saturating_mul(n_slots)),
+                KvBudget::Bytes(b) => {
+                    let per_block = KvPool::for_model(hp, 1).map(|p| p.block_bytes());
+                    per_block.and_then(|pb| {
+                        sparetire_models::kv_cache::KvPool::new(
+                            hp.n_layer,
+                            hp.kv_dim(),
+                            b / pb.max(1),
+                        )
+                    })
+                }
+            }
+            .unwrap_or_else(|e| fail(e.to_string()));
+            if pool.n_blocks() == 0 {
+                fail("the KV cache budget is smaller than one block of 16 positions; raise --kv-memory".into());
+            }
+            // One request can use the whole pool, but no more than the context.
+            let n_ctx = n_ctx.min(pool.n_positions());
+            let slots = (0..n_slots)
+                .map(|_| {
+                    engine
+                        .model()
+                        .new_state_in(pool.clone(), n_ctx)
+                        .map(|mut st| {
+                            st.arithmetic = Arithmetic::PerToken;
+                            Slot {
+                                state: st,
+                                active: None,
+                            }
+                        })
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap_or_else(|e| fail(e.to_string()));
             metrics
                 .kv_capacity
-                .store((slots.len() * n_ctx) as u64, Ordering::Relaxed);
+                .store(pool.n_positions() as u64, Ordering::Relaxed);
+            metrics
+                .kv_blocks_total
+                .store(pool.n_blocks() as u64, Ordering::Relaxed);
+            metrics
+                .kv_blocks_free
+                .store(pool.n_blocks() as u64, Ordering::Relaxed);
             ready2.store(true, Ordering::Release);
             eprintln!(
-                "sparetire: model ready ({} parallel sequences of {n_ctx} tokens)",
-                slots.len()
+                "sparetire: model ready ({} parallel sequences of up to {n_ctx} tokens; KV cache {} blocks of {} = {} positions, {:.1} MiB)",
+                slots.len(),
+                pool.n_blocks(),
+                sparetire_models::kv_cache::BLOCK_SIZE,
+                pool.n_positions(),
+                pool.memory_bytes() as f64 / (1 << 20) as f64,
             );
             Batcher {
                 engine: &engine,
                 n_ctx,
+                pool,
                 slots,
                 rx,
                 queued: queued2,
@@ -118,8 +192,10 @@ impl Worker {
             .run();
         });
         Worker {
-            tx,
+            tx: Some(tx),
+            thread: Some(thread),
             ready,
+            closing: AtomicBool::new(false),
             queued,
             max_queue,
         }
@@ -135,13 +211,24 @@ impl Worker {
         self.queued.load(Ordering::Acquire)
     }
 
+    /// Refuses new jobs from now on (shutting down); running ones continue.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
     /// Queues a job, or refuses it at once when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        if self.closing.load(Ordering::Acquire) {
+            return Err(ApiError::ShuttingDown);
+        }
         if !self.ready() {
             return Err(ApiError::Loading);
         }
+        let Some(tx) = &self.tx else {
+            return Err(ApiError::ShuttingDown);
+        };
         self.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(job) {
+        match tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -155,21 +242,37 @@ impl Worker {
     }
 }
 
-/// One sequence slot: its KV cache, the tokens in it, and the request it serves.
+impl Drop for Worker {
+    /// Closes the queue and waits for the engine thread to finish its steps
+    /// and drop the engine (under mpirun that tells the other ranks to stop).
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One running sequence's place: its state (block table into the shared
+/// pool) and the request it serves.
 struct Slot {
     state: State,
-    /// Tokens in the KV cache, in order.
-    tokens: Vec<u32>,
     active: Option<Active>,
 }
 
 /// The request a slot is serving.
 struct Active {
     events: mpsc::Sender<Event>,
-    prompt: Vec<u32>,
+    /// Tokens that must be in the KV cache before the next decode step: the
+    /// prompt, or after a preemption everything evaluated so far.
+    input: Vec<u32>,
+    /// Prompt tokens (for usage).
+    n_prompt: usize,
     gen: Generator,
     /// The sampled token to feed next (decoding).
     next: Option<u32>,
+    /// Whether its cache is still to be matched against published prefixes.
+    fresh: bool,
     age: u64,
     arrived: Instant,
     /// When the first text went out.
@@ -177,29 +280,30 @@ struct Active {
 }
 
 impl Slot {
-    fn new(state: State) -> Slot {
-        Slot {
-            state,
-            tokens: Vec::new(),
-            active: None,
-        }
-    }
-
     fn need(&self) -> Need {
         match &self.active {
             None => Need::Idle,
-            Some(a) if a.next.is_some() => Need::Decode,
-            Some(a) => Need::Prefill {
-                pending: a.prompt.len() - self.tokens.len(),
+            Some(a) if self.state.n_past < a.input.len() => Need::Prefill {
+                pending: a.input.len() - self.state.n_past,
                 age: a.age,
             },
+            Some(a) if a.next.is_some() => Need::Decode,
+            Some(_) => Need::Idle,
         }
+    }
+
+    /// Ends the request (if any) and gives its blocks back.
+    fn release(&mut self) {
+        self.active = None;
+        self.state.truncate(0);
     }
 }
 
 struct Batcher<'e> {
     engine: &'e Engine,
+    /// Most positions one request may use.
     n_ctx: usize,
+    pool: Arc<KvPool>,
     slots: Vec<Slot>,
     rx: Receiver<Job>,
     queued: Arc<AtomicUsize>,
@@ -219,6 +323,7 @@ impl Batcher<'_> {
                         Err(TryRecvError::Disconnected) => return,
                     }
                 } else {
+                    self.publish_metrics();
                     match self.rx.recv() {
                         Ok(j) => j,
                         Err(_) => return,
@@ -238,14 +343,14 @@ impl Batcher<'_> {
                             .events
                             .blocking_send(Event::Error(ApiError::Internal(e.to_string())));
                     }
-                    slot.state.truncate(0);
-                    slot.tokens.clear();
+                    slot.release();
                 }
             }
+            self.publish_metrics();
         }
     }
 
-    /// Tokenizes and checks a request, and gives it the free slot that already holds most of its prompt.
+    /// Tokenizes and checks a request, and gives it a free slot.
     fn admit(&mut self, job: Job) -> Result<(), ApiError> {
         let engine = self.engine;
         let internal = |e: RuntimeError| ApiError::Internal(e.to_string());
@@ -276,74 +381,130 @@ impl Batcher<'_> {
                 param: Some(field.into()),
             });
         }
-        let common = |s: &Slot| {
-            s.tokens
-                .iter()
-                .zip(&prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
-        let Some(slot) = self
-            .slots
-            .iter_mut()
-            .filter(|s| s.active.is_none())
-            .max_by_key(|s| common(s))
-        else {
+        let Some(slot) = self.slots.iter_mut().find(|s| s.active.is_none()) else {
             return Err(ApiError::Internal("no free slot".into()));
         };
-        // Reuse the cached prefix, but always evaluate at least the last prompt token.
-        let reuse = common(slot).min(prompt.len() - 1);
-        slot.state.truncate(reuse);
-        slot.tokens.truncate(reuse);
-        self.metrics
-            .prompt_tokens_cached
-            .fetch_add(reuse as u64, Ordering::Relaxed);
         self.arrivals += 1;
         slot.active = Some(Active {
             events: job.events,
             gen: Generator::new(&job.params),
-            prompt,
+            n_prompt: prompt.len(),
+            input: prompt,
             next: None,
+            fresh: true,
             age: self.arrivals,
             arrived: job.arrived,
             first_text: None,
         });
+        let cached = Self::match_prefix(slot);
+        self.metrics
+            .prompt_tokens_cached
+            .fetch_add(cached as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Takes the published blocks that start a fresh sequence's input;
+    /// returns the positions reused.
+    fn match_prefix(slot: &mut Slot) -> usize {
+        let Some(a) = slot.active.as_mut().filter(|a| a.fresh) else {
+            return 0;
+        };
+        a.fresh = false;
+        // Logits are needed at the end of the input unless the next token is already known.
+        let max = a.input.len() - usize::from(a.next.is_none());
+        slot.state.reuse_prefix(&a.input, max)
+    }
+
+    /// Takes sequence `i` out of the KV cache: its blocks go back to the pool
+    /// (full ones stay findable by prefix) and it is recomputed later.
+    fn preempt(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        if let Some(a) = slot.active.as_mut() {
+            let stored = slot.state.kv.tokens();
+            if stored.len() > a.input.len() {
+                a.input = stored.to_vec();
+            }
+            a.fresh = true;
+        }
+        slot.state.truncate(0);
+        self.metrics.preemptions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// One forward pass over every running sequence, then one sampling step for each that needs it.
     fn step(&mut self) -> Result<(), RuntimeError> {
-        // Requests whose client went away stop here, even in the middle of their prompt.
+        // Requests whose client went away stop here, even in the middle of their prompt,
+        // and give their blocks back at once.
         for slot in &mut self.slots {
             if slot.active.as_ref().is_some_and(|a| a.events.is_closed()) {
-                slot.active = None;
+                slot.release();
             }
         }
+        for slot in &mut self.slots {
+            Self::match_prefix(slot);
+        }
         let needs: Vec<Need> = self.slots.iter().map(Slot::need).collect();
-        let counts = plan(&needs, PREFILL_CHUNK);
+        let mut counts = plan(&needs, PREFILL_CHUNK);
+        // Make room in the KV cache: preempt the youngest sequences until the step fits.
+        loop {
+            let needed: usize = self
+                .slots
+                .iter()
+                .zip(&counts)
+                .filter(|(_, &c)| c > 0)
+                .map(|(s, &c)| s.state.kv.blocks_needed(s.state.n_past + c))
+                .sum();
+            if needed <= self.pool.available() {
+                break;
+            }
+            let victim = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    s.active.is_some() && (counts[*i] > 0 || s.state.kv.n_blocks() > 0)
+                })
+                .max_by_key(|(_, s)| s.active.as_ref().map_or(0, |a| a.age))
+                .map(|(i, _)| i);
+            let Some(v) = victim else { break };
+            let was_alone = counts.iter().filter(|&&c| c > 0).count() == 1 && counts[v] > 0;
+            if was_alone && self.slots[v].state.kv.n_blocks() == 0 {
+                // Even alone it does not fit: cannot happen with admission's checks, but
+                // fail the request rather than spin.
+                if let Some(a) = self.slots[v].active.take() {
+                    let _ = a.events.blocking_send(Event::Error(ApiError::Internal(
+                        "the KV cache is too small for this request".into(),
+                    )));
+                }
+                counts[v] = 0;
+                continue;
+            }
+            self.preempt(v);
+            counts[v] = 0;
+        }
         if counts.iter().all(|&c| c == 0) {
             return Ok(());
         }
-        let mut feeds: Vec<(usize, Vec<u32>, bool)> = Vec::new(); // (slot, tokens, wants logits)
+        // (slot, tokens, wants logits, is the pending decode token)
+        let mut feeds: Vec<(usize, Vec<u32>, bool, bool)> = Vec::new();
         for (i, (slot, &count)) in self.slots.iter().zip(&counts).enumerate() {
             let Some(a) = &slot.active else { continue };
             if count == 0 {
                 continue;
             }
-            match a.next {
-                Some(t) => feeds.push((i, vec![t], true)),
-                None => {
-                    let from = slot.tokens.len();
-                    let to = from + count;
-                    feeds.push((i, a.prompt[from..to].to_vec(), to == a.prompt.len()));
-                }
+            let from = slot.state.n_past;
+            if from < a.input.len() {
+                let to = from + count;
+                let wants = to == a.input.len() && a.next.is_none();
+                feeds.push((i, a.input[from..to].to_vec(), wants, false));
+            } else if let Some(t) = a.next {
+                feeds.push((i, vec![t], true, true));
             }
         }
         {
             let mut seqs: Vec<Seq> = Vec::with_capacity(feeds.len());
             let mut feed_iter = feeds.iter().peekable();
             for (i, slot) in self.slots.iter_mut().enumerate() {
-                if let Some((_, tokens, wants)) = feed_iter.next_if(|f| f.0 == i) {
+                if let Some((_, tokens, wants, _)) = feed_iter.next_if(|f| f.0 == i) {
                     seqs.push(Seq {
                         state: &mut slot.state,
                         tokens,
@@ -356,19 +517,24 @@ impl Batcher<'_> {
                 .forward_batch(self.engine.pool(), &mut seqs)?;
         }
         let tok = self.engine.tokenizer();
-        for (i, tokens, wants) in feeds {
+        // Final events go out once the finished sequences' blocks are back and
+        // the metrics say so (a client that reads /metrics next sees it).
+        let mut finished = Vec::new();
+        for (i, _, wants, decoded) in feeds {
             let slot = &mut self.slots[i];
-            slot.tokens.extend_from_slice(&tokens);
-            if !wants {
-                continue;
-            }
             let Some(a) = slot.active.as_mut() else {
                 continue;
             };
-            let step = a.gen.step(tok, slot.state.logits(), &slot.tokens);
+            if decoded {
+                a.next = None;
+            }
+            if !wants {
+                continue;
+            }
+            let step = a.gen.step(tok, slot.state.logits(), slot.state.kv.tokens());
             let lps = a.gen.take_logprobs();
             if !lps.is_empty() && a.events.blocking_send(Event::Logprobs(lps)).is_err() {
-                slot.active = None;
+                slot.release();
                 continue;
             }
             let (text, done) = match step {
@@ -376,11 +542,11 @@ impl Batcher<'_> {
                     let _ = a
                         .events
                         .blocking_send(Event::Error(ApiError::Internal(e.to_string())));
-                    slot.active = None;
+                    slot.release();
                     continue;
                 }
                 Ok(Step::Next { token, text }) => {
-                    if slot.tokens.len() >= self.n_ctx {
+                    if slot.state.n_past >= self.n_ctx {
                         let mut t = text;
                         t.push_str(&a.gen.finish());
                         (t, Some(StopReason::ContextFull))
@@ -397,8 +563,8 @@ impl Batcher<'_> {
                     self.metrics.ttft.observe(a.arrived.elapsed().as_secs_f64());
                 }
                 if a.events.blocking_send(Event::Text(text)).is_err() {
-                    // The client went away: free the slot.
-                    slot.active = None;
+                    // The client went away: free the slot and its blocks.
+                    slot.release();
                     continue;
                 }
             }
@@ -408,29 +574,45 @@ impl Batcher<'_> {
                     _ => "stop",
                 };
                 let n_gen = a.gen.tokens().len();
-                let _ = a.events.blocking_send(Event::Done {
-                    finish_reason,
-                    prompt_tokens: a.prompt.len(),
-                    completion_tokens: n_gen,
-                });
+                finished.push((
+                    a.events.clone(),
+                    Event::Done {
+                        finish_reason,
+                        prompt_tokens: a.n_prompt,
+                        completion_tokens: n_gen,
+                    },
+                ));
                 let m = &self.metrics;
                 m.prompt_tokens
-                    .fetch_add(a.prompt.len() as u64, Ordering::Relaxed);
+                    .fetch_add(a.n_prompt as u64, Ordering::Relaxed);
                 m.generated_tokens
                     .fetch_add(n_gen as u64, Ordering::Relaxed);
                 if let (Some(t), true) = (a.first_text, n_gen > 1) {
                     m.tpot
                         .observe(t.elapsed().as_secs_f64() / (n_gen - 1) as f64);
                 }
-                slot.active = None;
+                slot.release();
             }
         }
-        let running = self.slots.iter().filter(|s| s.active.is_some()).count();
-        let used: usize = self.slots.iter().map(|s| s.tokens.len()).sum();
-        self.metrics
-            .running
-            .store(running as u64, Ordering::Relaxed);
-        self.metrics.kv_used.store(used as u64, Ordering::Relaxed);
+        if !finished.is_empty() {
+            self.publish_metrics();
+            for (events, done) in finished {
+                let _ = events.blocking_send(done);
+            }
+        }
         Ok(())
+    }
+
+    /// Running sequences and KV-cache occupancy, for `/metrics`.
+    fn publish_metrics(&self) {
+        let m = &self.metrics;
+        let running = self.slots.iter().filter(|s| s.active.is_some()).count();
+        let used: usize = self.slots.iter().map(|s| s.state.n_past).sum();
+        let b = self.pool.stats();
+        m.running.store(running as u64, Ordering::Relaxed);
+        m.kv_used.store(used as u64, Ordering::Relaxed);
+        m.kv_blocks_held.store(b.held as u64, Ordering::Relaxed);
+        m.kv_blocks_cached.store(b.cached as u64, Ordering::Relaxed);
+        m.kv_blocks_free.store(b.free as u64, Ordering::Relaxed);
     }
 }

@@ -186,6 +186,20 @@ impl GgufFile {
         self.bytes.as_slice().get(start as usize..end as usize)
     }
 
+    /// Lets the pages of data bytes `offset..offset + len` leave this process's
+    /// resident memory (after copying what is needed out of them); they are
+    /// read again from the file if touched later. A hint: nothing happens for
+    /// files held in memory or out-of-range spans.
+    pub fn release_span(&self, offset: u64, len: u64) {
+        let Some(start) = self.header.data_offset.checked_add(offset) else {
+            return;
+        };
+        let Some(end) = start.checked_add(len) else {
+            return;
+        };
+        self.bytes.release(start as usize..end as usize);
+    }
+
     /// A tensor's data bytes. Placement was validated when the file was opened.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         let start = (self.header.data_offset + info.offset) as usize;

@@ -21,17 +21,95 @@ pub struct AttnShape {
     pub scale: f32,
     /// If set, a query at position `p` sees only keys at `p - window + 1 ..= p`.
     pub window: Option<usize>,
+    /// Where these heads sit in the whole layer (a tensor-parallel rank holds a slice).
+    pub offsets: HeadOffsets,
+}
+
+/// Which key/value head a query head reads when a rank holds only some heads:
+/// local query head `h` is global head `q0 + h`, which reads global KV head
+/// `(q0 + h) / group`, stored locally at that minus `kv0`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadOffsets {
+    /// Query heads per KV head in the whole layer (0: `n_head / n_head_kv` of the shape).
+    pub group: usize,
+    /// First global query head held.
+    pub q0: usize,
+    /// First global KV head held.
+    pub kv0: usize,
 }
 
 /// Batches of at least this many tokens take llama.cpp's tiled f32 path;
 /// smaller ones (every decode step) its f16 one (`GGML_FA_TILE_Q`).
 pub const F32_PATH_MIN_TOKENS: usize = 64;
 
+/// One layer's keys and values: rows of `n_head_kv * head_dim` f16 values,
+/// one per position, either contiguous or in the blocks of a paged cache.
+#[derive(Clone, Copy)]
+pub struct KvLayer<'a> {
+    keys: &'a [f16],
+    values: &'a [f16],
+    /// Block table (position `p` is row `p % block` of block `table[p / block]`),
+    /// or `None` for contiguous rows.
+    table: Option<&'a [u32]>,
+    block: usize,
+    kv_dim: usize,
+}
+
+impl<'a> KvLayer<'a> {
+    /// Contiguous rows: position `p` at `p * kv_dim`.
+    pub fn contiguous(keys: &'a [f16], values: &'a [f16], kv_dim: usize) -> Self {
+        KvLayer {
+            keys,
+            values,
+            table: None,
+            block: 1,
+            kv_dim,
+        }
+    }
+
+    /// Rows in blocks of `block` positions, `table` naming each block.
+    pub fn paged(
+        keys: &'a [f16],
+        values: &'a [f16],
+        table: &'a [u32],
+        block: usize,
+        kv_dim: usize,
+    ) -> Self {
+        KvLayer {
+            keys,
+            values,
+            table: Some(table),
+            block,
+            kv_dim,
+        }
+    }
+
+    #[inline(always)]
+    fn offset(&self, pos: usize) -> usize {
+        match self.table {
+            None => pos * self.kv_dim,
+            Some(t) => (t[pos / self.block] as usize * self.block + pos % self.block) * self.kv_dim,
+        }
+    }
+
+    /// The key row of position `pos`.
+    pub fn k_row(&self, pos: usize) -> &'a [f16] {
+        &self.keys[self.offset(pos)..][..self.kv_dim]
+    }
+
+    /// The value row of position `pos`.
+    pub fn v_row(&self, pos: usize) -> &'a [f16] {
+        &self.values[self.offset(pos)..][..self.kv_dim]
+    }
+}
+
 /// Causal attention for `n_tok` new tokens at positions `pos0..pos0 + n_tok`
 /// whose keys and values are already stored in the cache.
 ///
-/// `q`: `(n_tok, n_head * head_dim)`; `keys`, `values`: `(n_ctx, n_head_kv * head_dim)`;
-/// `out`: `(n_tok, n_head * head_dim)`.
+/// `q`: `(n_tok, n_head * head_dim)`; `kv`: at least `pos0 + n_tok` positions;
+/// `out`: `(n_tok, n_head * head_dim)`. With `per_token`, every query takes
+/// the single-token (decode) arithmetic whatever the batch size, so a
+/// token's output never depends on how many others share its batch.
 ///
 /// Numerics follow llama.cpp's CPU flash attention (x86 AVX2 build), which
 /// its default settings use, operation for operation so that our outputs are
@@ -45,10 +123,10 @@ pub fn attention(
     pool: &ThreadPool,
     shape: &AttnShape,
     q: &[f32],
-    keys: &[f16],
-    values: &[f16],
+    kv: KvLayer<'_>,
     pos0: usize,
     n_tok: usize,
+    per_token: bool,
     out: &mut [f32],
 ) {
     let n_head = shape.n_head;
@@ -56,24 +134,16 @@ pub fn attention(
     let n_items = n_tok * n_head;
     let per = n_items.div_ceil(pool.n_threads().max(1));
     let n_keys = pos0 + n_tok;
-    let kv_dim = shape.n_head_kv * head_dim;
     // The f32 path reads the keys of a tile transposed; widen and lay them out
     // once for all query rows (llama.cpp repacks per tile pair).
     // Keys before the first query's window are seen by no query of this batch.
     let visible_from = shape.window.map_or(0, |w| (pos0 + 1).saturating_sub(w));
-    let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| {
-        WideKv::new(
-            &keys[..n_keys * kv_dim],
-            &values[..n_keys * kv_dim],
-            shape,
-            visible_from,
-        )
-    });
+    let wide = (!per_token && n_tok >= F32_PATH_MIN_TOKENS)
+        .then(|| WideKv::new(&kv, n_keys, shape, visible_from));
     let job = Job {
         shape,
         q,
-        keys,
-        values,
+        kv,
         wide: wide.as_ref(),
         pos0,
     };
@@ -94,8 +164,7 @@ pub fn attention(
 struct Job<'a> {
     shape: &'a AttnShape,
     q: &'a [f32],
-    keys: &'a [f16],
-    values: &'a [f16],
+    kv: KvLayer<'a>,
     /// Widened keys and values, for the f32 path.
     wide: Option<&'a WideKv>,
     pos0: usize,
@@ -133,26 +202,30 @@ impl Job<'_> {
             head_dim,
             scale,
             window,
+            ..
         } = *self.shape;
-        let (q_dim, kv_dim) = (n_head * head_dim, n_head_kv * head_dim);
-        let group = n_head / n_head_kv;
+        let q_dim = n_head * head_dim;
+        let off = self.shape.offsets;
+        let group = if off.group > 0 {
+            off.group
+        } else {
+            n_head / n_head_kv
+        };
         let mut sc = Scratch::new(head_dim);
         let first = items.start;
         for item in items {
             let (t, h) = (item / n_head, item % n_head);
             let p = self.pos0 + t;
             let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let kvh = h / group;
+            let kvh = (off.q0 + h) / group - off.kv0;
             let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
             let o = &mut out[(item - first) * head_dim..][..head_dim];
             match self.wide {
                 Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
                 None => {
                     let kv = KvHead {
-                        keys: self.keys,
-                        values: self.values,
+                        kv: self.kv,
                         offset: kvh * head_dim,
-                        stride: kv_dim,
                         head_dim,
                     };
                     attend_f16(qrow, &kv, lo, p, scale, &mut sc, o);
@@ -164,19 +237,17 @@ impl Job<'_> {
 
 /// One KV head's rows inside the f16 cache of a layer.
 struct KvHead<'a> {
-    keys: &'a [f16],
-    values: &'a [f16],
+    kv: KvLayer<'a>,
     offset: usize,
-    stride: usize,
     head_dim: usize,
 }
 
 impl KvHead<'_> {
     fn k(&self, j: usize) -> &[f16] {
-        &self.keys[j * self.stride + self.offset..][..self.head_dim]
+        &self.kv.k_row(j)[self.offset..][..self.head_dim]
     }
     fn v(&self, j: usize) -> &[f16] {
-        &self.values[j * self.stride + self.offset..][..self.head_dim]
+        &self.kv.v_row(j)[self.offset..][..self.head_dim]
     }
 }
 
@@ -201,19 +272,21 @@ impl WideKv {
     /// Widens keys and values from position `from` on; earlier ones are
     /// outside every query's sliding window and stay zero (never read), so a
     /// local layer's work is bounded by its window, not by the context.
-    fn new(keys: &[f16], values: &[f16], shape: &AttnShape, from: usize) -> WideKv {
+    fn new(kv: &KvLayer<'_>, n_keys: usize, shape: &AttnShape, from: usize) -> WideKv {
         let (hd, nkv) = (shape.head_dim, shape.n_head_kv);
         let kv_dim = hd * nkv;
-        let n_keys = keys.len() / kv_dim;
         let from = from.min(n_keys);
         let n_tiles = n_keys.div_ceil(KV_TILE);
         // Zeroed allocations: pages below `from` are never touched.
-        let mut v = vec![0f32; values.len()];
-        values[from * kv_dim..].convert_to_f32_slice(&mut v[from * kv_dim..]);
+        let mut v = vec![0f32; n_keys * kv_dim];
+        for j in from..n_keys {
+            kv.v_row(j)
+                .convert_to_f32_slice(&mut v[j * kv_dim..(j + 1) * kv_dim]);
+        }
         let mut row = vec![0f32; kv_dim];
         let mut kt = vec![0f32; nkv * n_tiles * hd * KV_TILE];
         for j in from..n_keys {
-            keys[j * kv_dim..][..kv_dim].convert_to_f32_slice(&mut row);
+            kv.k_row(j).convert_to_f32_slice(&mut row);
             let (tile, jj) = (j / KV_TILE, j % KV_TILE);
             for (kvh, k) in row.chunks_exact(hd).enumerate() {
                 let base = (kvh * n_tiles + tile) * hd * KV_TILE + jj;
@@ -460,6 +533,7 @@ mod tests {
                 head_dim: 40, // one 32-wide step of dot_f16 and an f64 tail
                 scale: 0.3,
                 window,
+                offsets: HeadOffsets::default(),
             };
             let n_keys = pos0 + n_tok;
             let kv_dim = shape.n_head_kv * shape.head_dim;
@@ -473,8 +547,9 @@ mod tests {
                 .iter()
                 .map(|&x| f16::from_f32(x))
                 .collect();
+            let kv = KvLayer::contiguous(&k16, &v16, kv_dim);
             let mut out = vec![0f32; n_tok * q_dim];
-            attention(&pool, &shape, &q, &k16, &v16, pos0, n_tok, &mut out);
+            attention(&pool, &shape, &q, kv, pos0, n_tok, false, &mut out);
 
             let k32: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
             let v32: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
@@ -501,12 +576,11 @@ mod tests {
                 }
             }
 
-            let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| WideKv::new(&k16, &v16, &shape, 0));
+            let wide = (n_tok >= F32_PATH_MIN_TOKENS).then(|| WideKv::new(&kv, n_keys, &shape, 0));
             let job = Job {
                 shape: &shape,
                 q: &q,
-                keys: &k16,
-                values: &v16,
+                kv,
                 wide: wide.as_ref(),
                 pos0,
             };
@@ -517,5 +591,77 @@ mod tests {
                 "n_tok {n_tok}: portable and dispatched kernels differ"
             );
         }
+    }
+
+    /// With `per_token`, a batch's outputs are bit-identical to evaluating its
+    /// queries one at a time, and a paged layout reads the same rows as a
+    /// contiguous one.
+    #[test]
+    fn per_token_batches_equal_single_queries_in_any_layout() {
+        let pool = ThreadPool::new(2);
+        let shape = AttnShape {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 40,
+            scale: 0.3,
+            window: Some(70),
+            offsets: HeadOffsets::default(),
+        };
+        let (pos0, n_tok, block) = (30, 90, 16);
+        let n_keys = pos0 + n_tok;
+        let kv_dim = shape.n_head_kv * shape.head_dim;
+        let q_dim = shape.n_head * shape.head_dim;
+        let q = pseudo(n_tok * q_dim, 4);
+        let k16: Vec<f16> = pseudo(n_keys * kv_dim, 5)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        let v16: Vec<f16> = pseudo(n_keys * kv_dim, 6)
+            .iter()
+            .map(|&x| f16::from_f32(x))
+            .collect();
+        // The same rows in blocks laid out in reverse order.
+        let n_blocks = n_keys.div_ceil(block);
+        let table: Vec<u32> = (0..n_blocks as u32).rev().collect();
+        let mut pk = vec![f16::ZERO; n_blocks * block * kv_dim];
+        let mut pv = pk.clone();
+        for p in 0..n_keys {
+            let at = (table[p / block] as usize * block + p % block) * kv_dim;
+            pk[at..at + kv_dim].copy_from_slice(&k16[p * kv_dim..][..kv_dim]);
+            pv[at..at + kv_dim].copy_from_slice(&v16[p * kv_dim..][..kv_dim]);
+        }
+        let contiguous = KvLayer::contiguous(&k16, &v16, kv_dim);
+        let paged = KvLayer::paged(&pk, &pv, &table, block, kv_dim);
+        let mut batch = vec![0f32; n_tok * q_dim];
+        attention(&pool, &shape, &q, paged, pos0, n_tok, true, &mut batch);
+        for t in 0..n_tok {
+            let mut one = vec![0f32; q_dim];
+            let qt = &q[t * q_dim..(t + 1) * q_dim];
+            attention(&pool, &shape, qt, contiguous, pos0 + t, 1, false, &mut one);
+            assert_eq!(&batch[t * q_dim..(t + 1) * q_dim], &one[..], "token {t}");
+        }
+        let mut tiled_contiguous = vec![0f32; n_tok * q_dim];
+        let mut tiled_paged = vec![0f32; n_tok * q_dim];
+        attention(
+            &pool,
+            &shape,
+            &q,
+            contiguous,
+            pos0,
+            n_tok,
+            false,
+            &mut tiled_contiguous,
+        );
+        attention(
+            &pool,
+            &shape,
+            &q,
+            paged,
+            pos0,
+            n_tok,
+            false,
+            &mut tiled_paged,
+        );
+        assert_eq!(tiled_contiguous, tiled_paged);
     }
 }

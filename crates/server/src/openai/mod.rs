@@ -122,10 +122,7 @@ async fn handle(
         kind,
     };
     if c.stream {
-        let rx = receivers
-            .pop()
-            .ok_or_else(|| ApiError::Internal("no job".into()))?;
-        Ok(stream(meta, rx, c.include_usage).into_response())
+        Ok(stream(meta, receivers, c.include_usage).into_response())
     } else {
         let mut choices = Vec::with_capacity(receivers.len());
         let (mut prompt_tokens, mut completion_tokens) = (0, 0);
@@ -253,62 +250,98 @@ async fn collect(
     ))
 }
 
-/// Server-sent events: one chunk per piece of text, a last chunk with the
-/// finish reason (and usage if asked), then `data: [DONE]`. A client that
-/// disconnects drops the stream, which ends the relay task and with it the
-/// job's receiver, which cancels the job.
-fn stream(meta: Meta, mut rx: mpsc::Receiver<Event>, include_usage: bool) -> impl IntoResponse {
+/// Server-sent events for `n` choices: one chunk per piece of text (its
+/// `index` naming the choice), a chunk with each choice's finish reason, then,
+/// if asked, one chunk with the whole request's usage and no choices (as
+/// OpenAI sends it), then `data: [DONE]`. A client that disconnects drops the
+/// stream, which ends the relay task and with it every choice's receiver,
+/// which cancels the jobs.
+fn stream(
+    meta: Meta,
+    receivers: Vec<mpsc::Receiver<Event>>,
+    include_usage: bool,
+) -> impl IntoResponse {
     let (tx, out) = mpsc::channel::<Result<SseEvent, Infallible>>(64);
+    // Every choice's events, tagged with its index, through one channel.
+    let (merged_tx, mut merged) = mpsc::channel::<(usize, Event)>(64);
+    let n = receivers.len();
+    for (i, mut rx) in receivers.into_iter().enumerate() {
+        let merged_tx = merged_tx.clone();
+        tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if merged_tx.send((i, ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(merged_tx);
     tokio::spawn(async move {
-        let send = |v: String| SseEvent::default().data(v);
+        let send = |v: &Value| Ok(SseEvent::default().data(v.to_string()));
+        let with_index = |mut choice: Value, i: usize| {
+            choice["index"] = json!(i);
+            vec![choice]
+        };
         if meta.kind == Kind::Chat {
-            let first = meta.envelope(vec![meta.choice(None, None, true)], None, true);
-            if tx.send(Ok(send(first.to_string()))).await.is_err() {
-                return;
+            for i in 0..n {
+                let first = meta.envelope(with_index(meta.choice(None, None, true), i), None, true);
+                if tx.send(send(&first)).await.is_err() {
+                    return;
+                }
             }
         }
-        let mut lps: Vec<TokenLogprob> = Vec::new();
-        let mut sent = 0; // bytes of text sent (completions' text_offset)
-        while let Some(ev) = rx.recv().await {
-            let (mut data, last) = match ev {
+        let mut lps: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
+        let mut sent = vec![0usize; n]; // bytes of text sent per choice (completions' text_offset)
+        let (mut prompt, mut completion, mut done) = (0, 0, 0);
+        while let Some((i, ev)) = merged.recv().await {
+            let mut data = match ev {
                 Event::Logprobs(l) => {
-                    lps.extend(l);
+                    lps[i].extend(l);
                     continue;
                 }
-                Event::Text(t) => (
-                    meta.envelope(vec![meta.choice(Some(&t), None, true)], None, true),
-                    false,
-                ),
+                Event::Text(t) => {
+                    meta.envelope(with_index(meta.choice(Some(&t), None, true), i), None, true)
+                }
                 Event::Done {
                     finish_reason,
                     prompt_tokens,
                     completion_tokens,
                 } => {
-                    let mut v = meta.envelope(
-                        vec![meta.choice(None, Some(finish_reason), true)],
+                    prompt = prompt_tokens;
+                    completion += completion_tokens;
+                    done += 1;
+                    meta.envelope(
+                        with_index(meta.choice(None, Some(finish_reason), true), i),
                         None,
                         true,
-                    );
-                    if include_usage {
-                        v["usage"] = usage(prompt_tokens, completion_tokens);
-                    }
-                    (v, true)
+                    )
                 }
-                Event::Error(e) => (e.body(), true),
+                Event::Error(e) => {
+                    // One failed choice fails the request.
+                    let _ = tx.send(send(&e.body())).await;
+                    let _ = tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
+                    return;
+                }
             };
-            if meta.logprobs && !lps.is_empty() && data.get("choices").is_some() {
-                data["choices"][0]["logprobs"] = logprobs_json(meta.kind, &lps, sent);
-                sent += lps
+            if meta.logprobs && !lps[i].is_empty() {
+                data["choices"][0]["logprobs"] = logprobs_json(meta.kind, &lps[i], sent[i]);
+                sent[i] += lps[i]
                     .iter()
                     .map(|t| String::from_utf8_lossy(&t.bytes).len())
                     .sum::<usize>();
-                lps.clear();
+                lps[i].clear();
             }
-            if tx.send(Ok(send(data.to_string()))).await.is_err() {
+            if tx.send(send(&data)).await.is_err() {
                 return;
             }
-            if last {
-                let _ = tx.send(Ok(send("[DONE]".into()))).await;
+            if done == n {
+                if include_usage {
+                    let u = meta.envelope(Vec::new(), Some(usage(prompt, completion)), true);
+                    if tx.send(send(&u)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(SseEvent::default().data("[DONE]"))).await;
                 return;
             }
         }

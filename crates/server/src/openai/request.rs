@@ -182,12 +182,6 @@ pub fn common(
             ))
         }
     };
-    if n > 1 && boolean(m, "stream")? {
-        return Err(ApiError::invalid(
-            "n",
-            "n > 1 is not supported together with stream yet",
-        ));
-    }
     Ok(Common {
         n,
         logprobs,

@@ -1,0 +1,327 @@
+//! Pipeline parallelism: rank 0's [`DistModel`] and the other ranks' [`follow`] loop.
+//!
+//! Every forward call on rank 0 is broadcast as a [`Msg::Forward`]; then each
+//! rank runs its consecutive layers ([`Model::forward_stage`]), receiving the
+//! hidden states from the rank before and sending its own to the rank after;
+//! the last rank computes the logits and sends them to rank 0. Each layer is
+//! computed whole on one rank, so the logits are bit-identical to one
+//! process's. Each rank keeps the KV cache of its own layers only.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use sparetire_formats::gguf::GgufFile;
+use sparetire_models::{HParams, Logits, Model, ModelError, Seq, State};
+use sparetire_quant::ThreadPool;
+
+use crate::protocol::{Msg, SeqPlan};
+use crate::{ClusterError, Comm};
+
+/// How the ranks share the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Pipeline: rank `r` runs layers `stages[r]` whole.
+    Pipeline(Vec<Range<usize>>),
+    /// Tensor: every rank runs every layer on its shard (the model was made
+    /// with [`Model::into_tensor_parallel`]); rank 0 alone computes logits.
+    Tensor,
+}
+
+/// Rank 0's model: forwards every call to all ranks.
+pub struct DistModel {
+    inner: Box<dyn Model>,
+    comm: Arc<dyn Comm>,
+    layout: Layout,
+}
+
+impl DistModel {
+    /// Wraps rank 0's `inner` (already sharded for [`Layout::Tensor`]).
+    pub fn new(inner: Box<dyn Model>, comm: Arc<dyn Comm>, layout: Layout) -> DistModel {
+        DistModel {
+            inner,
+            comm,
+            layout,
+        }
+    }
+
+    /// The same checks the model makes, done before the call is broadcast, so
+    /// a bad request never leaves the other ranks waiting.
+    fn check(&self, seqs: &[Seq<'_>]) -> Result<(), ModelError> {
+        let hp = self.inner.hparams();
+        for s in seqs {
+            if s.tokens.is_empty() {
+                return Err(ModelError::Invalid(
+                    "empty batch: no tokens to evaluate".into(),
+                ));
+            }
+            if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
+                return Err(ModelError::BadToken {
+                    id,
+                    n_vocab: hp.n_vocab,
+                });
+            }
+            let needed = s.state.n_past + s.tokens.len();
+            if needed > s.state.kv.n_ctx() {
+                return Err(ModelError::ContextFull {
+                    needed,
+                    n_ctx: s.state.kv.n_ctx(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for DistModel {
+    fn drop(&mut self) {
+        // Let the other ranks leave their loops and finish cleanly.
+        let _ = self.comm.broadcast(0, &mut Msg::Stop.encode());
+    }
+}
+
+impl Model for DistModel {
+    fn hparams(&self) -> &HParams {
+        self.inner.hparams()
+    }
+
+    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+        self.inner.new_state(n_ctx)
+    }
+
+    fn new_state_in(
+        &self,
+        pool: Arc<sparetire_models::kv_cache::KvPool>,
+        n_ctx: usize,
+    ) -> Result<State, ModelError> {
+        self.inner.new_state_in(pool, n_ctx)
+    }
+
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        state: &mut State,
+        tokens: &[u32],
+        logits: Logits,
+    ) -> Result<(), ModelError> {
+        self.forward_batch(
+            pool,
+            &mut [Seq {
+                state,
+                tokens,
+                logits,
+            }],
+        )
+    }
+
+    fn forward_batch(&self, pool: &ThreadPool, seqs: &mut [Seq<'_>]) -> Result<(), ModelError> {
+        self.check(seqs)?;
+        let plan: Vec<SeqPlan> = seqs
+            .iter()
+            .map(|s| SeqPlan {
+                id: s.state.id,
+                n_ctx: s.state.kv.n_ctx(),
+                n_past: s.state.n_past,
+                tokens: s.tokens.to_vec(),
+                logits: s.logits,
+                arithmetic: s.state.arithmetic,
+            })
+            .collect();
+        let fatal = |e: ClusterError| -> ! {
+            // The other ranks are mid-call: stopping the job is the only clean way out
+            // (mpirun ends every rank when one exits with an error).
+            eprintln!("error: {e}");
+            std::process::exit(1)
+        };
+        self.comm
+            .broadcast(0, &mut Msg::Forward(plan).encode())
+            .unwrap_or_else(|e| fatal(e));
+        run_step(&*self.inner, &*self.comm, &self.layout, pool, seqs).unwrap_or_else(|e| fatal(e));
+        Ok(())
+    }
+}
+
+/// Rows of logits a sequence gets.
+fn logit_rows(s: &Seq<'_>) -> usize {
+    match s.logits {
+        Logits::All => s.tokens.len(),
+        Logits::Last => 1,
+        Logits::None => 0,
+    }
+}
+
+/// This rank's part of one forward call.
+fn run_step(
+    model: &dyn Model,
+    comm: &dyn Comm,
+    layout: &Layout,
+    pool: &ThreadPool,
+    seqs: &mut [Seq<'_>],
+) -> Result<(), ClusterError> {
+    match layout {
+        Layout::Pipeline(stages) => run_stage(model, comm, stages, pool, seqs),
+        Layout::Tensor => {
+            if comm.rank() != 0 {
+                // Only rank 0 samples: the others skip the output head.
+                for s in seqs.iter_mut() {
+                    s.logits = Logits::None;
+                }
+            }
+            model
+                .forward_batch(pool, seqs)
+                .map_err(|source| ClusterError::Model {
+                    rank: comm.rank(),
+                    source,
+                })
+        }
+    }
+}
+
+/// This rank's pipeline stage of one forward call.
+fn run_stage(
+    model: &dyn Model,
+    comm: &dyn Comm,
+    stages: &[Range<usize>],
+    pool: &ThreadPool,
+    seqs: &mut [Seq<'_>],
+) -> Result<(), ClusterError> {
+    let (r, last) = (comm.rank(), stages.len() - 1);
+    let hp = model.hparams();
+    let n: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+    let model_err = |source| ClusterError::Model { rank: r, source };
+    let hidden_in = if r == 0 {
+        None
+    } else {
+        Some(comm.recv(r - 1, n * hp.n_embd)?)
+    };
+    if r < last {
+        let mut out = Vec::new();
+        model
+            .forward_stage(
+                pool,
+                seqs,
+                stages[r].clone(),
+                hidden_in.as_deref(),
+                Some(&mut out),
+            )
+            .map_err(model_err)?;
+        comm.send(r + 1, &out)?;
+    } else {
+        model
+            .forward_stage(pool, seqs, stages[r].clone(), hidden_in.as_deref(), None)
+            .map_err(model_err)?;
+    }
+    if last == 0 {
+        return Ok(());
+    }
+    let nv = hp.n_vocab;
+    let rows: usize = seqs.iter().map(logit_rows).sum();
+    if r == last && rows > 0 {
+        let mut all = Vec::with_capacity(rows * nv);
+        for s in seqs.iter() {
+            let k = logit_rows(s) * nv;
+            all.extend_from_slice(&s.state.logits()[..k]);
+        }
+        comm.send(0, &all)?;
+    }
+    if r == 0 && rows > 0 {
+        let all = comm.recv(last, rows * nv)?;
+        let mut at = 0;
+        for s in seqs.iter_mut() {
+            let k = logit_rows(s) * nv;
+            if k > 0 {
+                s.state.set_logits(&all[at..at + k]);
+            }
+            at += k;
+        }
+    }
+    Ok(())
+}
+
+/// The loop of every rank but 0: run each forward call rank 0 broadcasts,
+/// until it says stop.
+pub fn follow(
+    model: &dyn Model,
+    comm: &dyn Comm,
+    layout: &Layout,
+    pool: &ThreadPool,
+) -> Result<(), ClusterError> {
+    let r = comm.rank();
+    let mut states: HashMap<u64, State> = HashMap::new();
+    loop {
+        let mut buf = Vec::new();
+        comm.broadcast(0, &mut buf)?;
+        match Msg::decode(&buf, r)? {
+            Msg::Stop => return Ok(()),
+            Msg::Drop(id) => {
+                states.remove(&id);
+            }
+            Msg::Forward(plans) => {
+                let mut taken = Vec::with_capacity(plans.len());
+                for p in &plans {
+                    let mut st = match states.remove(&p.id) {
+                        Some(st) => st,
+                        None => model
+                            .new_state(p.n_ctx)
+                            .map_err(|source| ClusterError::Model { rank: r, source })?,
+                    };
+                    if st.n_past < p.n_past {
+                        return Err(ClusterError::Protocol {
+                            rank: r,
+                            what: format!(
+                                "sequence {} holds {} positions here but {} on rank 0",
+                                p.id, st.n_past, p.n_past
+                            ),
+                        });
+                    }
+                    st.truncate(p.n_past);
+                    st.arithmetic = p.arithmetic;
+                    taken.push(st);
+                }
+                {
+                    let mut seqs: Vec<Seq<'_>> = taken
+                        .iter_mut()
+                        .zip(&plans)
+                        .map(|(state, p)| Seq {
+                            state,
+                            tokens: &p.tokens,
+                            logits: p.logits,
+                        })
+                        .collect();
+                    run_step(model, comm, layout, pool, &mut seqs)?;
+                }
+                for (st, p) in taken.into_iter().zip(&plans) {
+                    states.insert(p.id, st);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes of the weights rank `rank` reads: its layers' tensors, plus the
+/// token embeddings on the first rank and the output head (or the tied
+/// embeddings) on the last.
+pub fn stage_weight_bytes(file: &GgufFile, layers: &Range<usize>, first: bool, last: bool) -> u64 {
+    let mut total = 0u64;
+    let has_output = file.tensors().iter().any(|t| t.name == "output.weight");
+    for t in file.tensors() {
+        let name = t.name.as_str();
+        let mine = match name.strip_prefix("blk.") {
+            Some(rest) => rest
+                .split('.')
+                .next()
+                .and_then(|i| i.parse::<usize>().ok())
+                .is_some_and(|i| layers.contains(&i)),
+            None => {
+                (first && name == "token_embd.weight")
+                    || (last
+                        && (name.starts_with("output")
+                            || (!has_output && name == "token_embd.weight")))
+            }
+        };
+        if mine {
+            total += t.n_bytes;
+        }
+    }
+    total
+}
