@@ -12,7 +12,8 @@ use crate::store;
 /// Which model, and how to run it.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Model: a GGUF file, or a store name (smollm2, gemma3-270m; a unique prefix works). Default: smollm2
+    /// Model: a GGUF file, a store name (smollm2, gemma3-270m, or one `sparetire pull` printed; a
+    /// unique prefix works), or hf:ORG/REPO[:QUANT] / ms:ORG/REPO[:QUANT] (pulled first). Default: smollm2
     #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
     pub model: Option<String>,
     /// Threads to compute with (default: the number of cores)

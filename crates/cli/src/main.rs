@@ -11,6 +11,7 @@ mod inspect;
 mod models;
 mod perplexity;
 mod plan;
+mod pull;
 mod run;
 mod serve;
 mod store;
@@ -44,10 +45,12 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Predicted layout, memory per node and decode speed of a model on a cluster
     Plan(plan::PlanArgs),
-    /// Fetch a built-in model into the local store
-    Pull(models::PullArgs),
-    /// List the built-in models and which are in the store
+    /// Fetch a model into the local store: a built-in one, or hf:ORG/REPO[:QUANT] / ms:ORG/REPO[:QUANT]
+    Pull(pull::PullArgs),
+    /// List the models in the store (and the built-in ones not pulled yet)
     List(models::ListArgs),
+    /// Remove models from the store
+    Rm(models::RmArgs),
 }
 
 fn main() {
@@ -61,8 +64,9 @@ fn main() {
         Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Serve(a) => serve::main(a),
         Cmd::Plan(a) => plan::main(a),
-        Cmd::Pull(a) => models::pull(a),
+        Cmd::Pull(a) => pull::main(a),
         Cmd::List(a) => models::list(a),
+        Cmd::Rm(a) => models::rm(a),
     };
     sparetire_cluster::finish();
     if let Err(e) = result {

@@ -67,15 +67,12 @@ pub fn main(a: ServeArgs) -> Result<()> {
         );
     }
     // Resolve (and fetch) the model before binding, so errors come before "listening".
-    let path = store::resolve(a.model.model.as_deref())?;
-    let model_name = a.alias.clone().unwrap_or_else(|| match &a.model.model {
-        Some(m) if !std::path::Path::new(m).is_file() => store::find_known(m)
-            .map(|k| k.name.to_owned())
-            .unwrap_or_else(|_| m.clone()),
-        _ => path
-            .file_stem()
+    let resolved = store::resolve_named(a.model.model.as_deref())?;
+    let path = resolved.path;
+    let model_name = a.alias.clone().or(resolved.name).unwrap_or_else(|| {
+        path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model".into()),
+            .unwrap_or_else(|| "model".into())
     });
     let mut margs = a.model.clone();
     margs.model = Some(path.display().to_string());

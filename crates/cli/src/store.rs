@@ -1,11 +1,11 @@
-//! The local model store: known model names, where their files live, and
-//! fetching them from the pinned Python packages that ship them.
+//! Which file `-m` means, and the built-in models: their names and fetching them
+//! from the pinned Python packages that ship them.
 //!
-//! Layout: `$SPARETIRE_HOME` (default `$XDG_CACHE_HOME/sparetire`, else
-//! `~/.cache/sparetire`) holds `models/NAME.gguf` and `models/NAME.json` (a
-//! small manifest). Files are written under a temporary name and renamed into
-//! place only after their sha256 checks out, so a half-written file is never
-//! used as a model.
+//! The store itself (layout, manifests, hub pulls) is `sparetire_hub::Store`:
+//! `$SPARETIRE_HOME` (default `$XDG_CACHE_HOME/sparetire`, else `~/.cache/sparetire`)
+//! holds `models/NAME.gguf` and `models/NAME.json` (a small manifest). Files are written
+//! under a temporary name and renamed into place only after their sha256 checks out, so
+//! a half-written file is never used as a model.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use sha2::{Digest, Sha256};
+use sparetire_hub::{Manifest, ModelFacts, ModelRef, Store};
 
 /// The model used when `-m` is not given.
 pub const DEFAULT_MODEL: &str = "smollm2";
@@ -77,23 +78,14 @@ pub const KNOWN: &[KnownModel] = &[
     },
 ];
 
-/// The store's root directory.
-pub fn home() -> PathBuf {
-    if let Some(h) = std::env::var_os("SPARETIRE_HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".cache")
-        });
-    cache.join("sparetire")
+/// The store the environment names.
+pub fn store() -> Store {
+    Store::from_env()
 }
 
 /// Where model `name`'s file lives in the store.
 pub fn model_path(name: &str) -> PathBuf {
-    home().join("models").join(format!("{name}.gguf"))
+    store().model_path(name)
 }
 
 /// The known model named `query`, or the only one it is a prefix of.
@@ -119,15 +111,50 @@ fn names() -> String {
     KNOWN.iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
 }
 
+/// The built-in names, for the hub to keep its models off them.
+pub fn reserved_names() -> Vec<String> {
+    KNOWN.iter().map(|m| m.name.to_owned()).collect()
+}
+
+/// Every name `-m` knows: the built-in ones, then the store's others.
+fn all_names(store: &Store) -> Vec<String> {
+    let mut all = reserved_names();
+    for e in store.entries().unwrap_or_default() {
+        if !all.contains(&e.name) {
+            all.push(e.name);
+        }
+    }
+    all
+}
+
+/// What `-m` resolved to.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// The store name, when `-m` named a model rather than a file.
+    pub name: Option<String>,
+}
+
 /// Resolves `-m`: an existing file, or a store name (fetched on first use).
 pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
+    Ok(resolve_named(arg)?.path)
+}
+
+/// Resolves `-m`: an existing file; `hf:…`/`ms:…` (pulled if needed, with the
+/// environment's endpoint and token); a store name or a unique prefix of one (a
+/// built-in model is fetched on first use).
+pub fn resolve_named(arg: Option<&str>) -> Result<Resolved> {
     let query = arg.unwrap_or(DEFAULT_MODEL);
     let path = Path::new(query);
     if query.is_empty() {
         bail!("empty model name: give a GGUF file or one of {}", names());
     }
     if path.is_file() {
-        return Ok(path.to_owned());
+        return Ok(Resolved {
+            path: path.to_owned(),
+            name: None,
+        });
     }
     if path.is_dir() {
         bail!(
@@ -135,26 +162,66 @@ pub fn resolve(arg: Option<&str>) -> Result<PathBuf> {
             path.display()
         );
     }
+    if ModelRef::looks_like(query) {
+        let model = ModelRef::parse(query).map_err(|e| crate::usage(e.to_string()))?;
+        // Pulled before: no network needed (`sparetire pull` checks for updates).
+        if let Some(entry) = sparetire_hub::stored(&store(), &model) {
+            return Ok(Resolved {
+                path: entry.path,
+                name: Some(entry.name),
+            });
+        }
+        let pulled = crate::pull::pull_hub(&model, &sparetire_hub::PullOptions::default())?;
+        return Ok(Resolved {
+            path: pulled.path,
+            name: Some(pulled.manifest.name),
+        });
+    }
     if query.contains('/') || query.ends_with(".gguf") {
         bail!("model file {} does not exist", path.display());
     }
-    let known = find_known(query)?;
-    let p = model_path(known.name);
-    if p.is_file() {
-        return Ok(p);
+    let store = store();
+    let all = all_names(&store);
+    let name = if all.iter().any(|n| n == query) {
+        query.to_owned()
+    } else {
+        let matches: Vec<&String> = all.iter().filter(|n| n.starts_with(query)).collect();
+        match matches.as_slice() {
+            [one] => (*one).clone(),
+            [] => bail!(
+                "unknown model {query:?}: not a file, and not a model name the store knows (known: {}); \
+                 models from the hubs are pulled with `sparetire pull hf:ORG/REPO[:QUANT]`",
+                all.join(", ")
+            ),
+            many => bail!(
+                "model name {query:?} is ambiguous: it could be {}",
+                many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    };
+    if let Some(entry) = store.get(&name) {
+        return Ok(Resolved {
+            path: entry.path,
+            name: Some(name),
+        });
     }
+    // Only built-in names are left (the others are files in the store).
+    let known = find_known(&name)?;
     eprintln!(
         "sparetire: model {} is not in the store yet; fetching it (once)",
         known.name
     );
-    pull(known)?;
-    Ok(p)
+    let path = pull(known)?;
+    Ok(Resolved {
+        path,
+        name: Some(name),
+    })
 }
 
 /// Fetches `model` into the store (no-op if it is there and intact).
 pub fn pull(model: &KnownModel) -> Result<PathBuf> {
     let dest = model_path(model.name);
-    let dir = dest.parent().expect("model path has a parent");
+    let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)
         .with_context(|| format!("creating the store directory {}", dir.display()))?;
     if dest.is_file() {
@@ -163,6 +230,12 @@ pub fn pull(model: &KnownModel) -> Result<PathBuf> {
             model.name,
             dest.display()
         );
+        if store().manifest(model.name).ok().flatten().is_none() {
+            // Stored before manifests existed: add one; the model works either way.
+            if let Err(e) = backfill_manifest(model, &dest) {
+                eprintln!("sparetire: warning: {e:#}");
+            }
+        }
         return Ok(dest);
     }
     let nonce = SystemTime::now()
@@ -179,6 +252,55 @@ pub fn pull(model: &KnownModel) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&work);
     result?;
     Ok(dest)
+}
+
+/// Writes the manifest of a built-in model stored before manifests existed (once,
+/// after checking its sha256).
+fn backfill_manifest(model: &KnownModel, path: &Path) -> Result<()> {
+    let mut hasher = Sha256::new();
+    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let size = std::io::copy(&mut f, &mut hasher)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let digest = hex(&hasher.finalize());
+    if digest != model.sha256 {
+        bail!(
+            "{} does not have the sha256 of {} (got {digest}, expected {}); remove it with `sparetire rm {}` and pull again",
+            path.display(),
+            model.name,
+            model.sha256,
+            model.name
+        );
+    }
+    store().write_manifest(&manifest_of(model, path, digest, size)?)?;
+    Ok(())
+}
+
+/// Where built-in `model` comes from: `pip:REQUIREMENT#MEMBER`, parts joined by ` + `.
+pub fn pip_source(model: &KnownModel) -> String {
+    model
+        .parts
+        .iter()
+        .map(|p| format!("pip:{}#{}", p.requirement, p.member))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
+/// The manifest of built-in `model` whose verified file is at `path`.
+fn manifest_of(model: &KnownModel, path: &Path, sha256: String, size: u64) -> Result<Manifest> {
+    let facts = ModelFacts::read(path)?;
+    Ok(Manifest {
+        name: model.name.to_owned(),
+        source: pip_source(model),
+        description: Some(model.description.to_owned()),
+        endpoint: None,
+        revision: None,
+        files: Vec::new(),
+        sha256,
+        size,
+        architecture: facts.architecture,
+        quant: facts.quant,
+        pulled_at: sparetire_hub::now(),
+    })
 }
 
 fn pull_into(model: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
@@ -208,18 +330,10 @@ fn pull_into(model: &KnownModel, work: &Path, dest: &Path) -> Result<()> {
             model.sha256
         );
     }
-    fs::rename(&tmp, dest).with_context(|| format!("moving the model into {}", dest.display()))?;
-    let manifest = serde_json::json!({
-        "name": model.name,
-        "description": model.description,
-        "source": model.parts.iter().map(|p| format!("pip:{}#{}", p.requirement, p.member)).collect::<Vec<_>>(),
-        "sha256": digest,
-        "size": total,
-        "pulled_at": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    });
-    let mpath = dest.with_extension("json");
-    fs::write(&mpath, serde_json::to_vec_pretty(&manifest)?)
-        .with_context(|| format!("writing {}", mpath.display()))?;
+    let manifest = manifest_of(model, &tmp, digest, total)?;
+    store()
+        .install(&tmp, &manifest)
+        .with_context(|| format!("moving the model into {}", dest.display()))?;
     eprintln!(
         "sparetire: {} ready ({:.1} MB, sha256 ok): {}",
         model.name,

@@ -236,7 +236,16 @@ fn chat_keeps_a_conversation() {
 
 #[test]
 fn list_and_unknown_models() {
-    let v = ok_json(&["list", "--json"]);
+    // An empty store: only the built-in names, not yet pulled.
+    let home = tempfile::tempdir().unwrap();
+    let o = bin()
+        .args(["list", "--json"])
+        .env("SPARETIRE_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|r| r["cached"] == false));
     let names: Vec<&str> = v
         .as_array()
         .unwrap()

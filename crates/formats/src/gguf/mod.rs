@@ -2,8 +2,8 @@
 //!
 //! [`GgufFile::open`] memory-maps a file and parses its header; tensor data
 //! stays in the map and is handed out as byte slices ([`GgufFile::tensor_data`]),
-//! never copied. [`GgufWriter`] writes files (tests, the fuzzer's seeds, and
-//! later the quantize command).
+//! never copied. [`GgufWriter`] writes files (tests, the fuzzer's seeds, joining
+//! multi-part downloads, and later the quantize command).
 
 mod reader;
 mod value;
@@ -15,7 +15,7 @@ use sparetire_quant::GgmlType;
 
 pub use reader::{DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use value::Value;
-pub use writer::GgufWriter;
+pub use writer::{DataLayout, GgufWriter};
 
 use crate::mmap::Bytes;
 use crate::FormatError;

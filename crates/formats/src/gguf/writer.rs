@@ -1,4 +1,4 @@
-//! Writing GGUF v3 files.
+//! Writing GGUF v3 files, in memory or streamed.
 
 use std::io::Write;
 
@@ -10,7 +10,9 @@ use super::value::{type_id, Value};
 /// tensor data aligned to `general.alignment` (32 unless set).
 ///
 /// It writes what it is given: tests use it to write deliberately broken files
-/// too (see [`GgufWriter::raw_tensor`]).
+/// too (see [`GgufWriter::raw_tensor`]). Files too large to hold in memory are
+/// streamed: declare tensors by size with [`GgufWriter::tensor_info`], write
+/// [`GgufWriter::header`], then each tensor's bytes at the offsets it returns.
 #[derive(Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
@@ -22,7 +24,20 @@ struct PendingTensor {
     dims: Vec<u64>,
     type_id: u32,
     data: Vec<u8>,
+    /// Size of the data: `data.len()`, or the declared size of a streamed tensor.
+    len: u64,
     offset: Option<u64>,
+}
+
+/// Where a streamed file's parts go: see [`GgufWriter::header`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataLayout {
+    /// Everything before the data section, padded up to where it starts.
+    pub header: Vec<u8>,
+    /// Each tensor's data offset from the start of the data section, in the order added.
+    pub offsets: Vec<u64>,
+    /// The data alignment: the file ends padded to a multiple of it.
+    pub alignment: u64,
 }
 
 impl GgufWriter {
@@ -56,13 +71,36 @@ impl GgufWriter {
             name: name.to_owned(),
             dims: dims.to_vec(),
             type_id,
+            len: data.len() as u64,
             data,
             offset,
         });
         self
     }
 
-    fn alignment(&self) -> u64 {
+    /// Declares a tensor of `n_bytes` whose data the caller writes itself after the
+    /// header, at the offset [`GgufWriter::header`] gives (for files too large to
+    /// build in memory; [`GgufWriter::to_bytes`] fills its data with zeros).
+    pub fn tensor_info(
+        &mut self,
+        name: &str,
+        ty: GgmlType,
+        dims: &[u64],
+        n_bytes: u64,
+    ) -> &mut Self {
+        self.tensors.push(PendingTensor {
+            name: name.to_owned(),
+            dims: dims.to_vec(),
+            type_id: ty.id(),
+            data: Vec::new(),
+            len: n_bytes,
+            offset: None,
+        });
+        self
+    }
+
+    /// The data alignment: `general.alignment` if set to a power of two, else 32.
+    pub fn alignment(&self) -> u64 {
         self.metadata
             .iter()
             .find(|(k, _)| k == "general.alignment")
@@ -71,8 +109,9 @@ impl GgufWriter {
             .unwrap_or(super::DEFAULT_ALIGNMENT)
     }
 
-    /// The complete file image.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The header (magic, metadata, tensor directory, padding up to the data
+    /// section) and where each tensor's data goes.
+    pub fn header(&self) -> DataLayout {
         let align = self.alignment();
         let mut out = Vec::new();
         out.extend_from_slice(b"GGUF");
@@ -90,7 +129,7 @@ impl GgufWriter {
             let off = t.offset.unwrap_or(next);
             offsets.push(off);
             next = off
-                .saturating_add(t.data.len() as u64)
+                .saturating_add(t.len)
                 .div_ceil(align)
                 .saturating_mul(align);
             write_str(&mut out, &t.name);
@@ -103,13 +142,29 @@ impl GgufWriter {
         }
         let data_start = (out.len() as u64).div_ceil(align) * align;
         out.resize(data_start as usize, 0);
+        DataLayout {
+            header: out,
+            offsets,
+            alignment: align,
+        }
+    }
+
+    /// The complete file image.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let DataLayout {
+            header: mut out,
+            offsets,
+            alignment: align,
+        } = self.header();
+        let data_start = out.len();
         for (t, off) in self.tensors.iter().zip(offsets) {
-            if t.data.is_empty() {
+            if t.len == 0 {
                 continue;
             }
-            let at = (data_start + off) as usize;
-            if out.len() < at + t.data.len() {
-                out.resize(at + t.data.len(), 0);
+            let at = data_start + off as usize;
+            let end = at + t.len as usize;
+            if out.len() < end {
+                out.resize(end, 0);
             }
             out[at..at + t.data.len()].copy_from_slice(&t.data);
         }
@@ -170,5 +225,42 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
                 write_value(out, it);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::GgufFile;
+
+    #[test]
+    fn streamed_file_equals_the_in_memory_one() {
+        let tensors: [(&str, &[u64], Vec<u8>); 3] = [
+            ("a", &[4, 2], (0..32).collect()),
+            ("b", &[3], (0..12).map(|i| i * 3).collect()),
+            ("c", &[5, 1], (0..20).rev().collect()),
+        ];
+        let mut whole = GgufWriter::new();
+        let mut streamed = GgufWriter::new();
+        for w in [&mut whole, &mut streamed] {
+            w.add("general.architecture", Value::String("llama".into()))
+                .add("general.alignment", Value::U32(64));
+        }
+        for (name, dims, data) in &tensors {
+            whole.tensor(name, GgmlType::F32, dims, data.clone());
+            streamed.tensor_info(name, GgmlType::F32, dims, data.len() as u64);
+        }
+        let layout = streamed.header();
+        assert_eq!(layout.alignment, 64);
+        let mut out = layout.header.clone();
+        let start = out.len();
+        for ((_, _, data), off) in tensors.iter().zip(&layout.offsets) {
+            out.resize(start + *off as usize, 0);
+            out.extend_from_slice(data);
+        }
+        out.resize(out.len().div_ceil(64) * 64, 0);
+        assert_eq!(out, whole.to_bytes());
+        let f = GgufFile::from_vec(out).unwrap();
+        assert_eq!(f.tensor_data_by_name("b").unwrap().1, &tensors[1].2[..]);
     }
 }
