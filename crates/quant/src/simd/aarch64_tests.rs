@@ -100,10 +100,15 @@ fn magnitude(ty: GgmlType, n: usize, w: &[u8], a: &[u8]) -> f32 {
     wd.iter().zip(&ad).map(|(p, q)| (p * q).abs()).sum()
 }
 
+/// Also, when `SPARETIRE_EXPECT_ISA` is set (`scripts/test_aarch64.sh` sets it for each emulated
+/// CPU), the detected ISA must have that name: proof that both variants were really exercised.
 #[test]
 fn available_lists_what_this_cpu_has() {
     let isas = Isa::available();
     eprintln!("ISAs: {isas:?}");
+    if let Ok(want) = std::env::var("SPARETIRE_EXPECT_ISA") {
+        assert_eq!(Isa::detect().name(), want, "SPARETIRE_EXPECT_ISA");
+    }
     let neon = std::arch::is_aarch64_feature_detected!("neon");
     let dotprod = neon && std::arch::is_aarch64_feature_detected!("dotprod");
     assert_eq!(isas[0], Isa::Scalar);
