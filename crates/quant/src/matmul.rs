@@ -122,7 +122,8 @@ const CHUNK_ROWS: usize = 16;
 /// Each row of `x` is quantized once to `w.ty.vec_dot_type()` the way llama.cpp's CPU backend
 /// does ([`quantize_activation_row`]), then `y[t][r] = vec_dot(w row r, xq[t])` — computed with
 /// the arithmetic llama.cpp uses for this shape (its `vec_dot` kernels, or llamafile's sgemm for
-/// F32/F16 batches), so results are bit-identical to its AVX2 build. Threads take chunks of
+/// F32/F16 batches), so results are bit-identical to its AVX2 build (on x86_64 with AVX2; on
+/// aarch64 every product takes the NEON `vec_dot` tiles, see `plan`). Threads take chunks of
 /// rows from a shared counter; within a chunk, tiles of up to four tokens share each weight
 /// block's decoding. No allocation once the per-thread scratch has grown.
 pub fn matmul(
