@@ -71,14 +71,20 @@ fn runs(dotprod: bool) -> bool {
 // are `#[inline(always)]` bodies that only run inside the `#[target_feature]` functions of
 // `neon_kernels!`.
 
-/// Instantiates the raw tile body `$file::tile` for the weight type `$file::$blk` (blocks of `$wbytes` bytes against activation
-/// blocks of `$abytes`, `$per` elements each) as module `$m` with the two variants' `DOT`, `TILE`
-/// and `CHUNK` tables (index 0: plain NEON, 1: `dotprod`).
+/// Instantiates the raw tile body `$file::tile` for the weight type `$file::$blk` (which
+/// implements `$file::$tr`, giving its block sizes) as module `$m` with the two variants' `DOT`,
+/// `TILE` and `CHUNK` tables (index 0: plain NEON, 1: `dotprod`).
 macro_rules! neon_kernels {
-    ($m:ident, $file:ident :: $blk:ident, $wbytes:expr, $abytes:expr, $per:expr) => {
+    ($m:ident, $file:ident :: $blk:ident : $tr:ident) => {
         mod $m {
             #![allow(unsafe_op_in_unsafe_fn)] // why: as in the parent module
             use super::*;
+
+            /// Bytes per weight block and per activation block, and elements per block, as
+            /// the body reads them.
+            const WBYTES: usize = <$file::$blk as $file::$tr>::BYTES;
+            const ABYTES: usize = <$file::$blk as $file::$tr>::ACT_BYTES;
+            const PER: usize = <$file::$blk as $file::$tr>::ELEMS;
 
             /// # Safety
             /// As a raw tile, with `dotprod`.
@@ -163,12 +169,12 @@ macro_rules! neon_kernels {
                 a_stride: usize,
                 out: &mut [f32],
             ) {
-                let nb = cols / $per;
+                let nb = cols / PER;
                 let t = out.len();
                 assert!((1..=MAX_TILE).contains(&t), "tile of {t} tokens");
-                assert!(w.len() >= nb * $wbytes, "weight row too short");
+                assert!(w.len() >= nb * WBYTES, "weight row too short");
                 assert!(
-                    a_stride >= nb * $abytes && a.len() >= (t - 1) * a_stride + nb * $abytes,
+                    a_stride >= nb * ABYTES && a.len() >= (t - 1) * a_stride + nb * ABYTES,
                     "activation rows too short"
                 );
                 let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
@@ -200,7 +206,7 @@ macro_rules! neon_kernels {
                 nt: usize,
                 out: &mut [f32],
             ) {
-                let nb = cols / $per;
+                let nb = cols / PER;
                 assert!((1..=MAX_TILE).contains(&nt), "tile of {nt} tokens");
                 let n_rows = out.len() / nt;
                 assert_eq!(n_rows * nt, out.len(), "output not whole rows");
@@ -208,11 +214,11 @@ macro_rules! neon_kernels {
                     return;
                 }
                 assert!(
-                    w_row >= nb * $wbytes && w.len() >= (n_rows - 1) * w_row + nb * $wbytes,
+                    w_row >= nb * WBYTES && w.len() >= (n_rows - 1) * w_row + nb * WBYTES,
                     "weight rows too short"
                 );
                 assert!(
-                    a_stride >= nb * $abytes && a.len() >= (nt - 1) * a_stride + nb * $abytes,
+                    a_stride >= nb * ABYTES && a.len() >= (nt - 1) * a_stride + nb * ABYTES,
                     "activation rows too short"
                 );
                 let (w, a, o) = (w.as_ptr(), a.as_ptr(), out.as_mut_ptr());
@@ -247,16 +253,16 @@ macro_rules! neon_kernels {
     };
 }
 
-neon_kernels!(q4_0, legacy::Q4_0, 18, 34, 32);
-neon_kernels!(q4_1, legacy::Q4_1, 20, 36, 32);
-neon_kernels!(q5_0, legacy::Q5_0, 22, 34, 32);
-neon_kernels!(q5_1, legacy::Q5_1, 24, 36, 32);
-neon_kernels!(q8_0, legacy::Q8_0, 34, 34, 32);
-neon_kernels!(q2_k, kquants::Q2K, 84, 292, 256);
-neon_kernels!(q3_k, kquants::Q3K, 110, 292, 256);
-neon_kernels!(q4_k, kquants::Q4K, 144, 292, 256);
-neon_kernels!(q5_k, kquants::Q5K, 176, 292, 256);
-neon_kernels!(q6_k, kquants::Q6K, 210, 292, 256);
+neon_kernels!(q4_0, legacy::Q4_0: Legacy);
+neon_kernels!(q4_1, legacy::Q4_1: Legacy);
+neon_kernels!(q5_0, legacy::Q5_0: Legacy);
+neon_kernels!(q5_1, legacy::Q5_1: Legacy);
+neon_kernels!(q8_0, legacy::Q8_0: Legacy);
+neon_kernels!(q2_k, kquants::Q2K: KQuant);
+neon_kernels!(q3_k, kquants::Q3K: KQuant);
+neon_kernels!(q4_k, kquants::Q4K: KQuant);
+neon_kernels!(q5_k, kquants::Q5K: KQuant);
+neon_kernels!(q6_k, kquants::Q6K: KQuant);
 
 /// The single-row dot kernel for weights of type `ty` in the variant `dotprod` selects, if
 /// there is one and the CPU runs it. F32/F16/BF16 use no integer dot product: both variants

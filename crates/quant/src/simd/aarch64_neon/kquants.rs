@@ -17,13 +17,17 @@
 #![allow(unsafe_op_in_unsafe_fn)] // why: as in the parent module
 
 use super::{f16_at, f32_at, Dot4};
-use crate::blocks::{q3k_scales, scale_min_k4, K_SCALE_SIZE};
+use crate::blocks::{
+    q3k_scales, scale_min_k4, BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K,
+    K_SCALE_SIZE, QK_K,
+};
 use std::arch::aarch64::*;
+use std::mem::size_of;
 
 /// Q8_K block layout: f32 `d` at 0, 256 quants at 4, 16 i16 `bsums` at 260.
 const Q8K_QS: usize = 4;
 const Q8K_BSUMS: usize = 260;
-const Q8K_SIZE: usize = 292;
+const Q8K_SIZE: usize = size_of::<BlockQ8K>();
 
 /// One weight superblock, decoded for every token of a tile.
 pub(super) struct Superblock {
@@ -86,6 +90,10 @@ pub(super) trait KQuant {
     const BYTES: usize;
     /// Whether the type has mins (`x = d·sc·q - dmin·m`).
     const MIN: bool;
+    /// Bytes per activation block (Q8_K).
+    const ACT_BYTES: usize = Q8K_SIZE;
+    /// Elements per superblock.
+    const ELEMS: usize = QK_K;
     /// The superblock at `xb`, decoded.
     ///
     /// # Safety
@@ -110,7 +118,7 @@ pub(super) unsafe fn tile<K: KQuant, const T: usize, const DP: bool>(
     for i in 0..nb {
         let x = K::decode(w.add(K::BYTES * i));
         for t in 0..T {
-            let yb = a.add(a_stride * t + Q8K_SIZE * i);
+            let yb = a.add(a_stride * t + K::ACT_BYTES * i);
             let yd = f32_at(yb);
             acc[t] += (x.d * yd) * scaled_isum::<DP>(&x, yb.add(Q8K_QS)) as f32;
             if K::MIN {
@@ -208,7 +216,7 @@ unsafe fn q5_value<const HIGH: bool>(v: uint8x16_t, h: uint8x16_t) -> int8x16_t 
 pub(super) struct Q2K;
 
 impl KQuant for Q2K {
-    const BYTES: usize = 84;
+    const BYTES: usize = size_of::<BlockQ2K>();
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> Superblock {
@@ -245,7 +253,7 @@ impl KQuant for Q2K {
 pub(super) struct Q3K;
 
 impl KQuant for Q3K {
-    const BYTES: usize = 110;
+    const BYTES: usize = size_of::<BlockQ3K>();
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> Superblock {
@@ -280,7 +288,7 @@ impl KQuant for Q3K {
 pub(super) struct Q4K;
 
 impl KQuant for Q4K {
-    const BYTES: usize = 144;
+    const BYTES: usize = size_of::<BlockQ4K>();
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> Superblock {
@@ -311,7 +319,7 @@ impl KQuant for Q4K {
 pub(super) struct Q5K;
 
 impl KQuant for Q5K {
-    const BYTES: usize = 176;
+    const BYTES: usize = size_of::<BlockQ5K>();
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> Superblock {
@@ -345,7 +353,7 @@ impl KQuant for Q5K {
 pub(super) struct Q6K;
 
 impl KQuant for Q6K {
-    const BYTES: usize = 210;
+    const BYTES: usize = size_of::<BlockQ6K>();
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> Superblock {

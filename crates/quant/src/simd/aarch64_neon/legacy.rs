@@ -13,11 +13,13 @@
 #![allow(unsafe_op_in_unsafe_fn)] // why: as in the parent module
 
 use super::{dot32, f16_at};
+use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK};
 use std::arch::aarch64::*;
+use std::mem::size_of;
 
-/// Bytes of a Q8_0 / Q8_1 activation block, and where its quants start.
-const Q8_0_SIZE: usize = 34;
-const Q8_1_SIZE: usize = 36;
+/// Bytes of a Q8_0 / Q8_1 activation block.
+const Q8_0_SIZE: usize = size_of::<BlockQ8_0>();
+const Q8_1_SIZE: usize = size_of::<BlockQ8_1>();
 
 /// For byte `k` of a 16-byte half: which byte of a block's 32 fifth bits (`qh`, little-endian)
 /// holds its bit (`k / 8`, +2 for elements 16..32), and that bit's mask (`1 << k % 8`).
@@ -88,6 +90,10 @@ pub(super) trait Legacy {
     /// Whether the block has a min `m` (`x = d·q + m`) and so pairs with Q8_1 activations,
     /// whose `s = d_a·Σ a` gives the `m·Σ a` term; otherwise it pairs with Q8_0.
     const MIN: bool;
+    /// Bytes per activation block (Q8_1 or Q8_0).
+    const ACT_BYTES: usize = if Self::MIN { Q8_1_SIZE } else { Q8_0_SIZE };
+    /// Elements per block.
+    const ELEMS: usize = QK;
     /// `(d, m, quants)` of the block at `xb` (`m` is 0 without a min).
     ///
     /// # Safety
@@ -107,7 +113,7 @@ pub(super) struct Q5_1;
 pub(super) struct Q8_0;
 
 impl Legacy for Q4_0 {
-    const BYTES: usize = 18;
+    const BYTES: usize = size_of::<BlockQ4_0>();
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> (f32, f32, [int8x16_t; 2]) {
@@ -116,7 +122,7 @@ impl Legacy for Q4_0 {
 }
 
 impl Legacy for Q4_1 {
-    const BYTES: usize = 20;
+    const BYTES: usize = size_of::<BlockQ4_1>();
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> (f32, f32, [int8x16_t; 2]) {
@@ -125,7 +131,7 @@ impl Legacy for Q4_1 {
 }
 
 impl Legacy for Q5_0 {
-    const BYTES: usize = 22;
+    const BYTES: usize = size_of::<BlockQ5_0>();
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> (f32, f32, [int8x16_t; 2]) {
@@ -136,7 +142,7 @@ impl Legacy for Q5_0 {
 }
 
 impl Legacy for Q5_1 {
-    const BYTES: usize = 24;
+    const BYTES: usize = size_of::<BlockQ5_1>();
     const MIN: bool = true;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> (f32, f32, [int8x16_t; 2]) {
@@ -147,7 +153,7 @@ impl Legacy for Q5_1 {
 }
 
 impl Legacy for Q8_0 {
-    const BYTES: usize = 34;
+    const BYTES: usize = size_of::<BlockQ8_0>();
     const MIN: bool = false;
     #[inline(always)]
     unsafe fn decode(xb: *const u8) -> (f32, f32, [int8x16_t; 2]) {
@@ -193,7 +199,7 @@ pub(super) unsafe fn tile<B: Legacy, const T: usize, const DP: bool>(
     a_stride: usize,
     out: *mut f32,
 ) {
-    let abytes = if B::MIN { Q8_1_SIZE } else { Q8_0_SIZE };
+    let abytes = B::ACT_BYTES;
     let (mut acc0, mut acc1) = ([vdupq_n_f32(0.0); T], [vdupq_n_f32(0.0); T]);
     let (mut summs0, mut summs1) = ([0.0f32; T], [0.0f32; T]);
     let mut i = 0;
