@@ -22,3 +22,5 @@ SPARETIRE="${CARGO_TARGET_DIR:-target}/release/sparetire"
 "$SPARETIRE" pull smollm2 >/dev/null
 "$SPARETIRE" pull gemma3-270m >/dev/null
 cargo test --workspace --release --locked --features sparetire/mpi
+# ARM: cross-build for aarch64 and run the NEON kernel tests under qemu (both variants).
+bash scripts/test_aarch64.sh

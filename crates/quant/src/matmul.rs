@@ -84,7 +84,14 @@ pub(crate) enum Path {
 /// - other K-quants (Q5_K, Q6_K; Q4_K with other row counts) with 8 or more tokens take the tiled
 ///   matmul, checked first in `ggml_compute_forward_mul_mat` (`GGML_CPU_TILED_MM`, on);
 /// - everything else `vec_dot` (or sgemm, see [`uses_sgemm`]).
+///
+/// Off x86_64 every product takes `vec_dot`: there is no AVX2 build to match bit for bit there
+/// (llama.cpp's NEON build repacks, tiles and rounds differently, see `simd/aarch64_neon.rs`),
+/// the path kernels exist only for AVX2, and the NEON `vec_dot` tiles cover every type.
 fn plan(ty: GgmlType, rows: usize, n_tokens: usize) -> Path {
+    if !cfg!(target_arch = "x86_64") {
+        return Path::VecDot;
+    }
     match ty {
         GgmlType::Q4_K | GgmlType::Q4_0 if rows.is_multiple_of(8) => Path::RepackGemm,
         GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K if n_tokens >= 8 => Path::Tiled,
@@ -115,7 +122,8 @@ const CHUNK_ROWS: usize = 16;
 /// Each row of `x` is quantized once to `w.ty.vec_dot_type()` the way llama.cpp's CPU backend
 /// does ([`quantize_activation_row`]), then `y[t][r] = vec_dot(w row r, xq[t])` — computed with
 /// the arithmetic llama.cpp uses for this shape (its `vec_dot` kernels, or llamafile's sgemm for
-/// F32/F16 batches), so results are bit-identical to its AVX2 build. Threads take chunks of
+/// F32/F16 batches), so results are bit-identical to its AVX2 build (on x86_64 with AVX2; on
+/// aarch64 every product takes the NEON `vec_dot` tiles, see `plan`). Threads take chunks of
 /// rows from a shared counter; within a chunk, tiles of up to four tokens share each weight
 /// block's decoding. No allocation once the per-thread scratch has grown.
 pub fn matmul(
@@ -326,6 +334,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn plan_follows_llama_cpp_avx2_routing() {
         assert_eq!(plan(GgmlType::Q4_K, 640, 1), Path::RepackGemm);
         assert_eq!(plan(GgmlType::Q4_K, 640, 70), Path::RepackGemm);
@@ -338,6 +347,25 @@ mod tests {
         assert_eq!(plan(GgmlType::Q8_0, 640, 64), Path::VecDot);
         assert_eq!(plan(GgmlType::Q4_0, 640, 1), Path::RepackGemm);
         assert_eq!(plan(GgmlType::Q4_0, 12, 9), Path::VecDot);
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "x86_64"))]
+    fn plan_is_vec_dot_off_x86() {
+        for ty in [
+            GgmlType::Q4_K,
+            GgmlType::Q4_0,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
+            for (rows, n_tokens) in [(640, 1), (640, 70), (12, 8), (12, 1)] {
+                assert_eq!(
+                    plan(ty, rows, n_tokens),
+                    Path::VecDot,
+                    "{ty} {rows} {n_tokens}"
+                );
+            }
+        }
     }
 
     /// With [`Arithmetic::PerToken`], each token of a batch gets exactly the bits a batch of

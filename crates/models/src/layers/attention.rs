@@ -6,7 +6,9 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 use sparetire_quant::ThreadPool;
 
-use super::ggml_f32::{dot_f16, has_avx2_fma, reduce8_softmax, v_expf};
+#[cfg(target_arch = "x86_64")]
+use super::ggml_f32::has_avx2_fma;
+use super::ggml_f32::{dot_f16, reduce8_softmax, v_expf};
 
 /// The shape of one attention layer.
 #[derive(Clone, Copy, Debug)]

@@ -1,6 +1,8 @@
 //! Gated feed-forward activations.
 
-use super::ggml_f32::{has_avx2_fma, v_expf};
+#[cfg(target_arch = "x86_64")]
+use super::ggml_f32::has_avx2_fma;
+use super::ggml_f32::v_expf;
 
 /// SiLU: `x * sigmoid(x)`, computed as `x / (1 + exp(-x))` with libm's `expf`.
 #[inline]

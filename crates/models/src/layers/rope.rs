@@ -1,5 +1,6 @@
 //! Rotary position embeddings (RoPE).
 
+#[cfg(target_arch = "x86_64")]
 use super::ggml_f32::has_avx2_fma;
 
 /// How the rotated dimensions are paired.

@@ -3,7 +3,15 @@
 //! [`Isa::detect`] probes the CPU once (cached); [`vec_dot`] uses the detected ISA, and
 //! [`vec_dot_with`] runs a chosen one so tests can compare every variant with the scalar
 //! reference. Types without a kernel for an ISA fall back to the scalar code.
+//!
+//! One file per ISA: `x86_avx2.rs` (x86_64 AVX2 + FMA + F16C, bit-exact with llama.cpp's AVX2
+//! build, plus `x86_avx2/paths.rs` for its other matmul paths) and `aarch64_neon.rs` (aarch64
+//! NEON, with and without the `dotprod` extension: [`Isa::Neon`], [`Isa::NeonDotprod`]; exact
+//! integer sums, floats close to the scalar reference). Detection is at run time only, so a
+//! binary built for the baseline target still picks the best kernels.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 
@@ -35,6 +43,13 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 + FMA.
     Avx2,
+    /// aarch64 NEON (Advanced SIMD, every Armv8 CPU): integer dot products by widening
+    /// multiplies (`SMULL` + `SADALP`).
+    Neon,
+    /// aarch64 NEON with the `dotprod` extension (Armv8.2+: Cortex-A55/A76 and later, Neoverse,
+    /// Apple M): integer dot products by `SDOT`. Same integer sums and float steps as
+    /// [`Isa::Neon`], so the two give identical results.
+    NeonDotprod,
 }
 
 impl Isa {
@@ -51,14 +66,25 @@ impl Isa {
         if x86_avx2::available() {
             out.push(Isa::Avx2);
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if aarch64_neon::available() {
+                out.push(Isa::Neon);
+            }
+            if aarch64_neon::dotprod_available() {
+                out.push(Isa::NeonDotprod);
+            }
+        }
         out
     }
 
-    /// A short lowercase name (`"scalar"`, `"avx2"`).
+    /// A short lowercase name (`"scalar"`, `"avx2"`, `"neon"`, `"neon-dotprod"`).
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "neon-dotprod",
         }
     }
 
@@ -66,7 +92,7 @@ impl Isa {
     pub fn has_kernel(self, ty: GgmlType) -> bool {
         match self {
             Isa::Scalar => dot_fn(ty).is_some(),
-            Isa::Avx2 => isa_kernel(self, ty).is_some(),
+            Isa::Avx2 | Isa::Neon | Isa::NeonDotprod => isa_kernel(self, ty).is_some(),
         }
     }
 }
@@ -78,6 +104,10 @@ fn isa_kernel(isa: Isa, ty: GgmlType) -> Option<DotFn> {
         Isa::Avx2 => x86_avx2::kernel(ty),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => None,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon | Isa::NeonDotprod => aarch64_neon::kernel(isa == Isa::NeonDotprod, ty),
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon | Isa::NeonDotprod => None,
     }
 }
 
@@ -109,6 +139,12 @@ pub(crate) fn best_tile(ty: GgmlType, sgemm: bool) -> Option<TileFn> {
         Isa::Avx2 => x86_avx2::tile(ty, sgemm),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => None,
+        #[cfg(target_arch = "aarch64")]
+        isa @ (Isa::Neon | Isa::NeonDotprod) => {
+            aarch64_neon::tile(isa == Isa::NeonDotprod, ty, sgemm)
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon | Isa::NeonDotprod => None,
     }
 }
 
@@ -120,30 +156,36 @@ pub(crate) fn best_chunk(ty: GgmlType, sgemm: bool) -> Option<ChunkFn> {
         Isa::Avx2 => x86_avx2::chunk(ty, sgemm),
         #[cfg(not(target_arch = "x86_64"))]
         Isa::Avx2 => None,
+        #[cfg(target_arch = "aarch64")]
+        isa @ (Isa::Neon | Isa::NeonDotprod) => {
+            aarch64_neon::chunk(isa == Isa::NeonDotprod, ty, sgemm)
+        }
+        #[cfg(not(target_arch = "aarch64"))]
+        Isa::Neon | Isa::NeonDotprod => None,
     }
 }
 
 /// The tile kernel for `ty` on matmul path `path` (other than `VecDot`) on the detected ISA.
+/// Only AVX2 has them: they reproduce llama.cpp's x86 matmul paths, which `matmul::plan` takes
+/// only on x86_64.
 pub(crate) fn best_path_tile(ty: GgmlType, path: crate::matmul::Path) -> Option<TileFn> {
-    match Isa::detect() {
-        Isa::Scalar => None,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_avx2::path_tile(ty, path),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => None,
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx2 {
+        return x86_avx2::path_tile(ty, path);
     }
+    let _ = (ty, path);
+    None
 }
 
 /// The chunk kernel for `ty` on matmul path `path` (other than `VecDot`) on the detected ISA
 /// (same arithmetic as [`best_path_tile`]).
 pub(crate) fn best_path_chunk(ty: GgmlType, path: crate::matmul::Path) -> Option<ChunkFn> {
-    match Isa::detect() {
-        Isa::Scalar => None,
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => x86_avx2::path_chunk(ty, path),
-        #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => None,
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx2 {
+        return x86_avx2::path_chunk(ty, path);
     }
+    let _ = (ty, path);
+    None
 }
 
 /// Dot product of a weight row `w` (`n` elements of `ty`) with an activation row `act`
@@ -176,3 +218,6 @@ pub fn vec_dot_with(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(all(test, target_arch = "aarch64"))]
+mod aarch64_tests;
