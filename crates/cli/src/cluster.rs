@@ -112,16 +112,25 @@ fn run_follower(
 
 /// `MemAvailable` from /proc/meminfo, in bytes (Linux).
 fn available_memory() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: f64 = text
+    proc_kib("/proc/meminfo", "MemAvailable:").map(|kb| kb * 1024.0)
+}
+
+/// This process's resident memory (VmRSS), in MiB (Linux).
+fn resident_mib() -> Option<f64> {
+    proc_kib("/proc/self/status", "VmRSS:").map(|kb| kb / 1024.0)
+}
+
+/// A `key:  N kB` line of a /proc file, in KiB.
+fn proc_kib(file: &str, key: &str) -> Option<f64> {
+    std::fs::read_to_string(file)
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .find_map(|l| l.strip_prefix(key))?
         .trim()
         .trim_end_matches("kB")
         .trim()
         .parse()
-        .ok()?;
-    Some(kb * 1024.0)
+        .ok()
 }
 
 /// mpirun forwards SIGTERM and SIGINT to every rank; a follower leaves when
@@ -135,18 +144,4 @@ fn ignore_stop_signals() {
             libc::signal(sig, libc::SIG_IGN);
         }
     }
-}
-
-/// This process's resident memory (VmRSS), in MiB (Linux).
-fn resident_mib() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb / 1024.0)
 }

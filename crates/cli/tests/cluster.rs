@@ -43,6 +43,29 @@ fn text(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
+/// Sends `signal` to process `pid`, then waits up to `secs` for `mpirun` to end.
+fn signal_and_wait(
+    mpirun: &mut std::process::Child,
+    signal: &str,
+    pid: &str,
+    secs: u64,
+    why: &str,
+) -> std::process::ExitStatus {
+    assert!(Command::new("kill")
+        .args([signal, pid])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = mpirun.try_wait().unwrap() {
+            return s;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(secs), "{why}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn greedy_args(model: &str) -> Vec<String> {
     [
         "run", "-m", model, "--raw", "--temp", "0", "-n", "16", "-t", "1", "-c", "256", "-p",
@@ -159,22 +182,7 @@ fn a_killed_rank_ends_the_job_within_seconds() {
     let collected =
         std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(Command::new("kill")
-        .args(["-9", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the job outlived its dead rank"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = signal_and_wait(&mut child, "-9", &pid, 10, "the job outlived its dead rank");
     assert!(!status.success());
     let err = collected.join().unwrap();
     assert!(err.contains("rank 1") && err.contains("signal 9"), "{err}");
@@ -253,21 +261,6 @@ fn serve_under_mpirun_answers_like_one_process_and_stops_cleanly() {
     );
     // SIGTERM to rank 0 (mpirun itself would abort the job): it drains its requests and
     // tells the other ranks to stop; everyone exits 0, and so does mpirun.
-    assert!(Command::new("kill")
-        .args(["-TERM", &rank0])
-        .status()
-        .unwrap()
-        .success());
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "the job did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = signal_and_wait(&mut child, "-TERM", &rank0, 30, "the job did not stop");
     assert!(status.success(), "{status:?}\n{}", rest.join().unwrap());
 }

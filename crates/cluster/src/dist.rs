@@ -45,31 +45,12 @@ impl DistModel {
         }
     }
 
-    /// The same checks the model makes, done before the call is broadcast, so
-    /// a bad request never leaves the other ranks waiting.
+    /// The model's own checks, made before the call is broadcast, so a bad
+    /// request never leaves the other ranks waiting.
     fn check(&self, seqs: &[Seq<'_>]) -> Result<(), ModelError> {
-        let hp = self.inner.hparams();
-        for s in seqs {
-            if s.tokens.is_empty() {
-                return Err(ModelError::Invalid(
-                    "empty batch: no tokens to evaluate".into(),
-                ));
-            }
-            if let Some(&id) = s.tokens.iter().find(|&&t| t as usize >= hp.n_vocab) {
-                return Err(ModelError::BadToken {
-                    id,
-                    n_vocab: hp.n_vocab,
-                });
-            }
-            let needed = s.state.n_past + s.tokens.len();
-            if needed > s.state.kv.n_ctx() {
-                return Err(ModelError::ContextFull {
-                    needed,
-                    n_ctx: s.state.kv.n_ctx(),
-                });
-            }
-        }
-        Ok(())
+        seqs.iter().try_for_each(|s| {
+            sparetire_models::check_batch(self.inner.hparams(), s.state, s.tokens)
+        })
     }
 }
 

@@ -146,7 +146,7 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
 }
 
 /// Checks a batch before it runs: non-empty, ids in range, room in the context.
-pub(crate) fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<(), ModelError> {
+pub fn check_batch(hp: &HParams, st: &State, tokens: &[u32]) -> Result<(), ModelError> {
     if tokens.is_empty() {
         return Err(ModelError::Invalid(
             "empty batch: no tokens to evaluate".into(),
