@@ -95,9 +95,7 @@ enum Plan {
 /// Runs `sparetire bench serve`.
 pub fn main(a: BenchServeArgs) -> Result<()> {
     if let Some(p) = &a.plot {
-        let png = p
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        let png = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"));
         if !png {
             return Err(usage(format!(
                 "--plot writes a PNG: give a file name ending in .png, not {}",
@@ -173,7 +171,10 @@ fn measure(a: &BenchServeArgs) -> Result<Vec<LevelRow>> {
             let plan = plan.unwrap_or_else(|| {
                 Plan::Until(Instant::now() + Duration::from_secs_f64(a.duration.unwrap_or(0.0)))
             });
-            eprintln!("sparetire: {c} concurrent client(s) against {}", target.endpoint());
+            eprintln!(
+                "sparetire: {c} concurrent client(s) against {}",
+                target.endpoint()
+            );
             let (outcomes, wall) = level(&target, &bodies, c as usize, plan, timeout).await;
             let row = LevelRow::summarize(&label, c as usize, &outcomes, wall);
             report_problems(&row, &outcomes, a.max_tokens);

@@ -30,14 +30,20 @@ impl Target {
     /// Parses a server URL (`http://127.0.0.1:8080`, `localhost:8080`, `http://h:1/v1`);
     /// the error says what is wrong with it.
     pub fn parse(url: &str, api_key: Option<String>) -> Result<Target, String> {
-        let uri: Uri = url
+        let full = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
+        let uri: Uri = full
             .parse()
             .map_err(|e| format!("--url {url:?} is not a URL: {e}"))?;
         match uri.scheme_str() {
-            None | Some("http") => {}
-            Some(s) => {
+            Some("http") => {}
+            s => {
                 return Err(format!(
-                    "--url {url:?}: only http:// is supported, not {s}://"
+                    "--url {url:?}: only http:// is supported, not {}://",
+                    s.unwrap_or("")
                 ))
             }
         }
@@ -118,7 +124,10 @@ impl Client {
 
     async fn exchange(&mut self, body: Bytes, t0: Instant) -> Result<Outcome, String> {
         let (mut sender, reused) = self.ready_sender().await?;
-        let resp = match sender.send_request(self.target.request(body.clone())?).await {
+        let resp = match sender
+            .send_request(self.target.request(body.clone())?)
+            .await
+        {
             Ok(r) => r,
             // A kept-alive connection the server closed just as we used it: the request never
             // reached it, so it is sent again once on a new connection.
@@ -327,11 +336,15 @@ mod tests {
             .unwrap();
         s.event("[DONE]", ms(21)).unwrap();
         let o = s.finish(ms(22)).unwrap();
-        assert_eq!((o.ttft, o.last_text, o.tokens), (Some(ms(10)), Some(ms(20)), 2));
+        assert_eq!(
+            (o.ttft, o.last_text, o.tokens),
+            (Some(ms(10)), Some(ms(20)), 2)
+        );
         assert_eq!(o.latency, ms(22));
 
         let mut s = StreamState::default();
-        s.event(r#"{"choices":[{"text":"Hello"}]}"#, ms(10)).unwrap();
+        s.event(r#"{"choices":[{"text":"Hello"}]}"#, ms(10))
+            .unwrap();
         s.event(
             r#"{"choices":[{"text":"","finish_reason":"length"}],"usage":{"completion_tokens":3}}"#,
             ms(25),

@@ -33,10 +33,7 @@ pub fn draw(path: &Path, rows: &[LevelRow]) -> Result<()> {
     xs.sort_by(f64::total_cmp);
     xs.dedup();
     let x_range = (xs[0] / 1.5)..(xs[xs.len() - 1] * 1.5);
-    let tps_max = rows
-        .iter()
-        .map(|r| r.tokens_per_second)
-        .fold(0.0, f64::max);
+    let tps_max = rows.iter().map(|r| r.tokens_per_second).fold(0.0, f64::max);
     let lat: Vec<f64> = rows
         .iter()
         .flat_map(|r| [r.ttft_p50_ms, r.tpot_p50_ms])
@@ -70,7 +67,9 @@ pub fn draw(path: &Path, rows: &[LevelRow]) -> Result<()> {
         .configure_mesh()
         .x_desc("concurrent clients")
         .y_desc("tokens/s")
+        .light_line_style(WHITE)
         .x_label_formatter(&|x| format!("{x}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| fail(&e))?;
     for (i, (label, run)) in runs.iter().enumerate() {
@@ -98,10 +97,7 @@ pub fn draw(path: &Path, rows: &[LevelRow]) -> Result<()> {
         .map_err(|e| fail(&e))?;
 
     let mut chart = ChartBuilder::on(&right)
-        .caption(
-            "Median TTFT (●) and TPOT (▲), ms",
-            ("sans-serif", 22),
-        )
+        .caption("Median TTFT (●) and TPOT (▲), ms", ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(44)
         .y_label_area_size(64)
@@ -114,6 +110,7 @@ pub fn draw(path: &Path, rows: &[LevelRow]) -> Result<()> {
         .configure_mesh()
         .x_desc("concurrent clients")
         .y_desc("milliseconds")
+        .light_line_style(WHITE)
         .x_label_formatter(&|x| format!("{x}"))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
@@ -142,7 +139,10 @@ pub fn draw(path: &Path, rows: &[LevelRow]) -> Result<()> {
             .label(format!("{label} TPOT"))
             .legend(move |(x, y)| TriangleMarker::new((x + 10, y), 5, color.filled()));
         chart
-            .draw_series(tpot.iter().map(|&p| TriangleMarker::new(p, 5, color.filled())))
+            .draw_series(
+                tpot.iter()
+                    .map(|&p| TriangleMarker::new(p, 5, color.filled())),
+            )
             .map_err(|e| fail(&e))?;
     }
     chart

@@ -164,7 +164,14 @@ mod tests {
             error: None,
         };
         assert_eq!(o.tpot(), Some(ms(100)));
-        assert_eq!(Outcome { tokens: 1, ..o.clone() }.tpot(), None);
+        assert_eq!(
+            Outcome {
+                tokens: 1,
+                ..o.clone()
+            }
+            .tpot(),
+            None
+        );
         assert_eq!(Outcome::failed("x", ms(1)).tpot(), None);
     }
 
@@ -177,11 +184,7 @@ mod tests {
             tokens: 11,
             error: None,
         };
-        let outcomes = [
-            good.clone(),
-            good,
-            Outcome::failed("HTTP 429", ms(2)),
-        ];
+        let outcomes = [good.clone(), good, Outcome::failed("HTTP 429", ms(2))];
         let row = LevelRow::summarize("x", 3, &outcomes, Duration::from_secs(2));
         assert_eq!((row.requests, row.failures), (3, 1));
         assert_eq!(row.generated_tokens, 22);
