@@ -55,3 +55,9 @@ PY
 
 # The 1-minute load average, to judge how quiet the machine was.
 loadavg() { cut -d' ' -f1 /proc/loadavg; }
+
+# CPU ticks all cores spent busy since boot (user, nice, system, irq, softirq, steal).
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+
+# CPU ticks process PID (all its threads) has used.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
