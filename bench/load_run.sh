@@ -6,22 +6,26 @@
 # exits 1 if any request failed.
 #
 #   bench/load_run.sh [-m MODEL] [-t THREADS] [-P SLOTS] [-q MAX_QUEUE] [-c CTX_PER_SLOT]
-#                     [-C 8,16,32] [-d SECONDS] [-n MAX_TOKENS] [-o OUTDIR]
+#                     [-C 8,16,32] [-d SECONDS] [-n MAX_TOKENS] [-N NICE] [-o OUTDIR]
 #
 # Defaults: smollm2, 2 threads, --parallel 16, --max-queue 64, -c 512, 8, 16 and 32
 # connections for 30 s each, -n 32. Writes OUTDIR (default: a new temporary directory):
 # rows-C.json for each level, rss.tsv (unix time, RSS KiB) and the server's log.
+# -N -10 (as root) runs it all in a session and scheduling group of its own at that priority,
+# ahead of other users' work on a shared machine.
 set -euo pipefail
+SELF=$(realpath "$0")
 cd "$(dirname "$0")/.."
 source bench/serve_lib.sh
-MODEL=smollm2; THREADS=2; SLOTS=16; QUEUE=64; CTX=512; LEVELS=8,16,32; SECS=30; NTOK=32; OUT=""
-while getopts "m:t:P:q:c:C:d:n:o:" o; do
+MODEL=smollm2; THREADS=2; SLOTS=16; QUEUE=64; CTX=512; LEVELS=8,16,32; SECS=30; NTOK=32; NICE=0; OUT=""
+while getopts "m:t:P:q:c:C:d:n:N:o:" o; do
     case $o in
         m) MODEL=$OPTARG ;; t) THREADS=$OPTARG ;; P) SLOTS=$OPTARG ;; q) QUEUE=$OPTARG ;;
         c) CTX=$OPTARG ;; C) LEVELS=$OPTARG ;; d) SECS=$OPTARG ;; n) NTOK=$OPTARG ;;
-        o) OUT=$OPTARG ;; *) exit 2 ;;
+        N) NICE=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;;
     esac
 done
+prioritize "$NICE" "$SELF" "$@"
 [ -n "$OUT" ] || OUT=$(mktemp -d)
 mkdir -p "$OUT"
 build_sparetire

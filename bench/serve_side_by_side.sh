@@ -6,12 +6,14 @@
 #
 #   bench/serve_side_by_side.sh [-m MODEL] [-t THREADS] [-P SLOTS] [-c CTX_PER_SLOT]
 #                               [-C 1,2,4,8,16] [-n MAX_TOKENS] [-k REQUESTS_PER_CLIENT]
-#                               [-R ROUNDS] [-q MAX_OTHER_CPU] [-o OUTDIR]
+#                               [-R ROUNDS] [-q MAX_OTHER_CPU] [-N NICE] [-o OUTDIR]
 #
 # Defaults: smollm2, 2 threads, 16 slots of 512 tokens, -n 32, -k 4, -R 3, -q 0.3.
 # Each measurement also records the CPU that everything but the measured server used meanwhile
 # (cores, from /proc/stat; the load generator is part of it): a measurement above
-# MAX_OTHER_CPU is taken again, up to three tries, keeping the quietest.
+# MAX_OTHER_CPU is taken again, up to three tries, keeping the quietest. On a machine that
+# others use, -N -10 (as root) runs the script, both servers and the load generator in a
+# session and scheduling group of their own at that priority (default: 0, unchanged).
 # llama-server comes from $LLAMA_CPP_BIN (scripts/build_llamacpp.sh builds it and prints the
 # path; default ~/.cache/sparetire-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin).
 # It runs with -np SLOTS -c SLOTS*CTX_PER_SLOT (each slot gets CTX_PER_SLOT) and
@@ -20,17 +22,19 @@
 # Writes OUTDIR (default: a new temporary directory): each measurement's JSON, other_cpu.tsv,
 # the medians (median-*.json, `bench serve --json` rows), serve_side_by_side.png and the logs.
 set -euo pipefail
+SELF=$(realpath "$0")
 cd "$(dirname "$0")/.."
 source bench/serve_lib.sh
 MODEL=smollm2; THREADS=2; SLOTS=16; CTX=512; LEVELS=1,2,4,8,16; NTOK=32; PER_CLIENT=4; ROUNDS=3
-MAX_OTHER=0.3; OUT=""
-while getopts "m:t:P:c:C:n:k:R:q:o:" o; do
+MAX_OTHER=0.3; NICE=0; OUT=""
+while getopts "m:t:P:c:C:n:k:R:q:N:o:" o; do
     case $o in
         m) MODEL=$OPTARG ;; t) THREADS=$OPTARG ;; P) SLOTS=$OPTARG ;; c) CTX=$OPTARG ;;
         C) LEVELS=$OPTARG ;; n) NTOK=$OPTARG ;; k) PER_CLIENT=$OPTARG ;; R) ROUNDS=$OPTARG ;;
-        q) MAX_OTHER=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;;
+        q) MAX_OTHER=$OPTARG ;; N) NICE=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;;
     esac
 done
+prioritize "$NICE" "$SELF" "$@"
 BIN=${LLAMA_CPP_BIN:-$HOME/.cache/sparetire-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
 [ -x "$BIN/llama-server" ] || { echo "error: no llama-server in $BIN; run scripts/build_llamacpp.sh or set LLAMA_CPP_BIN" >&2; exit 1; }
 [ -n "$OUT" ] || OUT=$(mktemp -d)
