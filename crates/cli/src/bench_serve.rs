@@ -133,13 +133,11 @@ pub fn main(a: BenchServeArgs) -> Result<()> {
 
 /// Sweeps the concurrency levels against the server; prints the table rows as they come.
 fn measure(a: &BenchServeArgs) -> Result<Vec<LevelRow>> {
-    let plan = match a.duration {
-        Some(d) if !(d.is_finite() && d > 0.0 && d <= 86_400.0) => {
-            return Err(usage("--duration must be between 0 and 86400 seconds"))
-        }
-        Some(_) => None,
-        None => Some(Plan::Requests(a.requests_per_client)),
-    };
+    if a.duration
+        .is_some_and(|d| !(d.is_finite() && d > 0.0 && d <= 86_400.0))
+    {
+        return Err(usage("--duration must be between 0 and 86400 seconds"));
+    }
     if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 86_400.0) {
         return Err(usage("--timeout must be between 0 and 86400 seconds"));
     }
@@ -168,9 +166,10 @@ fn measure(a: &BenchServeArgs) -> Result<Vec<LevelRow>> {
         }
         let mut rows = Vec::new();
         for &c in &a.concurrency {
-            let plan = plan.unwrap_or_else(|| {
-                Plan::Until(Instant::now() + Duration::from_secs_f64(a.duration.unwrap_or(0.0)))
-            });
+            let plan = match a.duration {
+                Some(d) => Plan::Until(Instant::now() + Duration::from_secs_f64(d)),
+                None => Plan::Requests(a.requests_per_client),
+            };
             eprintln!(
                 "sparetire: {c} concurrent client(s) against {}",
                 target.endpoint()
