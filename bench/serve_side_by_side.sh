@@ -6,7 +6,8 @@
 #
 #   bench/serve_side_by_side.sh [-m MODEL] [-t THREADS] [-P SLOTS] [-c CTX_PER_SLOT]
 #                               [-C 1,2,4,8,16] [-n MAX_TOKENS] [-k REQUESTS_PER_CLIENT]
-#                               [-R ROUNDS] [-q MAX_OTHER_CPU] [-N NICE] [-o OUTDIR]
+#                               [-R ROUNDS] [-q MAX_OTHER_CPU] [-N NICE] [-S SPARETIRE_BIN]
+#                               [-o OUTDIR]
 #
 # Defaults: smollm2, 2 threads, 16 slots of 512 tokens, -n 32, -k 4, -R 3, -q 0.3.
 # Each measurement also records the CPU that everything but the measured server used meanwhile
@@ -14,6 +15,8 @@
 # MAX_OTHER_CPU is taken again, up to three tries, keeping the quietest. On a machine that
 # others use, -N -10 (as root) runs the script, both servers and the load generator in a
 # session and scheduling group of their own at that priority (default: 0, unchanged).
+# -S serves with another sparetire binary (another branch's build, say; default: this
+# checkout's release build, which always runs the load generator).
 # llama-server comes from $LLAMA_CPP_BIN (scripts/build_llamacpp.sh builds it and prints the
 # path; default ~/.cache/sparetire-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin).
 # It runs with -np SLOTS -c SLOTS*CTX_PER_SLOT (each slot gets CTX_PER_SLOT) and
@@ -26,12 +29,13 @@ SELF=$(realpath "$0")
 cd "$(dirname "$0")/.."
 source bench/serve_lib.sh
 MODEL=smollm2; THREADS=2; SLOTS=16; CTX=512; LEVELS=1,2,4,8,16; NTOK=32; PER_CLIENT=4; ROUNDS=3
-MAX_OTHER=0.3; NICE=0; OUT=""
-while getopts "m:t:P:c:C:n:k:R:q:N:o:" o; do
+MAX_OTHER=0.3; NICE=0; SERVE_BIN=""; OUT=""
+while getopts "m:t:P:c:C:n:k:R:q:N:S:o:" o; do
     case $o in
         m) MODEL=$OPTARG ;; t) THREADS=$OPTARG ;; P) SLOTS=$OPTARG ;; c) CTX=$OPTARG ;;
         C) LEVELS=$OPTARG ;; n) NTOK=$OPTARG ;; k) PER_CLIENT=$OPTARG ;; R) ROUNDS=$OPTARG ;;
-        q) MAX_OTHER=$OPTARG ;; N) NICE=$OPTARG ;; o) OUT=$OPTARG ;; *) exit 2 ;;
+        q) MAX_OTHER=$OPTARG ;; N) NICE=$OPTARG ;; S) SERVE_BIN=$OPTARG ;;
+        o) OUT=$OPTARG ;; *) exit 2 ;;
     esac
 done
 prioritize "$NICE" "$SELF" "$@"
@@ -44,7 +48,7 @@ path=$(model_path "$MODEL")
 
 declare -A PORT PID
 PORT[sparetire]=$(free_port)
-start_server "$OUT/sparetire.log" "$ST" serve -m "$path" -t "$THREADS" --parallel "$SLOTS" -c "$CTX" \
+start_server "$OUT/sparetire.log" "${SERVE_BIN:-$ST}" serve -m "$path" -t "$THREADS" --parallel "$SLOTS" -c "$CTX" \
     --host 127.0.0.1 --port "${PORT[sparetire]}"
 PID[sparetire]=$SERVER_PID
 PORT[llama-server]=$(free_port)
