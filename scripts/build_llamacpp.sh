@@ -9,7 +9,8 @@
 # Result:
 #   DIR/llama_cpp_python-0.3.36/                         unpacked source package (Python bindings)
 #   DIR/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin  llama-bench, llama-perplexity,
-#       llama-completion, llama-tokenize, llama-quantize and libllama.so / libggml*.so
+#       llama-completion, llama-tokenize, llama-quantize, llama-server (for
+#       bench/serve_side_by_side.sh) and libllama.so / libggml*.so
 #
 # Idempotent: each step is skipped when its output already exists.
 # Env: JOBS (parallel build jobs, default: nproc).
@@ -21,7 +22,7 @@ PKG="llama_cpp_python-${VERSION}"
 SRC="$DIR/$PKG"
 LLAMA="$SRC/vendor/llama.cpp"
 BIN="$LLAMA/build/bin"
-TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize)
+TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-server)
 JOBS="${JOBS:-$(nproc)}"
 
 mkdir -p "$DIR"
@@ -64,7 +65,7 @@ if [ "$built" -eq 0 ]; then
     (
         cd "$LLAMA"
         cmake -B build -DCMAKE_BUILD_TYPE=Release \
-            -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF
+            -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON
         cmake --build build -j"$JOBS" --target "${TARGETS[@]}"
     )
 else

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use serde_json::json;
 use sparetire_models::{Logits, Model};
 use sparetire_runtime::{Engine, PREFILL_CHUNK};
@@ -14,7 +14,11 @@ use crate::{store, usage};
 
 /// `bench` flags (llama-bench's names).
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `bench serve`: a running server instead of a model file
+    #[command(subcommand)]
+    pub command: Option<BenchCmd>,
     /// Model: a GGUF file or a store name (default: smollm2)
     #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
     pub model: Option<String>,
@@ -65,8 +69,18 @@ pub struct BenchArgs {
     pub rank_weights: Option<Vec<f64>>,
 }
 
+/// What `bench` measures other than the model itself.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Throughput and latency of a running OpenAI-compatible server at rising concurrency
+    Serve(crate::bench_serve::BenchServeArgs),
+}
+
 /// Runs `sparetire bench`.
 pub fn main(a: BenchArgs) -> Result<()> {
+    if let Some(BenchCmd::Serve(s)) = a.command {
+        return crate::bench_serve::main(s);
+    }
     let threads = if a.threads.is_empty() {
         vec![default_threads()]
     } else {

@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod bench_serve;
 mod chat;
 mod cluster;
 mod inspect;
@@ -31,7 +32,7 @@ struct Cli {
 enum Cmd {
     /// Generate text from a prompt (wrapped in the model's chat template unless --raw)
     Run(run::RunArgs),
-    /// Speed of prompt processing and generation, like llama-bench
+    /// Speed of prompt processing and generation, like llama-bench; `bench serve` measures a server
     Bench(bench::BenchArgs),
     /// Interactive chat that keeps the conversation's history
     Chat(chat::ChatArgs),
