@@ -17,7 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-cargo build --release --locked -p sparetire
+cargo build --release --locked -p sparetire --features mpi
 SPARETIRE="${CARGO_TARGET_DIR:-target}/release/sparetire"
 "$SPARETIRE" pull smollm2 >/dev/null
 "$SPARETIRE" pull gemma3-270m >/dev/null
