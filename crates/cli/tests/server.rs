@@ -506,6 +506,8 @@ fn disconnected_clients_free_their_sequence() {
         "the abandoned request kept generating ({generated} tokens, {:?})",
         t0.elapsed()
     );
+    // Its blocks went back at once (a finished request's cache is kept, as "cached").
+    assert_eq!(metric(&s, "sparetire_kv_cache_blocks{state=\"held\"}"), 0.0);
 }
 
 #[test]

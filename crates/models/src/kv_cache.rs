@@ -212,6 +212,11 @@ impl KvCache {
         &self.tokens
     }
 
+    /// The blocks this sequence holds, in position order.
+    pub fn blocks(&self) -> &[BlockId] {
+        &self.table
+    }
+
     /// Blocks this sequence holds.
     pub fn n_blocks(&self) -> usize {
         self.table.len()

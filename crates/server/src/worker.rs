@@ -156,6 +156,7 @@ impl Worker {
                             Slot {
                                 state: st,
                                 active: None,
+                                idle_since: 0,
                             }
                         })
                 })
@@ -258,6 +259,9 @@ impl Drop for Worker {
 struct Slot {
     state: State,
     active: Option<Active>,
+    /// When its last request finished (its cache is kept for reuse until
+    /// the blocks are needed; the oldest idle cache goes first).
+    idle_since: u64,
 }
 
 /// The request a slot is serving.
@@ -292,10 +296,18 @@ impl Slot {
         }
     }
 
-    /// Ends the request (if any) and gives its blocks back.
+    /// Ends the request (if any) and gives its blocks back at once.
     fn release(&mut self) {
         self.active = None;
         self.state.truncate(0);
+    }
+
+    /// Ends a request that completed, keeping its cache: a later request that
+    /// starts the same way (the next turn of the conversation, the same
+    /// prompt again) reuses it to the token, not only whole published blocks.
+    fn finish(&mut self, tick: u64) {
+        self.active = None;
+        self.idle_since = tick;
     }
 }
 
@@ -381,7 +393,23 @@ impl Batcher<'_> {
                 param: Some(field.into()),
             });
         }
-        let Some(slot) = self.slots.iter_mut().find(|s| s.active.is_none()) else {
+        // The free slot whose kept cache shares the longest prefix with the prompt; among
+        // equals, the one idle longest (its cache is the least likely to be wanted).
+        let common = |s: &Slot| {
+            s.state
+                .kv
+                .tokens()
+                .iter()
+                .zip(&prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        let Some(slot) = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.active.is_none())
+            .max_by_key(|s| (common(s), std::cmp::Reverse(s.idle_since)))
+        else {
             return Err(ApiError::Internal("no free slot".into()));
         };
         self.arrivals += 1;
@@ -455,6 +483,16 @@ impl Batcher<'_> {
                 .sum();
             if needed <= self.pool.available() {
                 break;
+            }
+            // Kept caches of idle slots go first, the oldest first.
+            if let Some(idle) = self
+                .slots
+                .iter_mut()
+                .filter(|s| s.active.is_none() && s.state.kv.n_blocks() > 0)
+                .min_by_key(|s| s.idle_since)
+            {
+                idle.release();
+                continue;
             }
             let victim = self
                 .slots
@@ -591,7 +629,7 @@ impl Batcher<'_> {
                     m.tpot
                         .observe(t.elapsed().as_secs_f64() / (n_gen - 1) as f64);
                 }
-                slot.release();
+                slot.finish(self.arrivals);
             }
         }
         if !finished.is_empty() {
@@ -603,16 +641,24 @@ impl Batcher<'_> {
         Ok(())
     }
 
-    /// Running sequences and KV-cache occupancy, for `/metrics`.
+    /// Running sequences and KV-cache occupancy, for `/metrics`: blocks held
+    /// by running sequences; cached ones (kept by idle slots, or published and
+    /// held by nobody) that are given back when needed; free ones.
     fn publish_metrics(&self) {
         let m = &self.metrics;
-        let running = self.slots.iter().filter(|s| s.active.is_some()).count();
-        let used: usize = self.slots.iter().map(|s| s.state.n_past).sum();
+        let running: Vec<&Slot> = self.slots.iter().filter(|s| s.active.is_some()).collect();
+        let used: usize = running.iter().map(|s| s.state.n_past).sum();
+        let held: std::collections::HashSet<u32> = running
+            .iter()
+            .flat_map(|s| s.state.kv.blocks().iter().copied())
+            .collect();
         let b = self.pool.stats();
-        m.running.store(running as u64, Ordering::Relaxed);
+        m.running.store(running.len() as u64, Ordering::Relaxed);
         m.kv_used.store(used as u64, Ordering::Relaxed);
-        m.kv_blocks_held.store(b.held as u64, Ordering::Relaxed);
-        m.kv_blocks_cached.store(b.cached as u64, Ordering::Relaxed);
+        m.kv_blocks_held.store(held.len() as u64, Ordering::Relaxed);
+        let kept = b.held.saturating_sub(held.len());
+        m.kv_blocks_cached
+            .store((b.cached + kept) as u64, Ordering::Relaxed);
         m.kv_blocks_free.store(b.free as u64, Ordering::Relaxed);
     }
 }
