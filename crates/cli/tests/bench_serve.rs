@@ -1,64 +1,12 @@
 //! `sparetire bench serve` against a real `sparetire serve` (SmolLM2 from the store, which
 //! scripts/test.sh fetches), as a user runs both.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
+use std::process::{Command, Output};
+
+use common::start;
 use serde_json::Value;
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `sparetire serve` on a free port and waits until /health says ok.
-fn start(extra: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sparetire"))
-        .args(["serve", "--port", "0", "-m", "smollm2", "-c", "256"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start sparetire serve");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("sparetire: listening on http://") {
-            break a.to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    let server = Server { child, addr };
-    let t0 = Instant::now();
-    while !healthy(&server.addr) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "server not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn healthy(addr: &str) -> bool {
-    let Ok(mut c) = TcpStream::connect(addr) else {
-        return false;
-    };
-    let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut resp = String::new();
-    c.write_all(req.as_bytes()).is_ok()
-        && c.read_to_string(&mut resp).is_ok()
-        && resp.starts_with("HTTP/1.1 200")
-}
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sparetire"))
@@ -89,7 +37,7 @@ fn is_png(path: &std::path::Path) -> bool {
 
 #[test]
 fn sweeps_concurrency_levels_and_plots() {
-    let s = start(&["--parallel", "2", "--api-key", "k"]);
+    let s = start(&["-m", "smollm2", "--parallel", "2", "--api-key", "k"]);
     let tmp = tempfile::tempdir().unwrap();
     let plot = tmp.path().join("p.png");
     let url = format!("http://{}", s.addr);
