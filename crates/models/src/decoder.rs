@@ -318,14 +318,23 @@ impl Decoder {
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
         );
+        // Each slice is copied into memory of its own and the file's pages
+        // are let go after every layer, so a rank's resident memory is its
+        // share of the weights (plus the embeddings it reads), not the whole
+        // file: the page cache maps whole large folios around every read.
+        let file = self.file.clone();
+        let own = |w: &Weight, rows: &Range<usize>| -> Result<Weight, ModelError> {
+            Ok(w.row_slice(rows.clone())?.into_owned(&file))
+        };
         for b in &mut self.blocks {
-            b.wq = b.wq.row_slice(q.clone())?;
-            b.wk = b.wk.row_slice(kv.clone())?;
-            b.wv = b.wv.row_slice(kv.clone())?;
-            b.wo = b.wo.row_slice(shard.rows.clone())?;
-            b.w_gate = b.w_gate.row_slice(shard.ff.clone())?;
-            b.w_up = b.w_up.row_slice(shard.ff.clone())?;
-            b.w_down = b.w_down.row_slice(shard.rows.clone())?;
+            b.wq = own(&b.wq, &q)?;
+            b.wk = own(&b.wk, &kv)?;
+            b.wv = own(&b.wv, &kv)?;
+            b.wo = own(&b.wo, &shard.rows)?;
+            b.w_gate = own(&b.w_gate, &shard.ff)?;
+            b.w_up = own(&b.w_up, &shard.ff)?;
+            b.w_down = own(&b.w_down, &shard.rows)?;
+            file.release_pages();
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
                 *bk = bk[kv.clone()].to_vec();
