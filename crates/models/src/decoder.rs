@@ -31,7 +31,7 @@ use crate::layers::mlp::{geglu, swiglu};
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
-use crate::tensor_parallel::{plan_shard, Gatherer, Shard};
+use crate::tensor_parallel::{plan_shard, Gathered, Gatherer, Shard};
 use crate::weights::{Weight, WeightLoader};
 use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
@@ -275,6 +275,7 @@ impl Decoder {
         part: &[f32],
         n: usize,
         cols: impl Fn(&Shard) -> Range<usize>,
+        what: Gathered,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
         let Some(tp) = &self.tp else {
@@ -284,7 +285,7 @@ impl Decoder {
         let counts: Vec<usize> = tp.all.iter().map(|s| n * cols(s).len()).collect();
         let all = tp
             .gatherer
-            .all_gather(part, &counts)
+            .all_gather(part, &counts, n, what)
             .map_err(|e| ModelError::Cluster(format!("rank {}: all-gather: {e}", tp.rank)))?;
         let width = out.len() / n.max(1);
         let mut at = 0;
@@ -618,10 +619,16 @@ impl Decoder {
                 // Every rank needs every head's output; each computes some rows.
                 let hd = hp.head_dim;
                 let whole = sized(&mut b.gathered, n * hp.q_dim());
-                self.gather(attn, n, |s| s.heads.start * hd..s.heads.end * hd, whole)?;
+                self.gather(
+                    attn,
+                    n,
+                    |s| s.heads.start * hd..s.heads.end * hd,
+                    Gathered::input_of(blk.wo.ty),
+                    whole,
+                )?;
                 let part = sized(&mut b.part, n * tp.shard.rows.len());
                 linear(pool, f, arith, &blk.wo, whole, n, part)?;
-                self.gather(part, n, |s| s.rows.clone(), out)?;
+                self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
             } else {
                 linear(pool, f, arith, &blk.wo, attn, n, out)?;
             }
@@ -657,10 +664,16 @@ impl Decoder {
             tap(taps, act_name, Some(il), gate);
             if let Some(tp) = &self.tp {
                 let whole = sized(&mut b.gathered, n * hp.n_ff);
-                self.gather(gate, n, |s| s.ff.clone(), whole)?;
+                self.gather(
+                    gate,
+                    n,
+                    |s| s.ff.clone(),
+                    Gathered::input_of(blk.w_down.ty),
+                    whole,
+                )?;
                 let part = sized(&mut b.part, n * tp.shard.rows.len());
                 linear(pool, f, arith, &blk.w_down, whole, n, part)?;
-                self.gather(part, n, |s| s.rows.clone(), out)?;
+                self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
             } else {
                 linear(pool, f, arith, &blk.w_down, gate, n, out)?;
             }
