@@ -91,42 +91,6 @@ impl CommGatherer {
         if codec == Codec::F32 {
             return self.comm.all_gather(mine, counts);
         }
-        if std::env::var_os("XDBG").is_some()
-            && codec == (Codec::Q8 { block: 256 })
-            && mine.len() % 256 == 0
-            && !mine.is_empty()
-        {
-            let y = codec.decode(&codec.encode(mine, rows), mine.len(), rows, 0)?;
-            let ty = sparetire_quant::GgmlType::Q8_K;
-            let nb = ty.row_bytes(mine.len()).unwrap();
-            let (mut a, mut b) = (vec![0u8; nb], vec![0u8; nb]);
-            sparetire_quant::quantize_activation_row(ty, mine, &mut a).unwrap();
-            sparetire_quant::quantize_activation_row(ty, &y, &mut b).unwrap();
-            for (i, (ba, bb)) in a
-                .chunks(ty.type_size())
-                .zip(b.chunks(ty.type_size()))
-                .enumerate()
-            {
-                if ba[4..260] != bb[4..260] {
-                    let neg: Vec<u8> = bb[4..260]
-                        .iter()
-                        .map(|&q| (q as i8).wrapping_neg() as u8)
-                        .collect();
-                    if ba[4..260] != neg[..] {
-                        let j = (0..256).find(|&j| ba[4 + j] != bb[4 + j]).unwrap();
-                        eprintln!(
-                            "MISMATCH block {i} elem {j}: {} vs {}; x={} y={} width={}",
-                            ba[4 + j] as i8,
-                            bb[4 + j] as i8,
-                            mine[i * 256 + j],
-                            y[i * 256 + j],
-                            mine.len() / rows
-                        );
-                        break;
-                    }
-                }
-            }
-        }
         let sizes: Vec<usize> = counts.iter().map(|&n| codec.encoded_len(n, rows)).collect();
         let all = self
             .comm

@@ -122,7 +122,7 @@ impl Codec {
                 bytes.len()
             ),
         };
-        if bytes.len() != self.encoded_len(n, rows) || (rows > 0 && n % rows != 0) {
+        if bytes.len() != self.encoded_len(n, rows) || (rows > 0 && !n.is_multiple_of(rows)) {
             return Err(bad(match self {
                 Codec::F32 => "f32",
                 Codec::F16 => "f16",
