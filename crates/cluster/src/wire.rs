@@ -45,11 +45,6 @@ impl WireType {
     pub fn codec(self, what: Gathered) -> Codec {
         match (self, what) {
             (WireType::F32, _) => Codec::F32,
-            (WireType::Q8 | WireType::Q8F16, Gathered::ProductInput { act })
-                if std::env::var_os("XQ").is_some_and(|v| v.to_str() == Some(act.name())) =>
-            {
-                Codec::F32
-            }
             (WireType::Q8 | WireType::Q8F16, Gathered::ProductInput { act }) => match act {
                 GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K => Codec::Q8 {
                     block: act.block_size(),
