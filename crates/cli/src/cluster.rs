@@ -36,6 +36,16 @@ pub enum Wire {
     Q8F16,
 }
 
+impl From<Wire> for WireType {
+    fn from(w: Wire) -> WireType {
+        match w {
+            Wire::F32 => WireType::F32,
+            Wire::Q8 => WireType::Q8,
+            Wire::Q8F16 => WireType::Q8F16,
+        }
+    }
+}
+
 /// Outside `mpirun`, returns `engine` unchanged. Under it, rank 0 gets an
 /// engine whose model runs across every rank; every other rank follows rank
 /// 0's calls until it is done and then exits here (it never returns).
@@ -58,12 +68,7 @@ pub fn join_as(
     };
     let (rank, size) = (comm.rank(), comm.size());
     if split == Split::Tp {
-        let wire = match wire {
-            Wire::F32 => WireType::F32,
-            Wire::Q8 => WireType::Q8,
-            Wire::Q8F16 => WireType::Q8F16,
-        };
-        return join_tensor(engine, comm, wire);
+        return join_tensor(engine, comm, wire.into());
     }
     // Every rank contributes its weight; the sum hands everyone the list.
     let mut weights = vec![0.0f64; size];
