@@ -38,7 +38,7 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
-    /// Thread counts, comma-separated (default: the number of cores)
+    /// Thread counts, comma-separated (default: the number of physical cores)
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Tokens already in the KV cache before each test, comma-separated
