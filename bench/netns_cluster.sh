@@ -98,9 +98,10 @@ ping -c 3 -q -I "$BR" "${HOSTS[0]}" 2>/dev/null | tail -1 | sed 's/^/>> bridge p
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 hostlist="$(IFS=,; echo "${HOSTS[*]}")"
 # Every emulated host is this machine: let the kernel place the ranks (binding
-# each "host's" rank to its first core would put them all on core 0).
+# each "host's" rank to its first core would put them all on core 0), and have
+# idle ranks yield as mpirun does for ranks sharing one machine's cores.
 mpirun --oversubscribe --bind-to none -n "$RANKS" --host "$hostlist" \
     --mca plm_rsh_agent "$WORK/agent" \
-    --mca pml ob1 --mca btl self,tcp \
+    --mca pml ob1 --mca btl self,tcp --mca mpi_yield_when_idle 1 \
     --mca oob_tcp_if_include "$NET.0/24" --mca btl_tcp_if_include "$NET.0/24" \
     "$BIN" "$@"
