@@ -96,6 +96,10 @@ pub fn join_as(
         bytes as f64 / (1 << 20) as f64
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    // Loading read every layer's norms, and the page cache maps whole large
+    // folios around each read: let them go, so that this rank's resident
+    // memory becomes the layers it runs.
+    engine.file().release_pages();
     let layout = Layout::Pipeline(stages);
     if rank == 0 {
         return Ok(engine.map_model(|m| Box::new(DistModel::new(m, comm, layout))));
