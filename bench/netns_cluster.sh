@@ -49,6 +49,17 @@ trap cleanup EXIT
 cleanup_quiet() { cleanup; trap - EXIT; WORK="$(mktemp -d)"; trap cleanup EXIT; }
 cleanup_quiet
 
+# tbf's bucket: 20 µs at the rate, at least 4 KB. A link's idle time is lost;
+# a big bucket would refill while the ranks compute and then pass a whole
+# all-gather at memory speed (with 64 KB, 100 Mbit/s looked twice as fast).
+burst() {
+    python3 -c "
+import re,sys
+m=re.fullmatch(r'([0-9.]+)([kmg]?)bit','$1'.lower())
+bps=float(m.group(1))*{'':1,'k':1e3,'m':1e6,'g':1e9}[m.group(2)]
+print(max(4096,int(bps/8*20e-6)))"
+}
+
 # tc shaping for one device: tbf for the rate, netem for the delay.
 shape() { # ns dev
     local ns="$1" dev="$2" run=()
@@ -59,9 +70,9 @@ shape() { # ns dev
             echo "       (this kernel has no netem qdisc: CONFIG_NET_SCH_NETEM is not set)" >&2
             exit 3
         fi
-        [ -n "$RATE" ] && "${run[@]}" tc qdisc add dev "$dev" parent 1: handle 2: tbf rate "$RATE" burst 2mb latency 100ms
+        [ -n "$RATE" ] && "${run[@]}" tc qdisc add dev "$dev" parent 1: handle 2: tbf rate "$RATE" burst "$(burst "$RATE")" latency 100ms
     elif [ -n "$RATE" ]; then
-        "${run[@]}" tc qdisc add dev "$dev" root tbf rate "$RATE" burst 2mb latency 100ms
+        "${run[@]}" tc qdisc add dev "$dev" root tbf rate "$RATE" burst "$(burst "$RATE")" latency 100ms
     fi
     return 0
 }

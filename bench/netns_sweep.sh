@@ -24,9 +24,10 @@ for rate in $RATES; do
         set -- $split
         extra=(--split "$1"); [ "$1" = tp ] && extra+=(--tp-wire "$2")
         read -r pp tg < <(bash "$ROOT/bench/netns_cluster.sh" -n 2 "${shape[@]}" -- "${BENCH[@]}" -t 1 "${extra[@]}" 2>/dev/null | ts)
-        # plan: this machine's 2-thread bandwidth shared by the two ranks (one memory bus),
-        # 22 µs one-way latency (measured TCP round trip between the namespaces: 44 µs).
-        plan=$("$BIN" plan -m "$MODEL" --nodes 2 --link-gbit "$(gbit "$rate")" --latency-us 22 \
+        # plan: this machine's 2-thread bandwidth shared by the two ranks (one memory bus);
+        # 44 µs per message: the TCP round trip between the namespaces, which one MPI
+        # all-gather of two ranks costs here.
+        plan=$("$BIN" plan -m "$MODEL" --nodes 2 --link-gbit "$(gbit "$rate")" --latency-us 44 \
             --mem-bw 12.25 --tp-wire "${2:-f32}" --json 2>/dev/null \
             | python3 -c "import json,sys; r=[x for x in json.load(sys.stdin) if x['split']=='$1'][0]; print('%.1f %.2f' % (r['tokens_per_s'], r['network_s']*1e3))")
         echo "| $1 ${2:-} 2 ranks × 1 thread | $rate | $pp | $tg | ${plan% *} | ${plan#* } |"
