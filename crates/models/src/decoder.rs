@@ -27,7 +27,8 @@ use sparetire_quant::{GgmlType, ThreadPool};
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
-use crate::layers::mlp::{geglu, swiglu};
+use crate::layers::mlp::{geglu, swiglu, Mlp};
+use crate::layers::moe::Moe;
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
@@ -89,14 +90,19 @@ pub struct Block {
     pub attn_post_norm: Option<Vec<f32>>,
     /// Pre-FFN RMSNorm weight.
     pub ffn_norm: Vec<f32>,
-    /// FFN gate projection.
-    pub w_gate: Weight,
-    /// FFN up projection.
-    pub w_up: Weight,
-    /// FFN down projection.
-    pub w_down: Weight,
+    /// The feed-forward network: dense, or a mixture of experts.
+    pub ffn: Ffn,
     /// RMSNorm of the FFN output before the residual (Gemma 3).
     pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// A block's feed-forward network.
+#[allow(clippy::large_enum_variant)] // why: one per layer, built once at load time
+pub enum Ffn {
+    /// One gated MLP (`ffn_gate`, `ffn_up`, `ffn_down`).
+    Dense(Mlp),
+    /// A mixture of experts ([`crate::layers::moe`]).
+    Moe(Box<Moe>),
 }
 
 /// A decoder-only transformer over a memory-mapped GGUF file.
@@ -163,11 +169,84 @@ impl<'a> BlockLoader<'a> {
             qk_norm: None,
             attn_post_norm: None,
             ffn_norm: ld.vector(&n("ffn_norm"), d)?,
-            w_gate: matrix(ld, &n("ffn_gate"), d, ff)?,
-            w_up: matrix(ld, &n("ffn_up"), d, ff)?,
-            w_down: matrix(ld, &n("ffn_down"), ff, d)?,
+            ffn: Ffn::Dense(self.mlp(i, "", ff)?),
             ffn_post_norm: None,
         })
+    }
+
+    /// Block `i` with a mixture of experts (`moe`) instead of the dense FFN.
+    pub fn base_moe(&self, i: usize, cfg: LayerCfg, moe: Moe) -> Result<Block, ModelError> {
+        let hp = self.hp;
+        let (d, q_dim, kv_dim) = (hp.n_embd, hp.q_dim(), hp.kv_dim());
+        let n = |s: &str| Self::name(i, s, "weight");
+        let ld = self.ld;
+        moe.validate()?;
+        Ok(Block {
+            cfg,
+            attn_norm: ld.vector(&n("attn_norm"), d)?,
+            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
+            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
+            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
+            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+            bqkv: None,
+            qk_norm: None,
+            attn_post_norm: None,
+            ffn_norm: ld.vector(&n("ffn_norm"), d)?,
+            ffn: Ffn::Moe(Box::new(moe)),
+            ffn_post_norm: None,
+        })
+    }
+
+    /// The gated MLP `ffn_{gate,up,down}{suffix}` of block `i`, `ff` wide
+    /// (`suffix` is `""` for a dense block, `"_shexp"` for a shared expert).
+    pub fn mlp(&self, i: usize, suffix: &str, ff: usize) -> Result<Mlp, ModelError> {
+        let n = |s: &str| Self::name(i, &format!("{s}{suffix}"), "weight");
+        let d = self.hp.n_embd;
+        Ok(Mlp {
+            gate: matrix(self.ld, &n("ffn_gate"), d, ff)?,
+            up: matrix(self.ld, &n("ffn_up"), d, ff)?,
+            down: matrix(self.ld, &n("ffn_down"), ff, d)?,
+        })
+    }
+
+    /// The stacked experts `ffn_{gate,up,down}_exps` of block `i`: `n_expert` MLPs `ff` wide.
+    pub fn experts(&self, i: usize, n_expert: usize, ff: usize) -> Result<Vec<Mlp>, ModelError> {
+        let n = |s: &str| Self::name(i, s, "weight");
+        let d = self.hp.n_embd;
+        let checked = |v: Vec<Weight>| {
+            v.into_iter()
+                .map(check_matmul_type)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let gate = checked(self.ld.stacked(&n("ffn_gate_exps"), d, ff, n_expert)?)?;
+        let up = checked(self.ld.stacked(&n("ffn_up_exps"), d, ff, n_expert)?)?;
+        let down = checked(self.ld.stacked(&n("ffn_down_exps"), ff, d, n_expert)?)?;
+        Ok(gate
+            .into_iter()
+            .zip(up)
+            .zip(down)
+            .map(|((gate, up), down)| Mlp { gate, up, down })
+            .collect())
+    }
+
+    /// The router `ffn_gate_inp` of block `i` (`n_expert` rows).
+    pub fn router(&self, i: usize, n_expert: usize) -> Result<Weight, ModelError> {
+        matrix(
+            self.ld,
+            &Self::name(i, "ffn_gate_inp", "weight"),
+            self.hp.n_embd,
+            n_expert,
+        )
+    }
+
+    /// The loader of the tensors.
+    pub fn weights(&self) -> &WeightLoader {
+        self.ld
+    }
+
+    /// The hyperparameters the shapes come from.
+    pub fn hparams(&self) -> &HParams {
+        self.hp
     }
 
     /// The q/k/v biases of block `i` (`attn_q.bias`, …).
@@ -318,14 +397,22 @@ impl Decoder {
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
         );
+        if self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
+            return Err(ModelError::Invalid(
+                "tensor parallelism does not split mixture-of-experts layers yet".into(),
+            ));
+        }
         for b in &mut self.blocks {
+            let Ffn::Dense(mlp) = &mut b.ffn else {
+                continue;
+            };
+            mlp.gate = mlp.gate.row_slice(shard.ff.clone())?;
+            mlp.up = mlp.up.row_slice(shard.ff.clone())?;
+            mlp.down = mlp.down.row_slice(shard.rows.clone())?;
             b.wq = b.wq.row_slice(q.clone())?;
             b.wk = b.wk.row_slice(kv.clone())?;
             b.wv = b.wv.row_slice(kv.clone())?;
             b.wo = b.wo.row_slice(shard.rows.clone())?;
-            b.w_gate = b.w_gate.row_slice(shard.ff.clone())?;
-            b.w_up = b.w_up.row_slice(shard.ff.clone())?;
-            b.w_down = b.w_down.row_slice(shard.rows.clone())?;
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
                 *bk = bk[kv.clone()].to_vec();
@@ -630,10 +717,20 @@ impl Decoder {
             let xn = sized(&mut b.xn, n * d);
             rms_norm(x, &blk.ffn_norm, hp.rms_eps, xn);
             tap(taps, "ffn_norm", Some(il), xn);
+            let mlp = match &blk.ffn {
+                Ffn::Dense(mlp) => mlp,
+                Ffn::Moe(moe) => {
+                    moe.forward(pool, f, arith, xn, n, &mut b.moe, out, taps, il)?;
+                    tap(taps, "ffn_out", Some(il), out);
+                    add_into(x, out);
+                    tap(taps, "l_out", Some(il), x);
+                    continue;
+                }
+            };
             let gate = sized(&mut b.gate, n * ff); // (n, ff)
             let up = sized(&mut b.up, n * ff); // (n, ff)
-            linear(pool, f, arith, &blk.w_gate, xn, n, gate)?;
-            linear(pool, f, arith, &blk.w_up, xn, n, up)?;
+            linear(pool, f, arith, &mlp.gate, xn, n, gate)?;
+            linear(pool, f, arith, &mlp.up, xn, n, up)?;
             tap(taps, "ffn_gate", Some(il), gate);
             tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
@@ -650,10 +747,10 @@ impl Decoder {
                 let whole = sized(&mut b.gathered, n * hp.n_ff);
                 self.gather(gate, n, |s| s.ff.clone(), whole)?;
                 let part = sized(&mut b.part, n * tp.shard.rows.len());
-                linear(pool, f, arith, &blk.w_down, whole, n, part)?;
+                linear(pool, f, arith, &mlp.down, whole, n, part)?;
                 self.gather(part, n, |s| s.rows.clone(), out)?;
             } else {
-                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+                linear(pool, f, arith, &mlp.down, gate, n, out)?;
             }
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {

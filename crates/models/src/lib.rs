@@ -138,6 +138,8 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
         "qwen2" => Ok(Box::new(arch::qwen2::load(file)?)),
         "qwen3" => Ok(Box::new(arch::qwen3::load(file)?)),
         "gemma3" => Ok(Box::new(arch::gemma3::load(file)?)),
+        "qwen2moe" => Ok(Box::new(arch::qwen2moe::load(file)?)),
+        "qwen3moe" => Ok(Box::new(arch::qwen3moe::load(file)?)),
         _ => Err(ModelError::UnsupportedArch {
             arch,
             supported: arch::SUPPORTED.join(", "),

@@ -3,5 +3,6 @@
 pub mod attention;
 pub mod ggml_f32;
 pub mod mlp;
+pub mod moe;
 pub mod norm;
 pub mod rope;
