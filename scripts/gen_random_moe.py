@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Write tiny, deterministic, random-weight mixture-of-experts GGUFs: tests/data/tiny-ARCH.gguf.
 
-    python3 scripts/gen_random_moe.py --arch qwen3moe|qwen2moe [--tokenizer-from SMOLLM2.gguf]
-        [--ggml-lib DIR] [--out PATH]
+    python3 scripts/gen_random_moe.py --arch qwen3moe|qwen2moe|deepseek2|deepseek3
+        [--tokenizer-from SMOLLM2.gguf] [--ggml-lib DIR] [--out PATH]
+
+("deepseek3" writes a file of architecture `deepseek2` in DeepSeek-V3's configuration.)
 
 Metadata keys and tensor names are the ones llama.cpp's converter (convert_hf_to_gguf.py,
 `Qwen2MoeModel` / `Qwen3MoeModel`) writes:
@@ -26,6 +28,26 @@ over the router logits, the top-k experts (k = expert_used_count) in descending 
 probabilities as weights — qwen3moe divides them by their sum, qwen2moe does not — each expert a
 SwiGLU MLP, the weighted outputs summed; qwen2moe adds the shared expert's output times
 sigmoid(h · ffn_gate_inp_shexp).
+
+deepseek2 / deepseek3 (`DeepseekV2Model` / `DeepseekV3Model` in the converter; both are
+architecture `deepseek2`), the layout llama.cpp's converter writes today:
+  keys: block_count, context_length, embedding_length, feed_forward_length (dense layers),
+  attention.head_count, attention.head_count_kv = 1, rope.freq_base, layer_norm_rms_epsilon,
+  expert_count, expert_used_count, leading_dense_block_count, vocab_size,
+  attention.q_lora_rank (0 for the V2-Lite-style file: llama.cpp then loads attn_q; it requires
+  the key unless the model has 26/27 layers), attention.kv_lora_rank,
+  attention.key_length = kv_lora_rank + rope dims, attention.value_length = kv_lora_rank,
+  attention.key_length_mla = qk_nope + qk_rope, attention.value_length_mla = v_head_dim,
+  expert_feed_forward_length, expert_shared_count, expert_weights_scale (routed_scaling_factor),
+  expert_weights_norm (norm_topk_prob), expert_gating_func (1 softmax, 2 sigmoid),
+  [V3: expert_group_count, expert_group_used_count], rope.dimension_count = qk_rope,
+  rope.scaling.type = yarn, rope.scaling.factor, rope.scaling.original_context_length,
+  rope.scaling.yarn_log_multiplier = 0.1 * mscale_all_dim.
+  tensors per layer: attn_norm, [attn_q_a, attn_q_a_norm, attn_q_b | attn_q], attn_kv_a_mqa
+  ([n_embd, kv_lora + rope]), attn_kv_a_norm, attn_k_b ([qk_nope, kv_lora, n_head]), attn_v_b
+  ([kv_lora, v_head, n_head]), attn_output, ffn_norm, then ffn_gate/up/down for the leading dense
+  layers, else ffn_gate_inp, [V3: exp_probs_b.bias], ffn_{gate,up,down}_exps and
+  ffn_{gate,up,down}_shexp (n_ff_exp * expert_shared_count wide).
 
 Quantization as in gen_random_qwen.py: ggml's own quantizer from libggml-base.so (stacked expert
 tensors are quantized as n_expert * rows rows). Deterministic for a given gguf package and libggml.
@@ -67,6 +89,74 @@ CONFIGS = {
             "blk.1.ffn_down_exps.weight": T.Q5_1,
         },
     ),
+    "deepseek2": dict(
+        # DeepSeek-V2(-Lite)-style: direct q, softmax router, weights scaled but not normalized
+        seed=20261203, out_arch="deepseek2",
+        n_layer=3, n_embd=64, n_head=4, n_ff=128, n_dense=1,
+        q_lora=0, kv_lora=32, qk_nope=32, qk_rope=16, v_head=32,
+        n_expert=8, n_expert_used=2, n_ff_exp=64, n_shared=1,
+        gating=1, weights_norm=False, weights_scale=2.5, n_group=0, n_group_used=0,
+        yarn=dict(factor=4.0, orig_ctx=512, log_mul=0.0707),
+        ctx=2048, rope_base=10000.0, rms_eps=1e-6, router_gain=3.0, bias_std=0.0,
+        file_type=gguf.LlamaFileType.MOSTLY_Q8_0,
+        types={
+            "token_embd.weight": T.Q8_0, "output.weight": T.Q8_0,
+            "blk.0.attn_q.weight": T.Q8_0, "blk.0.attn_kv_a_mqa.weight": T.Q8_0,
+            "blk.0.attn_k_b.weight": T.Q8_0, "blk.0.attn_v_b.weight": T.Q8_0,
+            "blk.0.attn_output.weight": T.Q4_0,
+            "blk.0.ffn_gate.weight": T.Q8_0, "blk.0.ffn_up.weight": T.Q5_0, "blk.0.ffn_down.weight": T.Q4_1,
+            "blk.1.attn_q.weight": T.Q5_0, "blk.1.attn_kv_a_mqa.weight": T.Q8_0,
+            "blk.1.attn_k_b.weight": T.Q5_0, "blk.1.attn_v_b.weight": T.Q8_0,
+            "blk.1.attn_output.weight": T.Q8_0,
+            "blk.1.ffn_gate_exps.weight": T.Q8_0, "blk.1.ffn_up_exps.weight": T.Q5_0,
+            "blk.1.ffn_down_exps.weight": T.Q4_1,
+            "blk.1.ffn_gate_shexp.weight": T.Q8_0, "blk.1.ffn_up_shexp.weight": T.Q8_0,
+            "blk.1.ffn_down_shexp.weight": T.Q5_0,
+            "blk.2.attn_q.weight": T.Q8_0, "blk.2.attn_kv_a_mqa.weight": T.Q5_0,
+            "blk.2.attn_k_b.weight": T.Q8_0, "blk.2.attn_v_b.weight": T.Q4_1,
+            "blk.2.attn_output.weight": T.Q5_1,
+            "blk.2.ffn_gate_exps.weight": T.Q4_0, "blk.2.ffn_up_exps.weight": T.Q8_0,
+            "blk.2.ffn_down_exps.weight": T.Q5_1,
+            "blk.2.ffn_gate_shexp.weight": T.Q4_1, "blk.2.ffn_up_shexp.weight": T.Q5_0,
+            "blk.2.ffn_down_shexp.weight": T.Q8_0,
+        },
+    ),
+    "deepseek3": dict(
+        # DeepSeek-V3-style: low-rank q, sigmoid router with selection bias, 4 groups of 2
+        # experts of which the best 2 stay selectable, weights normalized then scaled
+        seed=20261204, out_arch="deepseek2",
+        n_layer=3, n_embd=64, n_head=4, n_ff=128, n_dense=1,
+        q_lora=64, kv_lora=32, qk_nope=32, qk_rope=16, v_head=32,
+        n_expert=8, n_expert_used=2, n_ff_exp=64, n_shared=1,
+        gating=2, weights_norm=True, weights_scale=2.5, n_group=4, n_group_used=2,
+        yarn=dict(factor=40.0, orig_ctx=256, log_mul=0.1),
+        ctx=4096, rope_base=10000.0, rms_eps=1e-6, router_gain=3.0, bias_std=0.3,
+        file_type=gguf.LlamaFileType.MOSTLY_Q8_0,
+        types={
+            "token_embd.weight": T.Q8_0, "output.weight": T.Q8_0,
+            "blk.0.attn_q_a.weight": T.Q8_0, "blk.0.attn_q_b.weight": T.Q5_0,
+            "blk.0.attn_kv_a_mqa.weight": T.Q8_0,
+            "blk.0.attn_k_b.weight": T.Q8_0, "blk.0.attn_v_b.weight": T.Q8_0,
+            "blk.0.attn_output.weight": T.Q8_0,
+            "blk.0.ffn_gate.weight": T.Q4_0, "blk.0.ffn_up.weight": T.Q8_0, "blk.0.ffn_down.weight": T.Q5_0,
+            "blk.1.attn_q_a.weight": T.Q5_1, "blk.1.attn_q_b.weight": T.Q8_0,
+            "blk.1.attn_kv_a_mqa.weight": T.Q4_1,
+            "blk.1.attn_k_b.weight": T.Q8_0, "blk.1.attn_v_b.weight": T.Q5_0,
+            "blk.1.attn_output.weight": T.Q4_0,
+            "blk.1.ffn_gate_exps.weight": T.Q8_0, "blk.1.ffn_up_exps.weight": T.Q4_1,
+            "blk.1.ffn_down_exps.weight": T.Q5_0,
+            "blk.1.ffn_gate_shexp.weight": T.Q8_0, "blk.1.ffn_up_shexp.weight": T.Q4_0,
+            "blk.1.ffn_down_shexp.weight": T.Q8_0,
+            "blk.2.attn_q_a.weight": T.Q8_0, "blk.2.attn_q_b.weight": T.Q4_1,
+            "blk.2.attn_kv_a_mqa.weight": T.Q8_0,
+            "blk.2.attn_k_b.weight": T.Q5_1, "blk.2.attn_v_b.weight": T.Q8_0,
+            "blk.2.attn_output.weight": T.Q8_0,
+            "blk.2.ffn_gate_exps.weight": T.Q5_0, "blk.2.ffn_up_exps.weight": T.Q8_0,
+            "blk.2.ffn_down_exps.weight": T.Q4_0,
+            "blk.2.ffn_gate_shexp.weight": T.Q5_1, "blk.2.ffn_up_shexp.weight": T.Q8_0,
+            "blk.2.ffn_down_shexp.weight": T.Q4_1,
+        },
+    ),
     "qwen2moe": dict(
         seed=20261202,
         n_layer=2, n_embd=64, n_head=4, n_head_kv=2, head_dim=16, n_ff=256,
@@ -94,6 +184,55 @@ CONFIGS = {
 
 NORM_JITTER = 0.1
 QKV_BIAS_STD = 0.5
+
+
+def make_deepseek_weights(cfg, rng):
+    """deepseek2 tensors, float32, (rows=out, cols=in); per-head k_b (n_head, kv_lora, nope) and
+    v_b (n_head, v_head, kv_lora) as llama.cpp's converter splits kv_b."""
+    E, H, F = cfg["n_embd"], cfg["n_head"], cfg["n_ff"]
+    C, NOPE, ROPE, V = cfg["kv_lora"], cfg["qk_nope"], cfg["qk_rope"], cfg["v_head"]
+    X, FX, S = cfg["n_expert"], cfg["n_ff_exp"], cfg["n_shared"]
+    w = {}
+
+    def mat(*shape, gain=1.0):
+        return (rng.standard_normal(shape) * (gain / np.sqrt(shape[-1]))).astype(np.float32)
+
+    def norm(n):
+        return (1.0 + NORM_JITTER * rng.standard_normal(n)).astype(np.float32)
+
+    w["token_embd.weight"] = rng.standard_normal((VOCAB, E)).astype(np.float32)
+    for i in range(cfg["n_layer"]):
+        p = f"blk.{i}."
+        w[p + "attn_norm.weight"] = norm(E)
+        if cfg["q_lora"]:
+            w[p + "attn_q_a.weight"] = mat(cfg["q_lora"], E)
+            w[p + "attn_q_a_norm.weight"] = norm(cfg["q_lora"])
+            w[p + "attn_q_b.weight"] = mat(H * (NOPE + ROPE), cfg["q_lora"], gain=1.5)
+        else:
+            w[p + "attn_q.weight"] = mat(H * (NOPE + ROPE), E, gain=1.5)
+        w[p + "attn_kv_a_mqa.weight"] = mat(C + ROPE, E, gain=1.5)
+        w[p + "attn_kv_a_norm.weight"] = norm(C)
+        w[p + "attn_k_b.weight"] = mat(H, C, NOPE)
+        w[p + "attn_v_b.weight"] = mat(H, V, C)
+        w[p + "attn_output.weight"] = mat(E, H * V)
+        w[p + "ffn_norm.weight"] = norm(E)
+        if i < cfg["n_dense"]:
+            w[p + "ffn_gate.weight"] = mat(F, E)
+            w[p + "ffn_up.weight"] = mat(F, E)
+            w[p + "ffn_down.weight"] = mat(E, F)
+            continue
+        w[p + "ffn_gate_inp.weight"] = mat(X, E, gain=cfg["router_gain"])
+        if cfg["bias_std"]:
+            w[p + "exp_probs_b.bias"] = (cfg["bias_std"] * rng.standard_normal(X)).astype(np.float32)
+        w[p + "ffn_gate_exps.weight"] = mat(X, FX, E)
+        w[p + "ffn_up_exps.weight"] = mat(X, FX, E)
+        w[p + "ffn_down_exps.weight"] = mat(X, E, FX)
+        w[p + "ffn_gate_shexp.weight"] = mat(FX * S, E)
+        w[p + "ffn_up_shexp.weight"] = mat(FX * S, E)
+        w[p + "ffn_down_shexp.weight"] = mat(E, FX * S)
+    w["output_norm.weight"] = norm(E)
+    w["output.weight"] = rng.standard_normal((VOCAB, E)).astype(np.float32)
+    return w
 
 
 def make_weights(cfg, rng):
@@ -142,19 +281,19 @@ def make_weights(cfg, rng):
 
 def write_gguf(cfg, out, weights, tok, quantizer):
     tokens, types, merges, meta = tok
-    arch = cfg["arch"]
+    arch = cfg.get("out_arch", cfg["arch"])
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     tmp = out + ".tmp"
     wr = gguf.GGUFWriter(tmp, arch)
     wr.add_type(gguf.GGUFType.MODEL)
-    wr.add_name(f"sparetire tiny-{arch} (random weights)")
+    wr.add_name(f"sparetire tiny-{cfg['arch']} (random weights)")
     wr.add_description(f"random weights, numpy default_rng({cfg['seed']}); scripts/gen_random_moe.py")
     wr.add_block_count(cfg["n_layer"])
     wr.add_context_length(cfg["ctx"])
     wr.add_embedding_length(cfg["n_embd"])
     wr.add_feed_forward_length(cfg["n_ff"])
     wr.add_head_count(cfg["n_head"])
-    wr.add_head_count_kv(cfg["n_head_kv"])
+    wr.add_head_count_kv(cfg.get("n_head_kv", 1))
     wr.add_rope_freq_base(cfg["rope_base"])
     wr.add_layer_norm_rms_eps(cfg["rms_eps"])
     wr.add_expert_count(cfg["n_expert"])
@@ -162,7 +301,31 @@ def write_gguf(cfg, out, weights, tok, quantizer):
     if arch == "qwen3moe":
         wr.add_key_length(cfg["head_dim"])
         wr.add_value_length(cfg["head_dim"])
-    wr.add_expert_feed_forward_length(cfg["n_ff_exp"])
+    if arch == "deepseek2":
+        wr.add_leading_dense_block_count(cfg["n_dense"])
+        wr.add_vocab_size(VOCAB)
+        wr.add_q_lora_rank(cfg["q_lora"])
+        wr.add_kv_lora_rank(cfg["kv_lora"])
+        wr.add_key_length(cfg["kv_lora"] + cfg["qk_rope"])
+        wr.add_value_length(cfg["kv_lora"])
+        wr.add_key_length_mla(cfg["qk_nope"] + cfg["qk_rope"])
+        wr.add_value_length_mla(cfg["v_head"])
+        wr.add_expert_feed_forward_length(cfg["n_ff_exp"])
+        wr.add_expert_shared_count(cfg["n_shared"])
+        wr.add_expert_weights_scale(cfg["weights_scale"])
+        wr.add_expert_weights_norm(cfg["weights_norm"])
+        wr.add_expert_gating_func(gguf.ExpertGatingFuncType(cfg["gating"]))
+        if cfg["n_group"]:
+            wr.add_expert_group_count(cfg["n_group"])
+            wr.add_expert_group_used_count(cfg["n_group_used"])
+        wr.add_rope_dimension_count(cfg["qk_rope"])
+        y = cfg["yarn"]
+        wr.add_rope_scaling_type(gguf.RopeScalingType.YARN)
+        wr.add_rope_scaling_factor(y["factor"])
+        wr.add_rope_scaling_orig_ctx_len(y["orig_ctx"])
+        wr.add_rope_scaling_yarn_log_mul(y["log_mul"])
+    else:
+        wr.add_expert_feed_forward_length(cfg["n_ff_exp"])
     if arch == "qwen2moe":
         wr.add_expert_shared_feed_forward_length(cfg["n_ff_shexp"])
     wr.add_file_type(cfg["file_type"])
@@ -215,7 +378,7 @@ def main():
     meta["endoftext"] = tokens.index("<|endoftext|>")
     meta["im_end"] = tokens.index("<|im_end|>")
     rng = np.random.default_rng(cfg["seed"])
-    weights = make_weights(cfg, rng)
+    weights = (make_deepseek_weights if cfg.get("out_arch") == "deepseek2" else make_weights)(cfg, rng)
     counts = write_gguf(cfg, out, weights, (tokens, types, merges, meta), grq.GgmlQuantizer(a.ggml_lib))
     with open(out, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()

@@ -27,6 +27,7 @@ use sparetire_quant::{GgmlType, ThreadPool};
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
+use crate::layers::mla::Mla;
 use crate::layers::mlp::{geglu, swiglu, Mlp};
 use crate::layers::moe::Moe;
 use crate::layers::norm::rms_norm;
@@ -74,14 +75,8 @@ pub struct Block {
     pub cfg: LayerCfg,
     /// Pre-attention RMSNorm weight.
     pub attn_norm: Vec<f32>,
-    /// Query projection.
-    pub wq: Weight,
-    /// Key projection.
-    pub wk: Weight,
-    /// Value projection.
-    pub wv: Weight,
-    /// Attention output projection.
-    pub wo: Weight,
+    /// The attention projections: grouped-query or latent.
+    pub attn: Attn,
     /// Biases of q, k, v (Qwen2).
     pub bqkv: Option<[Vec<f32>; 3]>,
     /// Per-head RMSNorm weights of q and k (Qwen3, Gemma 3).
@@ -94,6 +89,27 @@ pub struct Block {
     pub ffn: Ffn,
     /// RMSNorm of the FFN output before the residual (Gemma 3).
     pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// The projections of grouped-query attention.
+pub struct Gqa {
+    /// Query projection.
+    pub wq: Weight,
+    /// Key projection.
+    pub wk: Weight,
+    /// Value projection.
+    pub wv: Weight,
+    /// Attention output projection.
+    pub wo: Weight,
+}
+
+/// A block's attention.
+#[allow(clippy::large_enum_variant)] // why: one per layer, built once at load time
+pub enum Attn {
+    /// Grouped-query attention (every family but DeepSeek).
+    Gqa(Gqa),
+    /// Multi-head latent attention ([`crate::layers::mla`]).
+    Mla(Box<Mla>),
 }
 
 /// A block's feed-forward network.
@@ -155,16 +171,13 @@ impl<'a> BlockLoader<'a> {
     /// Block `i` with the tensors every architecture has; options off.
     pub fn base(&self, i: usize, cfg: LayerCfg) -> Result<Block, ModelError> {
         let hp = self.hp;
-        let (d, q_dim, kv_dim, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        let (d, ff) = (hp.n_embd, hp.n_ff);
         let n = |s: &str| Self::name(i, s, "weight");
         let ld = self.ld;
         Ok(Block {
             cfg,
             attn_norm: ld.vector(&n("attn_norm"), d)?,
-            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
-            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
-            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
-            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+            attn: self.gqa(i)?,
             bqkv: None,
             qk_norm: None,
             attn_post_norm: None,
@@ -174,20 +187,30 @@ impl<'a> BlockLoader<'a> {
         })
     }
 
-    /// Block `i` with a mixture of experts (`moe`) instead of the dense FFN.
-    pub fn base_moe(&self, i: usize, cfg: LayerCfg, moe: Moe) -> Result<Block, ModelError> {
+    /// The grouped-query attention projections of block `i`.
+    pub fn gqa(&self, i: usize) -> Result<Attn, ModelError> {
         let hp = self.hp;
         let (d, q_dim, kv_dim) = (hp.n_embd, hp.q_dim(), hp.kv_dim());
+        let n = |s: &str| Self::name(i, s, "weight");
+        let ld = self.ld;
+        Ok(Attn::Gqa(Gqa {
+            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
+            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
+            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
+            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+        }))
+    }
+
+    /// Block `i` with a mixture of experts (`moe`) instead of the dense FFN.
+    pub fn base_moe(&self, i: usize, cfg: LayerCfg, moe: Moe) -> Result<Block, ModelError> {
+        let d = self.hp.n_embd;
         let n = |s: &str| Self::name(i, s, "weight");
         let ld = self.ld;
         moe.validate()?;
         Ok(Block {
             cfg,
             attn_norm: ld.vector(&n("attn_norm"), d)?,
-            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
-            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
-            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
-            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+            attn: self.gqa(i)?,
             bqkv: None,
             qk_norm: None,
             attn_post_norm: None,
@@ -402,17 +425,22 @@ impl Decoder {
                 "tensor parallelism does not split mixture-of-experts layers yet".into(),
             ));
         }
+        if self.blocks.iter().any(|b| matches!(b.attn, Attn::Mla(_))) {
+            return Err(ModelError::Invalid(
+                "tensor parallelism does not split latent attention layers yet".into(),
+            ));
+        }
         for b in &mut self.blocks {
-            let Ffn::Dense(mlp) = &mut b.ffn else {
+            let (Ffn::Dense(mlp), Attn::Gqa(g)) = (&mut b.ffn, &mut b.attn) else {
                 continue;
             };
             mlp.gate = mlp.gate.row_slice(shard.ff.clone())?;
             mlp.up = mlp.up.row_slice(shard.ff.clone())?;
             mlp.down = mlp.down.row_slice(shard.rows.clone())?;
-            b.wq = b.wq.row_slice(q.clone())?;
-            b.wk = b.wk.row_slice(kv.clone())?;
-            b.wv = b.wv.row_slice(kv.clone())?;
-            b.wo = b.wo.row_slice(shard.rows.clone())?;
+            g.wq = g.wq.row_slice(q.clone())?;
+            g.wk = g.wk.row_slice(kv.clone())?;
+            g.wv = g.wv.row_slice(kv.clone())?;
+            g.wo = g.wo.row_slice(shard.rows.clone())?;
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
                 *bk = bk[kv.clone()].to_vec();
@@ -435,11 +463,13 @@ impl Model for Decoder {
     }
 
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
-        Ok(State::new(KvCache::new(
+        let pool = KvPool::with_values(
             self.hp.n_layer,
-            n_ctx,
             self.local().n_head_kv * self.hp.head_dim,
-        )?))
+            n_ctx.div_ceil(crate::kv_cache::BLOCK_SIZE),
+            self.hp.kv_values,
+        )?;
+        Ok(State::new(KvCache::in_pool(pool, n_ctx)))
     }
 
     fn into_tensor_parallel(
@@ -452,7 +482,9 @@ impl Model for Decoder {
     }
 
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
-        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim) {
+        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim)
+            || pool.has_values() != self.hp.kv_values
+        {
             return Err(ModelError::Invalid(
                 "the KV pool was made for another model's shape".into(),
             ));
@@ -610,99 +642,113 @@ impl Decoder {
             let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
             tap(taps, "attn_norm", Some(il), xn);
-            let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
-            let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
-            let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
-            linear(pool, f, arith, &blk.wq, xn, n, q)?;
-            linear(pool, f, arith, &blk.wk, xn, n, k)?;
-            linear(pool, f, arith, &blk.wv, xn, n, v)?;
-            if let Some([bq, bk, bv]) = &blk.bqkv {
-                add_bias(q, bq);
-                add_bias(k, bk);
-                add_bias(v, bv);
-            }
-            if let Some([nq, nk]) = &blk.qk_norm {
-                // Rows of head_dim: each head normalized on its own.
-                let (qn, kn) = (sized(&mut b.attn, n * q_dim), sized(&mut b.out, n * kv_dim));
-                rms_norm(q, nq, hp.rms_eps, qn);
-                q.copy_from_slice(qn);
-                rms_norm(k, nk, hp.rms_eps, kn);
-                k.copy_from_slice(kn);
-                tap(taps, "Qcur_normed", Some(il), q);
-                tap(taps, "Kcur_normed", Some(il), k);
-            }
-            for (s, &(row0, len, pos0)) in seqs.iter_mut().zip(&spans) {
-                for t in 0..len {
-                    let r = row0 + t;
-                    rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
-                    rope_apply(
-                        &mut q[r * q_dim..(r + 1) * q_dim],
-                        hd,
-                        cfg.rope_style,
-                        &cos,
-                        &sin,
-                    );
-                    rope_apply(
-                        &mut k[r * kv_dim..(r + 1) * kv_dim],
-                        hd,
-                        cfg.rope_style,
-                        &cos,
-                        &sin,
-                    );
+            match &blk.attn {
+                Attn::Mla(mla) => {
+                    let out = sized(&mut b.out, n * d);
+                    mla.forward(
+                        pool, f, arith, xn, n, seqs, &spans, il, &mut b.mla, out, taps,
+                    )?;
                 }
-                if kv_dim > 0 {
-                    let rows = row0 * kv_dim..(row0 + len) * kv_dim;
-                    s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                Attn::Gqa(g) => {
+                    let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
+                    let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
+                    let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
+                    linear(pool, f, arith, &g.wq, xn, n, q)?;
+                    linear(pool, f, arith, &g.wk, xn, n, k)?;
+                    linear(pool, f, arith, &g.wv, xn, n, v)?;
+                    if let Some([bq, bk, bv]) = &blk.bqkv {
+                        add_bias(q, bq);
+                        add_bias(k, bk);
+                        add_bias(v, bv);
+                    }
+                    if let Some([nq, nk]) = &blk.qk_norm {
+                        // Rows of head_dim: each head normalized on its own.
+                        let (qn, kn) =
+                            (sized(&mut b.attn, n * q_dim), sized(&mut b.out, n * kv_dim));
+                        rms_norm(q, nq, hp.rms_eps, qn);
+                        q.copy_from_slice(qn);
+                        rms_norm(k, nk, hp.rms_eps, kn);
+                        k.copy_from_slice(kn);
+                        tap(taps, "Qcur_normed", Some(il), q);
+                        tap(taps, "Kcur_normed", Some(il), k);
+                    }
+                    for (s, &(row0, len, pos0)) in seqs.iter_mut().zip(&spans) {
+                        for t in 0..len {
+                            let r = row0 + t;
+                            rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
+                            rope_apply(
+                                &mut q[r * q_dim..(r + 1) * q_dim],
+                                hd,
+                                cfg.rope_style,
+                                &cos,
+                                &sin,
+                            );
+                            rope_apply(
+                                &mut k[r * kv_dim..(r + 1) * kv_dim],
+                                hd,
+                                cfg.rope_style,
+                                &cos,
+                                &sin,
+                            );
+                        }
+                        if kv_dim > 0 {
+                            let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                            s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                        }
+                    }
+                    tap(taps, "Qcur", Some(il), q);
+                    tap(taps, "Kcur", Some(il), k);
+                    tap(taps, "Vcur", Some(il), v);
+                    let scale = match cfg.q_scale {
+                        Some(s) => {
+                            q.iter_mut().for_each(|v| *v *= s);
+                            1.0
+                        }
+                        None => 1.0 / (hd as f32).sqrt(),
+                    };
+                    let shape = AttnShape {
+                        n_head: local.n_head,
+                        n_head_kv: local.n_head_kv,
+                        head_dim: hd,
+                        head_dim_v: hd,
+                        values_in_keys: false,
+                        scale,
+                        window: blk.cfg.window,
+                        offsets: local.offsets,
+                    };
+                    let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
+                                                              // (A tensor-parallel rank may hold no heads at all.)
+                    for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
+                        let rows = row0 * q_dim..(row0 + len) * q_dim;
+                        s.state.kv.with_layer(il, |kv| {
+                            attention(
+                                pool,
+                                &shape,
+                                &q[rows.clone()],
+                                kv,
+                                pos0,
+                                len,
+                                per_token,
+                                &mut attn[rows],
+                            )
+                        });
+                    }
+                    tap(taps, "kqv_out", Some(il), attn);
+                    let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
+                    if let Some(tp) = &self.tp {
+                        // Every rank needs every head's output; each computes some rows.
+                        let hd = hp.head_dim;
+                        let whole = sized(&mut b.gathered, n * hp.q_dim());
+                        self.gather(attn, n, |s| s.heads.start * hd..s.heads.end * hd, whole)?;
+                        let part = sized(&mut b.part, n * tp.shard.rows.len());
+                        linear(pool, f, arith, &g.wo, whole, n, part)?;
+                        self.gather(part, n, |s| s.rows.clone(), out)?;
+                    } else {
+                        linear(pool, f, arith, &g.wo, attn, n, out)?;
+                    }
                 }
             }
-            tap(taps, "Qcur", Some(il), q);
-            tap(taps, "Kcur", Some(il), k);
-            tap(taps, "Vcur", Some(il), v);
-            let scale = match cfg.q_scale {
-                Some(s) => {
-                    q.iter_mut().for_each(|v| *v *= s);
-                    1.0
-                }
-                None => 1.0 / (hd as f32).sqrt(),
-            };
-            let shape = AttnShape {
-                n_head: local.n_head,
-                n_head_kv: local.n_head_kv,
-                head_dim: hd,
-                scale,
-                window: blk.cfg.window,
-                offsets: local.offsets,
-            };
-            let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-                                                      // (A tensor-parallel rank may hold no heads at all.)
-            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
-                let rows = row0 * q_dim..(row0 + len) * q_dim;
-                s.state.kv.with_layer(il, |kv| {
-                    attention(
-                        pool,
-                        &shape,
-                        &q[rows.clone()],
-                        kv,
-                        pos0,
-                        len,
-                        per_token,
-                        &mut attn[rows],
-                    )
-                });
-            }
-            tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            if let Some(tp) = &self.tp {
-                // Every rank needs every head's output; each computes some rows.
-                let hd = hp.head_dim;
-                let whole = sized(&mut b.gathered, n * hp.q_dim());
-                self.gather(attn, n, |s| s.heads.start * hd..s.heads.end * hd, whole)?;
-                let part = sized(&mut b.part, n * tp.shard.rows.len());
-                linear(pool, f, arith, &blk.wo, whole, n, part)?;
-                self.gather(part, n, |s| s.rows.clone(), out)?;
-            } else {
-                linear(pool, f, arith, &blk.wo, attn, n, out)?;
-            }
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);

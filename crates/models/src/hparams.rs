@@ -35,12 +35,29 @@ pub struct HParams {
     pub n_ctx_train: usize,
     /// Vocabulary size (rows of `token_embd.weight`).
     pub n_vocab: usize,
+    /// Whether the KV cache keeps value rows apart from the key rows. False
+    /// for multi-head latent attention, whose values are the first
+    /// `value_length` features of each cached (latent) key row.
+    pub kv_values: bool,
 }
 
 impl HParams {
     /// Reads the hyperparameters of architecture `arch` from `f`.
     /// `n_vocab` is taken from the embedding tensor's shape.
     pub fn from_gguf(f: &GgufFile, arch: &str) -> Result<HParams, ModelError> {
+        Self::read(f, arch, false)
+    }
+
+    /// Like [`Self::from_gguf`] for multi-head latent attention (DeepSeek-V2/V3
+    /// as llama.cpp converts them): `attention.key_length` is the width of
+    /// the cached latent row (compressed KV plus the RoPE dimensions),
+    /// `attention.value_length` the part of it that serves as values, and
+    /// the cache holds no separate values.
+    pub fn from_gguf_mla(f: &GgufFile, arch: &str) -> Result<HParams, ModelError> {
+        Self::read(f, arch, true)
+    }
+
+    fn read(f: &GgufFile, arch: &str, mla: bool) -> Result<HParams, ModelError> {
         let key = |k: &str| format!("{arch}.{k}");
         let req = |k: &str| -> Result<usize, ModelError> {
             let full = key(k);
@@ -107,7 +124,13 @@ impl HParams {
         }
         let head_dim = opt("attention.key_length", n_embd / n_head)?;
         let v_dim = opt("attention.value_length", head_dim)?;
-        if v_dim != head_dim {
+        if mla && v_dim > head_dim {
+            return Err(ModelError::BadHParam {
+                key: key("attention.value_length"),
+                problem: format!("{v_dim} exceeds key_length {head_dim}"),
+            });
+        }
+        if !mla && v_dim != head_dim {
             return Err(ModelError::BadHParam {
                 key: key("attention.value_length"),
                 problem: format!("{v_dim} differs from key_length {head_dim}; not supported"),
@@ -147,6 +170,7 @@ impl HParams {
             rms_eps,
             n_ctx_train,
             n_vocab,
+            kv_values: !mla,
         })
     }
 

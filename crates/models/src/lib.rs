@@ -140,6 +140,7 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
         "gemma3" => Ok(Box::new(arch::gemma3::load(file)?)),
         "qwen2moe" => Ok(Box::new(arch::qwen2moe::load(file)?)),
         "qwen3moe" => Ok(Box::new(arch::qwen3moe::load(file)?)),
+        "deepseek2" => Ok(Box::new(arch::deepseek2::load(file)?)),
         _ => Err(ModelError::UnsupportedArch {
             arch,
             supported: arch::SUPPORTED.join(", "),

@@ -106,6 +106,8 @@ pub(crate) struct Buffers {
     pub part: Vec<f32>,
     /// Scratch of the mixture-of-experts layers
     pub moe: crate::layers::moe::MoeBuffers,
+    /// Scratch of the latent attention layers
+    pub mla: crate::layers::mla::MlaBuffers,
 }
 
 /// Shows `x` to the tap, if any (cheap when there is none).

@@ -1,6 +1,7 @@
 //! One file per architecture; each builds a [`crate::decoder::Decoder`] from
 //! its tensors and options, on top of the shared [`crate::layers`].
 
+pub mod deepseek2;
 pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
@@ -19,7 +20,15 @@ use crate::weights::WeightLoader;
 use crate::ModelError;
 
 /// `general.architecture` values sparetire implements.
-pub const SUPPORTED: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "qwen2moe", "qwen3moe"];
+pub const SUPPORTED: &[&str] = &[
+    "llama",
+    "qwen2",
+    "qwen3",
+    "gemma3",
+    "qwen2moe",
+    "qwen3moe",
+    "deepseek2",
+];
 
 /// Loads an architecture whose layers are all alike (full attention, one
 /// RoPE base): the common block tensors, plus what `extra` adds to each block.
