@@ -319,6 +319,44 @@ fn check_matmul_type(w: Weight) -> Result<Weight, ModelError> {
 }
 
 impl Decoder {
+    /// Bytes of weights one decoded token reads against a dense model of
+    /// the same parameters (see [`crate::WeightBytes`]). F32 norm vectors
+    /// and biases count at 4 bytes a value.
+    pub fn weight_traffic(&self) -> crate::WeightBytes {
+        let f32s = |v: &[f32]| 4 * v.len();
+        let emb_row = self.tok_embd.n_bytes() / self.hp.n_vocab.max(1);
+        let mut common = emb_row + f32s(&self.output_norm) + self.output.n_bytes();
+        let (mut active, mut all) = (0, 0);
+        for b in &self.blocks {
+            common += f32s(&b.attn_norm) + f32s(&b.ffn_norm);
+            common += b.attn_post_norm.as_deref().map_or(0, f32s);
+            common += b.ffn_post_norm.as_deref().map_or(0, f32s);
+            common += b
+                .bqkv
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|x| f32s(x)).sum());
+            common += b
+                .qk_norm
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|x| f32s(x)).sum());
+            common += match &b.attn {
+                Attn::Gqa(g) => g.wq.n_bytes() + g.wk.n_bytes() + g.wv.n_bytes() + g.wo.n_bytes(),
+                Attn::Mla(m) => m.n_bytes(),
+            };
+            match &b.ffn {
+                Ffn::Dense(m) => common += m.n_bytes(),
+                Ffn::Moe(m) => {
+                    active += m.active_bytes();
+                    all += m.total_bytes();
+                }
+            }
+        }
+        crate::WeightBytes {
+            per_token: common + active,
+            dense: common + all,
+        }
+    }
+
     /// Assembles a decoder from loaded blocks, reading the embedding, the
     /// final norm and the (possibly tied) output projection.
     pub fn new(
@@ -470,6 +508,10 @@ impl Model for Decoder {
             self.hp.kv_values,
         )?;
         Ok(State::new(KvCache::in_pool(pool, n_ctx)))
+    }
+
+    fn weight_bytes(&self) -> Option<crate::WeightBytes> {
+        Some(self.weight_traffic())
     }
 
     fn into_tensor_parallel(

@@ -33,6 +33,17 @@ pub use error::ModelError;
 pub use hparams::HParams;
 pub use state::{State, Tap};
 
+/// Weight traffic of one decoded token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// Bytes read per decoded token: every weight, except that a
+    /// mixture-of-experts layer reads only its router, the `n_expert_used`
+    /// chosen experts and its shared expert, and the embedding only its row.
+    pub per_token: usize,
+    /// Bytes a dense model of the same parameters reads per token (every expert).
+    pub dense: usize,
+}
+
 /// Which positions of a batch get logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Logits {
@@ -85,6 +96,13 @@ pub trait Model: Send + Sync {
             self.forward(pool, s.state, s.tokens, s.logits)?;
         }
         Ok(())
+    }
+
+    /// Bytes of weights one decoded token reads, and what a dense model
+    /// with the same parameters would read ([`WeightBytes`]); `None` if the
+    /// model cannot tell.
+    fn weight_bytes(&self) -> Option<WeightBytes> {
+        None
     }
 
     /// This model cut down to rank `rank`'s share of every layer among `size`

@@ -123,13 +123,14 @@ impl Mla {
         Ok(())
     }
 
-    /// Bytes of its weights (all read by every token).
+    /// Bytes of its weights, norms included (all read by every token).
     pub fn n_bytes(&self) -> usize {
         let q = match &self.q {
-            MlaQuery::LowRank { a, b, .. } => a.n_bytes() + b.n_bytes(),
+            MlaQuery::LowRank { a, norm, b } => a.n_bytes() + 4 * norm.len() + b.n_bytes(),
             MlaQuery::Direct(w) => w.n_bytes(),
         };
         q + self.kv_a.n_bytes()
+            + 4 * self.kv_a_norm.len()
             + self
                 .k_b
                 .iter()

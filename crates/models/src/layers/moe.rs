@@ -152,6 +152,7 @@ impl Moe {
     pub fn active_bytes(&self) -> usize {
         let expert = self.experts.iter().map(Mlp::n_bytes).max().unwrap_or(0);
         self.router.n_bytes()
+            + self.bias.as_ref().map_or(0, |b| 4 * b.len())
             + self.routing.n_expert_used * expert
             + self.shared.as_ref().map_or(0, shared_bytes)
     }
@@ -159,6 +160,7 @@ impl Moe {
     /// Bytes of all its weights (what a dense layer of the same parameters reads per token).
     pub fn total_bytes(&self) -> usize {
         self.router.n_bytes()
+            + self.bias.as_ref().map_or(0, |b| 4 * b.len())
             + self.experts.iter().map(Mlp::n_bytes).sum::<usize>()
             + self.shared.as_ref().map_or(0, shared_bytes)
     }
