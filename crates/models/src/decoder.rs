@@ -24,6 +24,7 @@ use std::sync::Arc;
 use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
+use crate::expert_parallel::ExpertParallel;
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
@@ -133,6 +134,8 @@ pub struct Decoder {
     output: Weight,
     /// Set when this process computes one tensor-parallel rank's share.
     tp: Option<Tp>,
+    /// Set when this process computes only some of every layer's experts.
+    ep: Option<ExpertParallel>,
 }
 
 /// A tensor-parallel rank's share, every rank's (to reassemble gathered
@@ -381,6 +384,7 @@ impl Decoder {
             output_norm,
             output,
             tp: None,
+            ep: None,
         })
     }
 
@@ -440,6 +444,32 @@ impl Decoder {
         Ok(())
     }
 
+    /// This decoder with its experts spread over `size` ranks, rank `rank`
+    /// computing its share of them and everything else whole
+    /// ([`crate::expert_parallel`]).
+    pub fn into_experts(
+        mut self,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn Gatherer>,
+    ) -> Result<Decoder, ModelError> {
+        if rank >= size {
+            return Err(ModelError::Invalid(format!("rank {rank} of {size}")));
+        }
+        if !self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
+            return Err(ModelError::Invalid(
+                "expert parallelism needs a mixture-of-experts model; this one has no experts"
+                    .into(),
+            ));
+        }
+        self.ep = Some(ExpertParallel {
+            rank,
+            size,
+            gatherer,
+        });
+        Ok(self)
+    }
+
     /// This decoder cut down to rank `rank`'s share of every layer among
     /// `size` ranks ([`crate::tensor_parallel`]).
     pub fn into_shard(
@@ -458,23 +488,29 @@ impl Decoder {
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
         );
-        if self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
-            return Err(ModelError::Invalid(
-                "tensor parallelism does not split mixture-of-experts layers yet".into(),
-            ));
-        }
         if self.blocks.iter().any(|b| matches!(b.attn, Attn::Mla(_))) {
             return Err(ModelError::Invalid(
-                "tensor parallelism does not split latent attention layers yet".into(),
+                "tensor parallelism does not split latent attention layers yet (use expert parallelism)"
+                    .into(),
             ));
         }
+        // Mixture-of-experts layers are not cut by columns: their experts are spread over the ranks.
+        if self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
+            self.ep = Some(ExpertParallel {
+                rank,
+                size,
+                gatherer: gatherer.clone(),
+            });
+        }
         for b in &mut self.blocks {
-            let (Ffn::Dense(mlp), Attn::Gqa(g)) = (&mut b.ffn, &mut b.attn) else {
+            if let Ffn::Dense(mlp) = &mut b.ffn {
+                mlp.gate = mlp.gate.row_slice(shard.ff.clone())?;
+                mlp.up = mlp.up.row_slice(shard.ff.clone())?;
+                mlp.down = mlp.down.row_slice(shard.rows.clone())?;
+            }
+            let Attn::Gqa(g) = &mut b.attn else {
                 continue;
             };
-            mlp.gate = mlp.gate.row_slice(shard.ff.clone())?;
-            mlp.up = mlp.up.row_slice(shard.ff.clone())?;
-            mlp.down = mlp.down.row_slice(shard.rows.clone())?;
             g.wq = g.wq.row_slice(q.clone())?;
             g.wk = g.wk.row_slice(kv.clone())?;
             g.wv = g.wv.row_slice(kv.clone())?;
@@ -521,6 +557,15 @@ impl Model for Decoder {
         gatherer: Arc<dyn Gatherer>,
     ) -> Result<Box<dyn Model>, ModelError> {
         Ok(Box::new(self.into_shard(rank, size, gatherer)?))
+    }
+
+    fn into_expert_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn Gatherer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(self.into_experts(rank, size, gatherer)?))
     }
 
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
@@ -808,7 +853,8 @@ impl Decoder {
             let mlp = match &blk.ffn {
                 Ffn::Dense(mlp) => mlp,
                 Ffn::Moe(moe) => {
-                    moe.forward(pool, f, arith, xn, n, &mut b.moe, out, taps, il)?;
+                    let ep = self.ep.as_ref();
+                    moe.forward(pool, f, arith, xn, n, &mut b.moe, out, taps, il, ep)?;
                     tap(taps, "ffn_out", Some(il), out);
                     add_into(x, out);
                     tap(taps, "l_out", Some(il), x);

@@ -15,6 +15,7 @@ pub mod arch;
 pub mod block_alloc;
 pub mod decoder;
 mod error;
+pub mod expert_parallel;
 pub mod hparams;
 pub mod kv_cache;
 pub mod layers;
@@ -103,6 +104,23 @@ pub trait Model: Send + Sync {
     /// model cannot tell.
     fn weight_bytes(&self) -> Option<WeightBytes> {
         None
+    }
+
+    /// This model with the experts of its mixture-of-experts layers spread
+    /// over `size` ranks ([`expert_parallel`]): this rank computes only its
+    /// experts, the rest of the network whole. Every rank must make the same
+    /// forward calls; the logits are every rank's, bit-identical to one
+    /// process's.
+    fn into_expert_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn tensor_parallel::Gatherer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        let _ = (rank, size, gatherer);
+        Err(ModelError::Invalid(
+            "this model has no experts to spread over ranks".into(),
+        ))
     }
 
     /// This model cut down to rank `rank`'s share of every layer among `size`

@@ -24,6 +24,7 @@ use sparetire_quant::{GgmlType, ThreadPool};
 
 use super::ggml_f32::{reduce8_softmax, v_expf};
 use super::mlp::Mlp;
+use crate::expert_parallel::ExpertParallel;
 use crate::state::{sized, tap, Tap};
 use crate::weights::Weight;
 use crate::{linear, Arithmetic, ModelError};
@@ -166,7 +167,7 @@ impl Moe {
     }
 
     /// `out (n, n_embd)` = the mixture applied to `x (n, n_embd)`.
-    #[allow(clippy::too_many_arguments)] // why: model context, input, output and the debugging tap
+    #[allow(clippy::too_many_arguments)] // why: model context, input, output, the debugging tap and the ranks
     pub fn forward(
         &self,
         pool: &ThreadPool,
@@ -178,6 +179,7 @@ impl Moe {
         out: &mut [f32],
         taps: &mut Option<Tap>,
         il: usize,
+        ep: Option<&ExpertParallel>,
     ) -> Result<(), ModelError> {
         let r = &self.routing;
         let (ne, k) = (r.n_expert, r.n_expert_used);
@@ -228,6 +230,9 @@ impl Moe {
         let slots = sized(&mut b.slots, n * k * d); // (n, k, d)
         let mut rows: Vec<(usize, usize)> = Vec::new(); // (token, slot)
         for (e, mlp) in self.experts.iter().enumerate() {
+            if ep.is_some_and(|ep| !ep.owns(e, ne)) {
+                continue; // another rank's expert
+            }
             rows.clear();
             for t in 0..n {
                 if let Some(s) = b.chosen[t * k..(t + 1) * k].iter().position(|&c| c == e) {
@@ -257,6 +262,9 @@ impl Moe {
                 slots[(t * k + s) * d..(t * k + s + 1) * d]
                     .copy_from_slice(&ye[i * d..(i + 1) * d]);
             }
+        }
+        if let Some(ep) = ep {
+            ep.share(&b.chosen, ne, k, d, slots)?;
         }
         // Weighted sum in slot order, as ggml adds the weighted views.
         for t in 0..n {
