@@ -86,7 +86,10 @@ pub fn main(a: PlanArgs) -> Result<()> {
             let path = store::resolve(a.model.as_deref())?;
             let file = sparetire_formats::gguf::GgufFile::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
-            (path.display().to_string(), from_file(&file)?)
+            (
+                path.display().to_string(),
+                from_file(std::sync::Arc::new(file))?,
+            )
         }
     };
     if a.nodes.is_empty() || a.nodes.contains(&0) {
@@ -158,25 +161,44 @@ fn described(a: &PlanArgs, params: f64) -> Result<ModelShape> {
     })
 }
 
-fn from_file(f: &sparetire_formats::gguf::GgufFile) -> Result<ModelShape> {
-    let arch = f
-        .get_str("general.architecture")
-        .unwrap_or("llama")
-        .to_owned();
-    let hp = sparetire_models::HParams::from_gguf(f, &arch).context("reading the model's shape")?;
+/// The shape of the model in `f`: its architecture is loaded (shapes checked, nothing read),
+/// so mixture-of-experts models count only the experts a token uses as read per token, and
+/// latent-attention models their compressed KV cache.
+fn from_file(f: std::sync::Arc<sparetire_formats::gguf::GgufFile>) -> Result<ModelShape> {
     let weight_bytes: u64 = f.tensors().iter().map(|t| t.n_bytes).sum();
+    let model = sparetire_models::load(f.clone()).context("reading the model's shape")?;
+    let hp = model.hparams().clone();
+    // A dense model reads every weight per token, but only one row of the embedding.
+    let dense_active = weight_bytes as f64
+        - f.tensor("token_embd.weight")
+            .filter(|_| f.tensor("output.weight").is_some())
+            .map_or(0.0, |t| t.n_bytes as f64);
+    let active_bytes = model
+        .weight_bytes()
+        .map_or(dense_active, |w| w.per_token as f64);
+    let block = sparetire_models::kv_cache::BLOCK_SIZE;
+    let kv_bytes_per_token = sparetire_models::kv_cache::KvPool::for_model(&hp, block)?
+        .block_bytes() as f64
+        / block as f64;
+    // The feed-forward activation tensor parallelism gathers: a MoE layer's chosen experts.
+    let key = |k: &str| f.get_u64(&format!("{}.{k}", hp.arch)).map(|v| v as usize);
+    let n_ff = match (key("expert_used_count"), key("expert_feed_forward_length")) {
+        (Some(used), Some(ff_exp)) if used > 0 => {
+            let shared = key("expert_shared_feed_forward_length")
+                .or_else(|| key("expert_shared_count").map(|n| n * ff_exp))
+                .unwrap_or(0);
+            used * ff_exp + shared
+        }
+        _ => hp.n_ff,
+    };
     Ok(ModelShape {
         n_layer: hp.n_layer,
         n_embd: hp.n_embd,
         q_dim: hp.q_dim(),
-        n_ff: hp.n_ff,
+        n_ff,
         n_vocab: hp.n_vocab,
         weight_bytes: weight_bytes as f64,
-        // A dense model reads every weight per token, but only one row of the embedding.
-        active_bytes: weight_bytes as f64
-            - f.tensor("token_embd.weight")
-                .filter(|_| f.tensor("output.weight").is_some())
-                .map_or(0.0, |t| t.n_bytes as f64),
-        kv_bytes_per_token: (2 * hp.n_layer * hp.kv_dim() * 2) as f64,
+        active_bytes,
+        kv_bytes_per_token,
     })
 }

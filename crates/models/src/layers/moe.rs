@@ -23,7 +23,7 @@ use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
 use super::ggml_f32::{reduce8_softmax, v_expf};
-use super::mlp::Mlp;
+use super::mlp::{swiglu, Mlp};
 use crate::expert_parallel::ExpertParallel;
 use crate::state::{sized, tap, Tap};
 use crate::weights::Weight;
@@ -248,14 +248,35 @@ impl Moe {
                 xe[i * d..(i + 1) * d].copy_from_slice(&x[t * d..(t + 1) * d]);
             }
             let ye = sized(&mut b.ye, m * d);
-            mlp.forward(
+            // Each matrix with the arithmetic mul_mat_id picks for its own type.
+            let ff = mlp.n_ff();
+            let (g, u) = (sized(&mut b.g, m * ff), sized(&mut b.u, m * ff));
+            linear(
                 pool,
                 f,
                 expert_arithmetic(&mlp.gate, arith),
+                &mlp.gate,
                 xe,
                 m,
-                &mut b.g,
-                &mut b.u,
+                g,
+            )?;
+            linear(
+                pool,
+                f,
+                expert_arithmetic(&mlp.up, arith),
+                &mlp.up,
+                xe,
+                m,
+                u,
+            )?;
+            swiglu(g, u, ff);
+            linear(
+                pool,
+                f,
+                expert_arithmetic(&mlp.down, arith),
+                &mlp.down,
+                g,
+                m,
                 ye,
             )?;
             for (i, &(t, s)) in rows.iter().enumerate() {
