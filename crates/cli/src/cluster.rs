@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sparetire_cluster::comm::CommGatherer;
 use sparetire_cluster::dist::{follow, stage_weight_bytes, DistModel, Layout};
+use sparetire_cluster::memory::{available_memory, resident_mib};
 use sparetire_cluster::pipeline::split_layers;
 use sparetire_runtime::Engine;
 
@@ -124,29 +125,6 @@ fn run_follower(
             std::process::exit(1)
         }
     }
-}
-
-/// `MemAvailable` from /proc/meminfo, in bytes (Linux).
-fn available_memory() -> Option<f64> {
-    proc_kib("/proc/meminfo", "MemAvailable:").map(|kb| kb * 1024.0)
-}
-
-/// This process's resident memory (VmRSS), in MiB (Linux).
-fn resident_mib() -> Option<f64> {
-    proc_kib("/proc/self/status", "VmRSS:").map(|kb| kb / 1024.0)
-}
-
-/// A `key:  N kB` line of a /proc file, in KiB.
-fn proc_kib(file: &str, key: &str) -> Option<f64> {
-    std::fs::read_to_string(file)
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// mpirun forwards SIGTERM and SIGINT to every rank; a follower leaves when

@@ -283,13 +283,16 @@ pub fn follow(
     }
 }
 
-/// One stderr line: what this rank sent (for measuring a layout's traffic).
+/// One stderr line: what this rank sent (for measuring a layout's traffic)
+/// and its resident memory now and at its peak.
 pub fn report_traffic(comm: &dyn Comm) {
     let line = format!(
-        "sparetire: rank {}/{}: sent {:.2} MiB\n",
+        "sparetire: rank {}/{}: sent {:.2} MiB; resident {:.1} MiB, peak {:.1} MiB\n",
         comm.rank(),
         comm.size(),
-        comm.bytes_sent() as f64 / (1 << 20) as f64
+        comm.bytes_sent() as f64 / (1 << 20) as f64,
+        crate::memory::resident_mib().unwrap_or(0.0),
+        crate::memory::peak_resident_mib().unwrap_or(0.0)
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
 }

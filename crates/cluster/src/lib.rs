@@ -18,6 +18,7 @@ pub mod comm;
 pub mod dist;
 mod error;
 pub mod local;
+pub mod memory;
 #[cfg(feature = "mpi")]
 pub mod mpi_comm;
 pub mod pipeline;

@@ -41,6 +41,21 @@ impl Bytes {
         Ok(Bytes::Mapped(map))
     }
 
+    /// Drops this process's mapping of the file's pages (they stay in the page
+    /// cache; the next read maps them again). Lets a process that read only
+    /// part of a model (a tensor-parallel rank, after copying its slices) stop
+    /// counting the rest as resident. Best effort: an error changes nothing.
+    pub(crate) fn release_pages(&self) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = self {
+            // SAFETY: the map is private and read-only, so it holds no
+            // changes that dropping its pages could lose; a later access
+            // faults the same file bytes back in. No reference into the map
+            // is invalidated (the address range stays mapped).
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// The bytes.
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
-use crate::expert_parallel::ExpertParallel;
+use crate::expert_parallel::{experts_of, ExpertParallel};
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
@@ -502,19 +502,38 @@ impl Decoder {
                 gatherer: gatherer.clone(),
             });
         }
+        // Each slice is copied into memory of its own and the file's pages
+        // are let go after every layer, so a rank's resident memory is its
+        // share of the weights (plus the embeddings it reads), not the whole
+        // file: the page cache maps whole large folios around every read.
+        let file = self.file.clone();
+        let own = |w: &Weight, rows: &Range<usize>| -> Result<Weight, ModelError> {
+            Ok(w.row_slice(rows.clone())?.into_owned(&file))
+        };
         for b in &mut self.blocks {
-            if let Ffn::Dense(mlp) = &mut b.ffn {
-                mlp.gate = mlp.gate.row_slice(shard.ff.clone())?;
-                mlp.up = mlp.up.row_slice(shard.ff.clone())?;
-                mlp.down = mlp.down.row_slice(shard.rows.clone())?;
+            match &mut b.ffn {
+                Ffn::Dense(mlp) => {
+                    mlp.gate = own(&mlp.gate, &shard.ff)?;
+                    mlp.up = own(&mlp.up, &shard.ff)?;
+                    mlp.down = own(&mlp.down, &shard.rows)?;
+                }
+                Ffn::Moe(moe) => {
+                    // This rank's experts whole; the others' pages are never read.
+                    let mine = experts_of(moe.experts.len(), rank, size);
+                    for x in &mut moe.experts[mine] {
+                        for w in [&mut x.gate, &mut x.up, &mut x.down] {
+                            *w = w.clone().into_owned(&file);
+                        }
+                    }
+                }
             }
-            let Attn::Gqa(g) = &mut b.attn else {
-                continue;
-            };
-            g.wq = g.wq.row_slice(q.clone())?;
-            g.wk = g.wk.row_slice(kv.clone())?;
-            g.wv = g.wv.row_slice(kv.clone())?;
-            g.wo = g.wo.row_slice(shard.rows.clone())?;
+            if let Attn::Gqa(g) = &mut b.attn {
+                g.wq = own(&g.wq, &q)?;
+                g.wk = own(&g.wk, &kv)?;
+                g.wv = own(&g.wv, &kv)?;
+                g.wo = own(&g.wo, &shard.rows)?;
+            }
+            file.release_pages();
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
                 *bk = bk[kv.clone()].to_vec();

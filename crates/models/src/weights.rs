@@ -152,6 +152,20 @@ impl Weight {
         })
     }
 
+    /// The same weight with its bytes copied out of `file` into memory of its
+    /// own, so the process no longer needs the file's pages for it (a
+    /// tensor-parallel rank keeps only its slices resident this way).
+    pub fn into_owned(self, file: &GgufFile) -> Weight {
+        if self.owned.is_some() {
+            return self;
+        }
+        let bytes = self.bytes(file).to_vec();
+        Weight {
+            owned: Some(Arc::new(bytes)),
+            ..self
+        }
+    }
+
     fn row_bytes(&self) -> Result<usize, ModelError> {
         self.ty
             .row_bytes(self.cols)

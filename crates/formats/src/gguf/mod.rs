@@ -82,6 +82,14 @@ impl GgufFile {
         Ok(GgufFile { bytes, header })
     }
 
+    /// Stops counting the file's mapped pages as this process's resident
+    /// memory (`madvise(MADV_DONTNEED)` on the read-only map); the bytes stay
+    /// readable and come back from the page cache on the next access. A no-op
+    /// for in-memory images and off Unix.
+    pub fn release_pages(&self) {
+        self.bytes.release_pages();
+    }
+
     /// The GGUF version (2 or 3).
     pub fn version(&self) -> u32 {
         self.header.version
