@@ -29,7 +29,7 @@ const ARCH: &str = "deepseek2";
 /// Loads a `deepseek2` model, shape-checking every tensor.
 pub fn load(file: Arc<GgufFile>) -> Result<Decoder, ModelError> {
     let key = |k: &str| format!("{ARCH}.{k}");
-    let hp = HParams::from_gguf_mla(&file, ARCH)?;
+    let mut hp = HParams::from_gguf_mla(&file, ARCH)?;
     let int = |k: &str| -> Result<Option<usize>, ModelError> {
         match file.get(&key(k)) {
             None => Ok(None),
@@ -47,6 +47,25 @@ pub fn load(file: Arc<GgufFile>) -> Result<Decoder, ModelError> {
         key: key(k),
         problem: why.into(),
     };
+    // Multi-token-prediction blocks (GLM-4.5-style files) follow the trunk's blocks; they
+    // are not part of the forward pass.
+    let nextn = int("nextn_predict_layers")?.unwrap_or(0);
+    if nextn >= hp.n_layer {
+        return Err(missing(
+            "nextn_predict_layers",
+            &format!("{nextn} prediction blocks of {} leave no trunk", hp.n_layer),
+        ));
+    }
+    hp.n_layer -= nextn;
+    if file
+        .get_f32(&key("attention.temperature_scale"))
+        .is_some_and(|t| t != 0.0)
+    {
+        return Err(missing(
+            "attention.temperature_scale",
+            "attention temperature tuning (Mistral Large 3) is not supported",
+        ));
+    }
     let q_lora = int("attention.q_lora_rank")?.unwrap_or(0);
     let kv_lora = int("attention.kv_lora_rank")?
         .filter(|&n| n > 0)
