@@ -31,6 +31,10 @@ pub struct ModelArgs {
     /// Under mpirun: each rank's share of the layers, e.g. 1,1,2 (default: each rank's available memory)
     #[arg(long = "rank-weights", value_delimiter = ',', value_name = "W,W,...")]
     pub rank_weights: Option<Vec<f64>>,
+    /// Under mpirun with --split tp: how activations travel between ranks (q8: 8-bit
+    /// blocks where the next product quantizes anyway, ~1.9x fewer bytes; q8-f16: ~2.8x, lossy)
+    #[arg(long = "tp-wire", value_enum, default_value_t = crate::cluster::Wire::F32)]
+    pub tp_wire: crate::cluster::Wire,
 }
 
 impl ModelArgs {

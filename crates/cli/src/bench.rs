@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// Under mpirun: each rank's share of the layers (pp), e.g. 1,1,2
     #[arg(long = "rank-weights", value_delimiter = ',', value_name = "W,W,...")]
     pub rank_weights: Option<Vec<f64>>,
+    /// Under mpirun with --split tp: activations between ranks as f32, q8 or q8-f16
+    #[arg(long = "tp-wire", value_enum, default_value_t = crate::cluster::Wire::F32)]
+    pub tp_wire: crate::cluster::Wire,
 }
 
 /// What `bench` measures other than the model itself.
@@ -107,7 +110,8 @@ pub fn main(a: BenchArgs) -> Result<()> {
     for &t in &threads {
         let engine =
             Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
-        let engine = crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref())?;
+        let engine =
+            crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
         for &d in &a.depth {
             let mut tests: Vec<(usize, usize)> = a

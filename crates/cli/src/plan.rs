@@ -60,6 +60,9 @@ pub struct PlanArgs {
     /// One message's latency between nodes, microseconds
     #[arg(long = "latency-us", default_value_t = 50.0)]
     pub latency_us: f64,
+    /// How tensor-parallel activations travel (as `--tp-wire` of run/serve)
+    #[arg(long = "tp-wire", value_enum, default_value_t = crate::cluster::Wire::F32)]
+    pub tp_wire: crate::cluster::Wire,
     /// Context tokens of KV cache to hold
     #[arg(short = 'c', long = "ctx-size", default_value_t = 4096)]
     pub ctx: usize,
@@ -114,6 +117,7 @@ pub fn main(a: PlanArgs) -> Result<()> {
                 * positive(a.efficiency, "--efficiency")?.min(1.0),
             link_bw: positive(a.link_gbit, "--link-gbit")? * 1e9 / 8.0,
             latency: positive(a.latency_us, "--latency-us")? * 1e-6,
+            tp_wire: a.tp_wire.into(),
         };
         for p in predict(&m, &c, a.ctx) {
             if a.json {
@@ -158,6 +162,7 @@ fn described(a: &PlanArgs, params: f64) -> Result<ModelShape> {
         weight_bytes: bytes(params),
         active_bytes: bytes(a.active_params.unwrap_or(params).min(params)),
         kv_bytes_per_token: a.kv_bytes.unwrap_or((2 * width * 2 * layers) as f64),
+        tied: false,
     })
 }
 
@@ -200,5 +205,6 @@ fn from_file(f: std::sync::Arc<sparetire_formats::gguf::GgufFile>) -> Result<Mod
         weight_bytes: weight_bytes as f64,
         active_bytes,
         kv_bytes_per_token,
+        tied: f.tensor("output.weight").is_none(),
     })
 }

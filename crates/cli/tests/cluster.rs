@@ -189,6 +189,76 @@ fn pipeline_perplexity_equals_one_process() {
     }
 }
 
+/// `--tp-wire q8`: 8-bit product inputs change nothing (the same perplexity to
+/// the last digit); `q8-f16` costs a measured, small KL divergence.
+#[test]
+fn eight_bit_tensor_parallel_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base.logits").display().to_string();
+    let file = root().join("tests/data/ppl/text.txt").display().to_string();
+    let args = [
+        "perplexity",
+        "-m",
+        "smollm2",
+        "-f",
+        &file,
+        "-c",
+        "128",
+        "--chunks",
+        "2",
+        "-t",
+        "1",
+        "--json",
+    ];
+    let one = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+        .args(args)
+        .args(["--save-logits", &base])
+        .output()
+        .unwrap();
+    let one: serde_json::Value = serde_json::from_str(&text(&one)).unwrap();
+    let run = |wire: &str| -> (serde_json::Value, String) {
+        let o = mpirun(2)
+            .args(args)
+            .args(["--split", "tp", "--tp-wire", wire, "--kl-base", &base])
+            .output()
+            .unwrap();
+        (
+            serde_json::from_str(&text(&o)).unwrap(),
+            String::from_utf8_lossy(&o.stderr).into(),
+        )
+    };
+    let sent = |stderr: &str| -> f64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("rank 1/2: sent"))
+            .unwrap();
+        line.split("sent ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (f32_run, f32_err) = run("f32");
+    let (q8, q8_err) = run("q8");
+    assert_eq!(q8["ppl"], one["ppl"], "8-bit product inputs are exact");
+    assert_eq!(f32_run["ppl"], one["ppl"]);
+    assert!(sent(&q8_err) * 1.7 < sent(&f32_err), "{q8_err}\n{f32_err}");
+    let (lossy, _) = run("q8-f16");
+    let kl = lossy["kl"]["mean"].as_f64().unwrap();
+    assert!(kl > 0.0 && kl < 0.02, "q8-f16 mean KL {kl}");
+    // A pipeline does not take the option.
+    let o = mpirun(2)
+        .args(args)
+        .args(["--tp-wire", "q8"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tp-wire applies to --split tp"));
+}
+
 #[test]
 fn a_killed_rank_ends_the_job_within_seconds() {
     let mut child = mpirun(2)

@@ -1,5 +1,8 @@
 //! The transport between ranks: only what the engine uses.
 
+use sparetire_models::tensor_parallel::Gathered;
+
+use crate::wire::{Codec, WireType};
 use crate::ClusterError;
 
 /// Collective and point-to-point operations among `size()` ranks. Every rank
@@ -27,6 +30,35 @@ pub trait Comm: Send + Sync {
     /// `counts[r]` values (tensor parallelism's parts).
     fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError>;
 
+    /// Like [`Comm::all_gather`] for bytes (encoded activations). The
+    /// default takes one broadcast per rank; transports override it with
+    /// their own collective.
+    fn all_gather_bytes(&self, mine: &[u8], counts: &[usize]) -> Result<Vec<u8>, ClusterError> {
+        if counts.len() != self.size() || counts[self.rank()] != mine.len() {
+            return Err(ClusterError::Protocol {
+                rank: self.rank(),
+                what: "all-gather counts do not match the ranks".into(),
+            });
+        }
+        let mut all = Vec::with_capacity(counts.iter().sum());
+        for (r, &n) in counts.iter().enumerate() {
+            let mut buf = if r == self.rank() {
+                mine.to_vec()
+            } else {
+                Vec::new()
+            };
+            self.broadcast(r, &mut buf)?;
+            if buf.len() != n {
+                return Err(ClusterError::Protocol {
+                    rank: self.rank(),
+                    what: format!("rank {r} sent {} bytes for an all-gather of {n}", buf.len()),
+                });
+            }
+            all.extend_from_slice(&buf);
+        }
+        Ok(all)
+    }
+
     /// Payload bytes this rank has sent so far (broadcasts counted once per receiver).
     fn bytes_sent(&self) -> u64;
 
@@ -34,11 +66,54 @@ pub trait Comm: Send + Sync {
     fn barrier(&self) -> Result<(), ClusterError>;
 }
 
-/// A [`Comm`] as the models' all-gather ([`sparetire_models::tensor_parallel::Gatherer`]).
-pub struct CommGatherer(pub std::sync::Arc<dyn Comm>);
+/// A [`Comm`] as the models' all-gather
+/// ([`sparetire_models::tensor_parallel::Gatherer`]), moving the parts as
+/// its [`WireType`] says.
+pub struct CommGatherer {
+    comm: std::sync::Arc<dyn Comm>,
+    wire: WireType,
+}
+
+impl CommGatherer {
+    /// Gathers over `comm`, encoding the parts as `wire`.
+    pub fn new(comm: std::sync::Arc<dyn Comm>, wire: WireType) -> CommGatherer {
+        CommGatherer { comm, wire }
+    }
+
+    fn gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        rows: usize,
+        what: Gathered,
+    ) -> Result<Vec<f32>, ClusterError> {
+        let codec = self.wire.codec(what);
+        if codec == Codec::F32 {
+            return self.comm.all_gather(mine, counts);
+        }
+        let sizes: Vec<usize> = counts.iter().map(|&n| codec.encoded_len(n, rows)).collect();
+        let all = self
+            .comm
+            .all_gather_bytes(&codec.encode(mine, rows), &sizes)?;
+        let mut out = Vec::with_capacity(counts.iter().sum());
+        let mut at = 0;
+        for (&n, &len) in counts.iter().zip(&sizes) {
+            out.extend(codec.decode(&all[at..at + len], n, rows, self.comm.rank())?);
+            at += len;
+        }
+        Ok(out)
+    }
+}
 
 impl sparetire_models::tensor_parallel::Gatherer for CommGatherer {
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
-        self.0.all_gather(mine, counts).map_err(|e| e.to_string())
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        rows: usize,
+        what: Gathered,
+    ) -> Result<Vec<f32>, String> {
+        self.gather(mine, counts, rows, what)
+            .map_err(|e| e.to_string())
     }
 }

@@ -3,7 +3,10 @@
 //! Every forward call on rank 0 is broadcast as a [`Msg::Forward`]; then each
 //! rank runs its consecutive layers ([`Model::forward_stage`]), receiving the
 //! hidden states from the rank before and sending its own to the rank after;
-//! the last rank computes the logits and sends them to rank 0. Each layer is
+//! the last rank computes the logits and sends them to rank 0 — or, when the
+//! output projection is the (tied) token embedding matrix rank 0 holds
+//! anyway, sends rank 0 the final hidden states of the rows whose logits are
+//! wanted, and rank 0 computes them (n_embd values a row instead of n_vocab). Each layer is
 //! computed whole on one rank, so the logits are bit-identical to one
 //! process's. Each rank keeps the KV cache of its own layers only.
 
@@ -159,6 +162,18 @@ fn run_step(
     }
 }
 
+/// Each sequence's rows in the batch and how many of its last rows want logits.
+fn logit_spans(seqs: &[Seq<'_>]) -> Vec<(Range<usize>, usize)> {
+    let mut at = 0;
+    seqs.iter()
+        .map(|s| {
+            let span = at..at + s.tokens.len();
+            at = span.end;
+            (span, logit_rows(s))
+        })
+        .collect()
+}
+
 /// This rank's pipeline stage of one forward call.
 fn run_stage(
     model: &dyn Model,
@@ -176,7 +191,14 @@ fn run_stage(
     } else {
         Some(comm.recv(r - 1, n * hp.n_embd)?)
     };
-    if r < last {
+    // With tied embeddings rank 0 holds the output projection anyway (as its
+    // token embeddings): the last stage sends it the final hidden states of
+    // the rows whose logits are wanted (n_embd values a row) instead of their
+    // logits (n_vocab a row).
+    let head_first = model.tied_output() && last > 0;
+    let (d, nv) = (hp.n_embd, hp.n_vocab);
+    let rows: usize = seqs.iter().map(logit_rows).sum();
+    if r < last || head_first {
         let mut out = Vec::new();
         model
             .forward_stage(
@@ -187,18 +209,40 @@ fn run_stage(
                 Some(&mut out),
             )
             .map_err(model_err)?;
-        comm.send(r + 1, &out)?;
+        if r < last {
+            comm.send(r + 1, &out)?;
+        } else if rows > 0 {
+            let mut wanted = Vec::with_capacity(rows * d);
+            for (span, k) in logit_spans(seqs) {
+                wanted.extend_from_slice(&out[(span.end - k) * d..span.end * d]);
+            }
+            comm.send(0, &wanted)?;
+        }
     } else {
         model
             .forward_stage(pool, seqs, stages[r].clone(), hidden_in.as_deref(), None)
             .map_err(model_err)?;
     }
-    if last == 0 {
+    if last == 0 || rows == 0 {
         return Ok(());
     }
-    let nv = hp.n_vocab;
-    let rows: usize = seqs.iter().map(logit_rows).sum();
-    if r == last && rows > 0 {
+    if head_first {
+        if r == 0 {
+            let wanted = comm.recv(last, rows * d)?;
+            // Rows whose logits are not wanted are never read: zeros.
+            let mut hidden = vec![0f32; n * d];
+            let mut at = 0;
+            for (span, k) in logit_spans(seqs) {
+                hidden[(span.end - k) * d..span.end * d].copy_from_slice(&wanted[at..at + k * d]);
+                at += k * d;
+            }
+            model
+                .output_logits(pool, seqs, &hidden)
+                .map_err(model_err)?;
+        }
+        return Ok(());
+    }
+    if r == last {
         let mut all = Vec::with_capacity(rows * nv);
         for s in seqs.iter() {
             let k = logit_rows(s) * nv;
@@ -206,7 +250,7 @@ fn run_stage(
         }
         comm.send(0, &all)?;
     }
-    if r == 0 && rows > 0 {
+    if r == 0 {
         let all = comm.recv(last, rows * nv)?;
         let mut at = 0;
         for s in seqs.iter_mut() {
@@ -298,8 +342,8 @@ pub fn report_traffic(comm: &dyn Comm) {
 }
 
 /// Bytes of the weights rank `rank` reads: its layers' tensors, plus the
-/// token embeddings on the first rank and the output head (or the tied
-/// embeddings) on the last.
+/// token embeddings on the first rank and the output head on the last (on
+/// the first when it is tied to the embeddings).
 pub fn stage_weight_bytes(file: &GgufFile, layers: &Range<usize>, first: bool, last: bool) -> u64 {
     let mut total = 0u64;
     let has_output = file.tensors().iter().any(|t| t.name == "output.weight");
@@ -311,12 +355,12 @@ pub fn stage_weight_bytes(file: &GgufFile, layers: &Range<usize>, first: bool, l
                 .next()
                 .and_then(|i| i.parse::<usize>().ok())
                 .is_some_and(|i| layers.contains(&i)),
-            None => {
-                (first && name == "token_embd.weight")
-                    || (last
-                        && (name.starts_with("output")
-                            || (!has_output && name == "token_embd.weight")))
+            // The head (final norm and projection) runs where its matrix is:
+            // on the first rank when it is the tied token embedding matrix.
+            None if has_output => {
+                (first && name == "token_embd.weight") || (last && name.starts_with("output"))
             }
+            None => first && (name == "token_embd.weight" || name.starts_with("output")),
         };
         if mine {
             total += t.n_bytes;

@@ -24,6 +24,7 @@ pub mod mpi_comm;
 pub mod pipeline;
 pub mod plan;
 pub mod protocol;
+pub mod wire;
 mod world;
 
 pub use comm::Comm;

@@ -55,6 +55,46 @@ impl MpiComm {
         })
     }
 
+    /// Every rank's `mine` concatenated (rank `r` gives `counts[r]` values).
+    fn gather_varcount<T>(&self, mine: &[T], counts: &[usize]) -> Result<Vec<T>, ClusterError>
+    where
+        T: Equivalence + Copy + Default,
+    {
+        if counts.len() != self.size || counts[self.rank] != mine.len() {
+            return Err(ClusterError::Protocol {
+                rank: self.rank,
+                what: "all-gather counts do not match the ranks".into(),
+            });
+        }
+        let total: usize = counts.iter().sum();
+        let mut all = vec![T::default(); total];
+        let to_i32 = |v: usize| {
+            i32::try_from(v).map_err(|_| ClusterError::Transport {
+                rank: self.rank,
+                what: format!("an all-gather of {v} values is too large for MPI"),
+            })
+        };
+        let c: Vec<i32> = counts
+            .iter()
+            .map(|&v| to_i32(v))
+            .collect::<Result<_, _>>()?;
+        let mut displs = Vec::with_capacity(c.len());
+        let mut at = 0i32;
+        for &n in &c {
+            displs.push(at);
+            at = at.checked_add(n).ok_or_else(|| ClusterError::Transport {
+                rank: self.rank,
+                what: "all-gather too large for MPI".into(),
+            })?;
+        }
+        self.count(std::mem::size_of_val(mine) * (self.size - 1));
+        {
+            let mut part = PartitionMut::new(&mut all[..], &c[..], &displs[..]);
+            self.lock().world.all_gather_varcount_into(mine, &mut part);
+        }
+        Ok(all)
+    }
+
     fn count(&self, bytes: usize) {
         self.sent
             .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
@@ -137,39 +177,11 @@ impl Comm for MpiComm {
     }
 
     fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, ClusterError> {
-        if counts.len() != self.size || counts[self.rank] != mine.len() {
-            return Err(ClusterError::Protocol {
-                rank: self.rank,
-                what: "all-gather counts do not match the ranks".into(),
-            });
-        }
-        let total: usize = counts.iter().sum();
-        let mut all = vec![0f32; total];
-        let to_i32 = |v: usize| {
-            i32::try_from(v).map_err(|_| ClusterError::Transport {
-                rank: self.rank,
-                what: format!("an all-gather of {v} values is too large for MPI"),
-            })
-        };
-        let c: Vec<i32> = counts
-            .iter()
-            .map(|&v| to_i32(v))
-            .collect::<Result<_, _>>()?;
-        let mut displs = Vec::with_capacity(c.len());
-        let mut at = 0i32;
-        for &n in &c {
-            displs.push(at);
-            at = at.checked_add(n).ok_or_else(|| ClusterError::Transport {
-                rank: self.rank,
-                what: "all-gather too large for MPI".into(),
-            })?;
-        }
-        self.count(std::mem::size_of_val(mine) * (self.size - 1));
-        {
-            let mut part = PartitionMut::new(&mut all[..], &c[..], &displs[..]);
-            self.lock().world.all_gather_varcount_into(mine, &mut part);
-        }
-        Ok(all)
+        self.gather_varcount(mine, counts)
+    }
+
+    fn all_gather_bytes(&self, mine: &[u8], counts: &[usize]) -> Result<Vec<u8>, ClusterError> {
+        self.gather_varcount(mine, counts)
     }
 
     fn bytes_sent(&self) -> u64 {

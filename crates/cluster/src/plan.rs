@@ -6,11 +6,13 @@
 //! layout's messages (a latency per message plus bytes ÷ link bandwidth):
 //! - pipeline (pp): stages run one after another for one token, so the
 //!   node times add up, plus one hidden state per stage boundary and the
-//!   logits back to the first node;
+//!   logits back to the first node (a hidden state when the output matrix is
+//!   the tied embedding matrix the first node holds);
 //! - tensor (tp): nodes work on every layer at once, each reading its share,
 //!   plus four all-gathers per layer (attention heads, attention output,
 //!   feed-forward activation, feed-forward output), each taking log2(N)
-//!   latencies (recursive doubling) and moving (N-1)/N of the data per node.
+//!   latencies (recursive doubling) and moving (N-1)/N of the data per node
+//!   (f32, or with `--tp-wire q8` 1.125 bytes per product-input value).
 //!
 //! A single stream's speed is what this predicts; many concurrent streams
 //! fill a pipeline's idle stages and share each weight read.
@@ -34,6 +36,9 @@ pub struct ModelShape {
     pub active_bytes: f64,
     /// KV-cache bytes per token of context.
     pub kv_bytes_per_token: f64,
+    /// Whether the output projection is the token embedding matrix (then a
+    /// pipeline's last stage returns hidden states, not logits).
+    pub tied: bool,
 }
 
 /// One kind of node and the network between them.
@@ -49,6 +54,8 @@ pub struct Cluster {
     pub link_bw: f64,
     /// One message's latency, seconds.
     pub latency: f64,
+    /// How tensor-parallel activations travel.
+    pub tp_wire: crate::wire::WireType,
 }
 
 /// A predicted layout.
@@ -77,18 +84,27 @@ pub fn predict(m: &ModelShape, c: &Cluster, ctx: usize) -> [Prediction; 2] {
     let per_node = m.weight_bytes / n;
     let fits = per_node + kv <= c.mem_bytes;
     let f = 4.0; // f32 activations
-                 // Pipeline: the stages' memory times add up; one hidden state per boundary, logits back.
+                 // Pipeline: the stages' memory times add up; one hidden state per boundary,
+                 // then the logits (or, with tied embeddings, the hidden state) back.
     let pp_compute = m.active_bytes / c.mem_bw;
+    let back = if m.tied { m.n_embd } else { m.n_vocab } as f64 * f;
     let pp_net = if c.nodes > 1 {
-        (n - 1.0) * (c.latency + m.n_embd as f64 * f / c.link_bw)
-            + c.latency
-            + m.n_vocab as f64 * f / c.link_bw
+        (n - 1.0) * (c.latency + m.n_embd as f64 * f / c.link_bw) + c.latency + back / c.link_bw
     } else {
         0.0
     };
-    // Tensor: each node reads its share; four ring all-gathers per layer.
+    // Tensor: each node reads its share; four ring all-gathers per layer: two
+    // products' inputs (attention heads, feed-forward activation) and two
+    // results (attention output, feed-forward output).
     let tp_compute = m.active_bytes / n / c.mem_bw;
-    let gathered = (m.q_dim + 2 * m.n_embd + m.n_ff) as f64 * f; // bytes per token per layer
+    use crate::wire::WireType;
+    let (input_bytes, result_bytes) = match c.tp_wire {
+        WireType::F32 => (f, f),
+        // 8-bit blocks of 32 with a 4-byte scale.
+        WireType::Q8 => (1.125, f),
+        WireType::Q8F16 => (1.125, 2.0),
+    };
+    let gathered = (m.q_dim + m.n_ff) as f64 * input_bytes + 2.0 * m.n_embd as f64 * result_bytes;
     let tp_net = if c.nodes > 1 {
         m.n_layer as f64
             * (4.0 * n.log2().ceil() * c.latency + gathered * (n - 1.0) / n / c.link_bw)
@@ -138,6 +154,7 @@ mod tests {
             weight_bytes: 96.6e6,
             active_bytes: 96.6e6,
             kv_bytes_per_token: 30.0 * 2.0 * 192.0 * 2.0,
+            tied: true,
         }
     }
 
@@ -149,6 +166,7 @@ mod tests {
             mem_bw: 20e9,
             link_bw: 1.25e9,
             latency: 50e-6,
+            tp_wire: crate::wire::WireType::F32,
         };
         let [pp, tp] = predict(&smol(), &one, 2048);
         assert!(pp.fits && tp.fits);
@@ -163,6 +181,20 @@ mod tests {
         assert!((tp4.compute_s - tp.compute_s / 4.0).abs() < 1e-12);
         assert!(tp4.network_s > 30.0 * 4.0 * 2.0 * 50e-6 - 1e-12);
         assert!(tp4.weights_per_node < 25e6);
+        // 8-bit product inputs: fewer bytes, less network time.
+        let q8 = Cluster {
+            tp_wire: crate::wire::WireType::Q8,
+            ..four.clone()
+        };
+        let [_, tp4q8] = predict(&smol(), &q8, 2048);
+        assert!(tp4q8.sent_per_node < 0.6 * tp4.sent_per_node);
+        assert!(tp4q8.network_s < tp4.network_s);
+        // Tied embeddings: the last stage returns a hidden state, not logits.
+        let untied = ModelShape {
+            tied: false,
+            ..smol()
+        };
+        assert!(predict(&untied, &four, 2048)[0].network_s > pp4.network_s);
     }
 
     #[test]
@@ -178,6 +210,7 @@ mod tests {
             mem_bw: 50e9,
             link_bw: 12.5e9,
             latency: 10e-6,
+            tp_wire: crate::wire::WireType::F32,
         };
         assert!(!predict(&big, &node(1), 4096)[0].fits);
         assert!(predict(&big, &node(8), 4096)[0].fits);

@@ -34,7 +34,7 @@ use crate::layers::moe::Moe;
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
-use crate::tensor_parallel::{plan_shard, Gatherer, Shard};
+use crate::tensor_parallel::{plan_shard, Gathered, Gatherer, Shard};
 use crate::weights::{Weight, WeightLoader};
 use crate::{linear, Arithmetic, Logits, Model, ModelError, Seq};
 
@@ -419,6 +419,7 @@ impl Decoder {
         part: &[f32],
         n: usize,
         cols: impl Fn(&Shard) -> Range<usize>,
+        what: Gathered,
         out: &mut [f32],
     ) -> Result<(), ModelError> {
         let Some(tp) = &self.tp else {
@@ -428,7 +429,7 @@ impl Decoder {
         let counts: Vec<usize> = tp.all.iter().map(|s| n * cols(s).len()).collect();
         let all = tp
             .gatherer
-            .all_gather(part, &counts)
+            .all_gather(part, &counts, n, what)
             .map_err(|e| ModelError::Cluster(format!("rank {}: all-gather: {e}", tp.rank)))?;
         let width = out.len() / n.max(1);
         let mut at = 0;
@@ -555,6 +556,10 @@ impl Model for Decoder {
         &self.hp
     }
 
+    fn tied_output(&self) -> bool {
+        self.output.name == self.tok_embd.name
+    }
+
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
         let pool = KvPool::with_values(
             self.hp.n_layer,
@@ -675,6 +680,44 @@ impl Model for Decoder {
             hidden_out,
         };
         let result = self.forward_rows(pool, seqs, stage, &mut b, &mut tap_slot);
+        if let Some(first_seq) = seqs.first_mut() {
+            first_seq.state.buf = b;
+            first_seq.state.tap = tap_slot;
+        }
+        result
+    }
+
+    fn output_logits(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        hidden: &[f32],
+    ) -> Result<(), ModelError> {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.tokens.len()).collect();
+        let n: usize = lens.iter().sum();
+        if hidden.len() != n * self.hp.n_embd {
+            return Err(ModelError::Invalid(format!(
+                "hidden states of {} values for {n} tokens of width {}",
+                hidden.len(),
+                self.hp.n_embd
+            )));
+        }
+        let Some(first_seq) = seqs.first_mut() else {
+            return Ok(());
+        };
+        let arith = first_seq.state.arithmetic;
+        let mut b = std::mem::take(&mut first_seq.state.buf);
+        let mut tap_slot = first_seq.state.tap.take();
+        let result = self.head(
+            pool,
+            seqs,
+            &lens,
+            hidden,
+            &mut b.xn,
+            &mut b.out,
+            &mut tap_slot,
+            arith,
+        );
         if let Some(first_seq) = seqs.first_mut() {
             first_seq.state.buf = b;
             first_seq.state.tap = tap_slot;
@@ -845,10 +888,16 @@ impl Decoder {
                         // Every rank needs every head's output; each computes some rows.
                         let hd = hp.head_dim;
                         let whole = sized(&mut b.gathered, n * hp.q_dim());
-                        self.gather(attn, n, |s| s.heads.start * hd..s.heads.end * hd, whole)?;
+                        self.gather(
+                            attn,
+                            n,
+                            |s| s.heads.start * hd..s.heads.end * hd,
+                            Gathered::input_of(g.wo.ty),
+                            whole,
+                        )?;
                         let part = sized(&mut b.part, n * tp.shard.rows.len());
                         linear(pool, f, arith, &g.wo, whole, n, part)?;
-                        self.gather(part, n, |s| s.rows.clone(), out)?;
+                        self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
                     } else {
                         linear(pool, f, arith, &g.wo, attn, n, out)?;
                     }
@@ -898,10 +947,16 @@ impl Decoder {
             tap(taps, act_name, Some(il), gate);
             if let Some(tp) = &self.tp {
                 let whole = sized(&mut b.gathered, n * hp.n_ff);
-                self.gather(gate, n, |s| s.ff.clone(), whole)?;
+                self.gather(
+                    gate,
+                    n,
+                    |s| s.ff.clone(),
+                    Gathered::input_of(mlp.down.ty),
+                    whole,
+                )?;
                 let part = sized(&mut b.part, n * tp.shard.rows.len());
                 linear(pool, f, arith, &mlp.down, whole, n, part)?;
-                self.gather(part, n, |s| s.rows.clone(), out)?;
+                self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
             } else {
                 linear(pool, f, arith, &mlp.down, gate, n, out)?;
             }
@@ -923,10 +978,31 @@ impl Decoder {
             out.extend_from_slice(x);
             return Ok(());
         }
+        let lens: Vec<usize> = spans.iter().map(|&(_, len, _)| len).collect();
+        self.head(pool, seqs, &lens, x, &mut b.xn, &mut b.out, taps, arith)
+    }
+
+    /// The final norm and the output projection over `x` (the last layer's
+    /// hidden states, `lens[i]` rows for sequence `i`), for the rows each
+    /// sequence's [`Logits`] asks for.
+    #[allow(clippy::too_many_arguments)]
+    fn head(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        lens: &[usize],
+        x: &[f32],
+        xn_buf: &mut Vec<f32>,
+        out_buf: &mut Vec<f32>,
+        taps: &mut Option<crate::state::Tap>,
+        arith: Arithmetic,
+    ) -> Result<(), ModelError> {
+        let (hp, f, d) = (&self.hp, &*self.file, self.hp.n_embd);
         // output: only the rows whose logits are wanted, all sequences in one matmul
         let mut picked = Vec::new(); // (sequence, first row, rows)
         let mut n_out = 0;
-        for (i, (s, &(row0, len, _))) in seqs.iter_mut().zip(&spans).enumerate() {
+        let mut row0 = 0;
+        for (i, (s, &len)) in seqs.iter_mut().zip(lens).enumerate() {
             let first = match s.logits {
                 Logits::All => 0,
                 Logits::Last => len - 1,
@@ -934,8 +1010,9 @@ impl Decoder {
             };
             picked.push((i, row0 + first, len - first));
             n_out += len - first;
+            row0 += len;
         }
-        let xn = sized(&mut b.xn, n_out * d);
+        let xn = sized(xn_buf, n_out * d);
         let mut at = 0;
         for &(_, r, rows) in &picked {
             rms_norm(
@@ -960,7 +1037,7 @@ impl Decoder {
             tap(taps, "result_output", None, logits);
             return Ok(());
         }
-        let all = sized(&mut b.out, n_out * nv);
+        let all = sized(out_buf, n_out * nv);
         linear(pool, f, arith, &self.output, xn, n_out, all)?;
         tap(taps, "result_output", None, all);
         let mut at = 0;

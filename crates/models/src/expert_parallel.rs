@@ -14,7 +14,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::tensor_parallel::Gatherer;
+use crate::tensor_parallel::{Gathered, Gatherer};
 use crate::ModelError;
 
 /// This rank's place among the ranks that share the experts.
@@ -83,9 +83,14 @@ impl ExpertParallel {
             .flat_map(|&i| slots[i * d..(i + 1) * d].iter().copied())
             .collect();
         let counts: Vec<usize> = all_rows.iter().map(|r| r.len() * d).collect();
-        let all = self.gatherer.all_gather(&mine, &counts).map_err(|e| {
-            ModelError::Cluster(format!("rank {}: expert all-gather: {e}", self.rank))
-        })?;
+        // The rows are results that join a weighted sum; ranks hold different numbers of
+        // them, so each part goes as one row.
+        let all = self
+            .gatherer
+            .all_gather(&mine, &counts, 1, Gathered::Residual)
+            .map_err(|e| {
+                ModelError::Cluster(format!("rank {}: expert all-gather: {e}", self.rank))
+            })?;
         if all.len() != counts.iter().sum::<usize>() {
             return Err(ModelError::Cluster(format!(
                 "rank {}: expert all-gather returned {} values, expected {}",

@@ -158,6 +158,28 @@ pub trait Model: Send + Sync {
             "this model cannot be split into pipeline stages".into(),
         ))
     }
+
+    /// The final norm and output projection over `hidden`, the hidden states
+    /// a stage ending at the last layer left (`forward_stage`'s
+    /// `hidden_out`), setting each sequence's logits as its [`Logits`] asks.
+    /// The caches are not touched. Lets the first pipeline rank compute the
+    /// logits when it holds the (tied) embeddings anyway.
+    fn output_logits(
+        &self,
+        pool: &ThreadPool,
+        seqs: &mut [Seq<'_>],
+        hidden: &[f32],
+    ) -> Result<(), ModelError> {
+        let _ = (pool, seqs, hidden);
+        Err(ModelError::Invalid(
+            "this model cannot compute logits from hidden states".into(),
+        ))
+    }
+
+    /// Whether the output projection is the token embedding matrix (tied).
+    fn tied_output(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the architecture `file` names.

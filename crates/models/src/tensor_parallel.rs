@@ -21,11 +21,43 @@ use std::ops::Range;
 
 use crate::HParams;
 
+/// What a gathered activation is used for next (a transport may encode the
+/// two kinds differently).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gathered {
+    /// The input of the next matrix product (attention heads before the
+    /// output projection, the feed-forward activation before the down
+    /// projection), which that product converts to `act` first (Q8_0, Q8_1
+    /// or Q8_K blocks for quantized weights, f16 for f16 weights…).
+    ProductInput {
+        /// The product's activation type.
+        act: sparetire_quant::GgmlType,
+    },
+    /// A product's result, added to the residual stream.
+    Residual,
+}
+
+impl Gathered {
+    /// The input of a product with `weight`-typed weights.
+    pub fn input_of(weight: sparetire_quant::GgmlType) -> Gathered {
+        Gathered::ProductInput {
+            act: weight.vec_dot_type(),
+        }
+    }
+}
+
 /// Concatenates every rank's part, in rank order (an all-gather with
 /// per-rank lengths).
 pub trait Gatherer: Send + Sync {
-    /// Every rank's `mine` (rank `r` contributing `counts[r]` values), concatenated.
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String>;
+    /// Every rank's `mine` (rank `r` contributing `counts[r]` values: `rows`
+    /// rows of `counts[r] / rows` columns), concatenated.
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        rows: usize,
+        what: Gathered,
+    ) -> Result<Vec<f32>, String>;
 }
 
 /// One rank's part of every layer.
@@ -59,6 +91,12 @@ fn split_units(n: usize, unit: usize, rank: usize, size: usize) -> Range<usize> 
 /// whole computes for those rows.
 pub const ROW_UNIT: usize = 8;
 
+/// Feed-forward columns move in groups of this many (a multiple of
+/// [`ROW_UNIT`]): the legacy quants' activation block, so that each rank's
+/// part of the down projection's input is whole blocks of that product's own
+/// activation quantization (which lets 8-bit transfers reproduce it).
+pub const FF_UNIT: usize = 32;
+
 /// Rank `rank`'s shard of a model shaped `hp` among `size` ranks.
 pub fn plan_shard(hp: &HParams, rank: usize, size: usize) -> Shard {
     let size = size.max(1);
@@ -74,7 +112,7 @@ pub fn plan_shard(hp: &HParams, rank: usize, size: usize) -> Shard {
     Shard {
         heads,
         kv_heads,
-        ff: split_units(hp.n_ff, ROW_UNIT, rank, size),
+        ff: split_units(hp.n_ff, FF_UNIT, rank, size),
         rows: split_units(hp.n_embd, ROW_UNIT, rank, size),
     }
 }
@@ -131,7 +169,7 @@ mod tests {
         for r in 0..3 {
             let s = plan_shard(&smol, r, 3);
             assert_eq!(s.rows.start % ROW_UNIT, 0);
-            assert_eq!(s.ff.start % ROW_UNIT, 0);
+            assert_eq!(s.ff.start % FF_UNIT, 0);
         }
         // More ranks than heads: the last ranks get none.
         let s = plan_shard(&smol, 10, 11);

@@ -7,7 +7,7 @@ mod common;
 use std::sync::{Arc, Barrier, Mutex};
 
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::tensor_parallel::Gatherer;
+use sparetire_models::tensor_parallel::{Gathered, Gatherer};
 use sparetire_models::{load, Logits, Model};
 use sparetire_quant::ThreadPool;
 
@@ -19,7 +19,13 @@ struct LocalGather {
 }
 
 impl Gatherer for LocalGather {
-    fn all_gather(&self, mine: &[f32], counts: &[usize]) -> Result<Vec<f32>, String> {
+    fn all_gather(
+        &self,
+        mine: &[f32],
+        counts: &[usize],
+        _rows: usize,
+        _what: Gathered,
+    ) -> Result<Vec<f32>, String> {
         if mine.len() != counts[self.rank] {
             return Err(format!(
                 "rank {}: {} values, announced {}",
