@@ -80,18 +80,21 @@ pub fn main(a: PlanArgs) -> Result<()> {
             Err(usage(format!("{what} must be a positive number, not {v}")))
         }
     };
-    let (name, m) = match a.params {
+    let (name, m, experts) = match a.params {
         Some(p) => (
             format!("{:.0}B-parameter model", p / 1e9),
             described(&a, positive(p, "--params")?)?,
+            None,
         ),
         None => {
             let path = store::resolve(a.model.as_deref())?;
             let file = sparetire_formats::gguf::GgufFile::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
+            let experts = Experts::of(&file);
             (
                 path.display().to_string(),
                 from_file(std::sync::Arc::new(file))?,
+                experts,
             )
         }
     };
@@ -105,6 +108,9 @@ pub fn main(a: PlanArgs) -> Result<()> {
             m.weight_bytes / 1e9,
             m.active_bytes / 1e9
         );
+        if let Some(e) = &experts {
+            e.describe(&a.nodes, m.weight_bytes);
+        }
         println!("| nodes | split | GB/node | fits | memory ms | network ms | tok/s | KB sent/node/token |");
         println!("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |");
     }
@@ -207,4 +213,54 @@ fn from_file(f: std::sync::Arc<sparetire_formats::gguf::GgufFile>) -> Result<Mod
         kv_bytes_per_token,
         tied: f.tensor("output.weight").is_none(),
     })
+}
+
+/// The routed experts of a mixture-of-experts file, for `--split ep` placement.
+struct Experts {
+    n_expert: usize,
+    n_used: usize,
+    /// Bytes of every stacked expert tensor (`*_exps`).
+    bytes: f64,
+}
+
+impl Experts {
+    fn of(f: &sparetire_formats::gguf::GgufFile) -> Option<Experts> {
+        let arch = f.get_str("general.architecture")?;
+        let key = |k: &str| f.get_u64(&format!("{arch}.{k}")).map(|v| v as usize);
+        let (n_expert, n_used) = (key("expert_count")?, key("expert_used_count")?);
+        let bytes: u64 = f
+            .tensors()
+            .iter()
+            .filter(|t| t.name.ends_with("_exps.weight"))
+            .map(|t| t.n_bytes)
+            .sum();
+        (n_expert > 0 && bytes > 0).then_some(Experts {
+            n_expert,
+            n_used,
+            bytes: bytes as f64,
+        })
+    }
+
+    /// Prints where `--split ep` puts the experts on each node count.
+    fn describe(&self, nodes: &[usize], weight_bytes: f64) {
+        println!(
+            "experts: {} per MoE layer, {} used per token; {:.2} GB of expert weights, {:.2} GB of the rest",
+            self.n_expert,
+            self.n_used,
+            self.bytes / 1e9,
+            (weight_bytes - self.bytes) / 1e9
+        );
+        for &n in nodes.iter().filter(|&&n| n > 1) {
+            let (fewest, most) = (self.n_expert / n, self.n_expert.div_ceil(n));
+            let range = if fewest == most {
+                most.to_string()
+            } else {
+                format!("{fewest}–{most}")
+            };
+            println!(
+                "  --split ep on {n}: {range} experts per layer per rank, {:.2} GB per rank (the rest on every rank)",
+                (weight_bytes - self.bytes + self.bytes * most as f64 / self.n_expert as f64) / 1e9
+            );
+        }
+    }
 }
