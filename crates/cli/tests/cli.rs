@@ -560,6 +560,22 @@ fn plan_predicts_both_layouts_and_checks_its_input() {
             "{name}: {read} bytes read per token of {all}"
         );
     }
+    // And says where expert parallelism puts the experts.
+    let path = root().join("tests/data/tiny-qwen3moe.gguf");
+    let o = run(&["plan", "-m", path.to_str().unwrap(), "--nodes", "1,2,3"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("experts: 8 per MoE layer, 2 used per token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--split ep on 2: 4 experts per layer per rank"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--split ep on 3: 2–3 experts per layer per rank"),
+        "{text}"
+    );
     let o = run(&["plan", "--params", "1e9"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = run(&["plan", "-m", &tiny(), "--mem-bw", "-3"]);
