@@ -16,7 +16,7 @@ pub struct ModelArgs {
     /// unique prefix works), or hf:ORG/REPO[:QUANT] / ms:ORG/REPO[:QUANT] (pulled first). Default: smollm2
     #[arg(short = 'm', long = "model", value_name = "FILE|NAME")]
     pub model: Option<String>,
-    /// Threads to compute with (default: the number of cores)
+    /// Threads to compute with (default: the number of physical cores)
     #[arg(short = 't', long = "threads", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
     /// Context size in tokens (default: 4096, or the model's training context if smaller)
@@ -87,11 +87,31 @@ impl ModelArgs {
     }
 }
 
-/// The default thread count: one per available core.
+/// The default thread count: one per physical core this process may use
+/// (SMT siblings share a core's load/store units, and decoding is bound by
+/// memory, so a second thread per core only adds synchronisation).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
+    let available = std::thread::available_parallelism()
         .map(|n| n.get())
-        .unwrap_or(1)
+        .unwrap_or(1);
+    physical_cores().map_or(available, |p| p.clamp(1, available))
+}
+
+/// Distinct physical cores (package, core id) in /sys (Linux); `None` elsewhere.
+fn physical_cores() -> Option<usize> {
+    let mut cores = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/sys/devices/system/cpu").ok()? {
+        let path = entry.ok()?.path();
+        let name = path.file_name()?.to_str()?.to_owned();
+        if !name.strip_prefix("cpu").is_some_and(|n| n.parse::<u32>().is_ok()) {
+            continue;
+        }
+        let read = |f: &str| std::fs::read_to_string(path.join("topology").join(f)).ok();
+        if let (Some(pkg), Some(core)) = (read("physical_package_id"), read("core_id")) {
+            cores.insert((pkg.trim().to_owned(), core.trim().to_owned()));
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
 }
 
 /// Sampling flags.

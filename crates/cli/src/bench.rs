@@ -38,7 +38,7 @@ pub struct BenchArgs {
         default_value = "128"
     )]
     pub n_gen: Vec<usize>,
-    /// Thread counts, comma-separated (default: the number of cores)
+    /// Thread counts, comma-separated (default: the number of physical cores)
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     pub threads: Vec<usize>,
     /// Tokens already in the KV cache before each test, comma-separated
@@ -98,10 +98,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
     }
     let path = store::resolve(a.model.as_deref())?;
     let mut rows = Vec::new();
-    if !json {
-        println!("| model | size | params | threads | test | t/s | weight GB/s |");
-        println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    }
+    let mut header = !json;
     if threads.len() > 1 && sparetire_cluster::world()?.is_some() {
         return Err(crate::usage(
             "under mpirun, bench takes one thread count per rank (-t N)",
@@ -113,6 +110,11 @@ pub fn main(a: BenchArgs) -> Result<()> {
         let engine =
             crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
+        // After joining: under mpirun only rank 0 gets here and prints.
+        if std::mem::take(&mut header) {
+            println!("| model | size | params | threads | test | t/s | weight GB/s |");
+            println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        }
         for &d in &a.depth {
             let mut tests: Vec<(usize, usize)> = a
                 .n_prompt
