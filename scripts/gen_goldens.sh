@@ -18,6 +18,7 @@
 #         tests/golden/models/smollm2.json,
 #         tests/data/tiny-qwen2.gguf, tests/data/tiny-qwen3.gguf,
 #         tests/golden/models/{tiny-qwen2,tiny-qwen3,gemma3-270m}.json,
+#         tests/data/tiny-{qwen3moe,qwen2moe,deepseek2,deepseek3}.gguf and their goldens,
 #         tests/golden/perplexity/*.json (via scripts/gen_ppl_goldens.sh)
 set -euo pipefail
 
@@ -80,6 +81,15 @@ python3 scripts/gen_model_goldens.py "$SMOLLM2_GGUF" smollm2 \
 # Tiny random qwen2 / qwen3 models (quantized by libggml-base.so from $LLAMA_CPP_LIB_PATH).
 for arch in qwen2 qwen3; do
     python3 scripts/gen_random_qwen.py --arch "$arch" --tokenizer-from "$SMOLLM2_GGUF" \
+        --ggml-lib "$BIN" --out "tests/data/tiny-$arch.gguf"
+    python3 scripts/gen_model_goldens.py "tests/data/tiny-$arch.gguf" "tiny-$arch" \
+        "tests/golden/models/tiny-$arch.json" --prompt-set tiny-chatml --threads "$THREADS"
+done
+
+# Tiny random mixture-of-experts / latent-attention models (scripts/gen_random_moe.py;
+# tests/golden/models/MOE.md).
+for arch in qwen3moe qwen2moe deepseek2 deepseek3; do
+    python3 scripts/gen_random_moe.py --arch "$arch" --tokenizer-from "$SMOLLM2_GGUF" \
         --ggml-lib "$BIN" --out "tests/data/tiny-$arch.gguf"
     python3 scripts/gen_model_goldens.py "tests/data/tiny-$arch.gguf" "tiny-$arch" \
         "tests/golden/models/tiny-$arch.json" --prompt-set tiny-chatml --threads "$THREADS"

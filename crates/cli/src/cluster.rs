@@ -18,8 +18,12 @@ use crate::usage;
 pub enum Split {
     /// Pipeline: consecutive layers per rank, hidden states passed along.
     Pp,
-    /// Tensor: every layer's heads and columns split across ranks.
+    /// Tensor: every layer's heads and columns split across ranks (a
+    /// mixture-of-experts model's experts spread over them).
     Tp,
+    /// Experts: every mixture-of-experts layer's experts spread across
+    /// ranks, the rest of the network run whole by every rank.
+    Ep,
 }
 
 /// How tensor-parallel ranks send activations to each other.
@@ -67,8 +71,8 @@ pub fn join_as(
         return Ok(engine);
     };
     let (rank, size) = (comm.rank(), comm.size());
-    if split == Split::Tp {
-        return join_tensor(engine, comm, wire.into());
+    if split != Split::Pp {
+        return join_tensor(engine, comm, split, wire.into());
     }
     // Every rank contributes its weight; the sum hands everyone the list.
     let mut weights = vec![0.0f64; size];
@@ -107,19 +111,28 @@ pub fn join_as(
     run_follower(engine, comm, &layout)
 }
 
-/// Tensor parallelism: every rank keeps its share of every layer.
+/// Tensor or expert parallelism: every rank keeps its share of every layer
+/// (or of every layer's experts) and runs every forward call.
 fn join_tensor(
     engine: Engine,
     comm: Arc<dyn sparetire_cluster::Comm>,
+    split: Split,
     wire: WireType,
 ) -> Result<Engine> {
     let (rank, size) = (comm.rank(), comm.size());
     let reducer = Arc::new(CommGatherer::new(comm.clone(), wire));
     let engine = engine
-        .try_map_model(|m| m.into_tensor_parallel(rank, size, reducer))
+        .try_map_model(|m| match split {
+            Split::Ep => m.into_expert_parallel(rank, size, reducer),
+            _ => m.into_tensor_parallel(rank, size, reducer),
+        })
         .with_context(|| format!("rank {rank}: splitting the model"))?;
+    let share = match split {
+        Split::Ep => "expert-parallel share of every layer's experts",
+        _ => "tensor-parallel share of every layer",
+    };
     let line = format!(
-        "sparetire: rank {rank}/{size} (pid {}): tensor-parallel share of every layer, {:.1} MiB resident after loading\n",
+        "sparetire: rank {rank}/{size} (pid {}): {share}, {:.1} MiB resident after loading\n",
         std::process::id(),
         resident_mib().unwrap_or(0.0)
     );

@@ -80,16 +80,22 @@ pub fn main(a: PlanArgs) -> Result<()> {
             Err(usage(format!("{what} must be a positive number, not {v}")))
         }
     };
-    let (name, m) = match a.params {
+    let (name, m, experts) = match a.params {
         Some(p) => (
             format!("{:.0}B-parameter model", p / 1e9),
             described(&a, positive(p, "--params")?)?,
+            None,
         ),
         None => {
             let path = store::resolve(a.model.as_deref())?;
             let file = sparetire_formats::gguf::GgufFile::open(&path)
                 .with_context(|| format!("opening {}", path.display()))?;
-            (path.display().to_string(), from_file(&file)?)
+            let experts = Experts::of(&file);
+            (
+                path.display().to_string(),
+                from_file(std::sync::Arc::new(file))?,
+                experts,
+            )
         }
     };
     if a.nodes.is_empty() || a.nodes.contains(&0) {
@@ -102,6 +108,9 @@ pub fn main(a: PlanArgs) -> Result<()> {
             m.weight_bytes / 1e9,
             m.active_bytes / 1e9
         );
+        if let Some(e) = &experts {
+            e.describe(&a.nodes, m.weight_bytes);
+        }
         println!("| nodes | split | GB/node | fits | memory ms | network ms | tok/s | KB sent/node/token |");
         println!("| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |");
     }
@@ -163,26 +172,95 @@ fn described(a: &PlanArgs, params: f64) -> Result<ModelShape> {
     })
 }
 
-fn from_file(f: &sparetire_formats::gguf::GgufFile) -> Result<ModelShape> {
-    let arch = f
-        .get_str("general.architecture")
-        .unwrap_or("llama")
-        .to_owned();
-    let hp = sparetire_models::HParams::from_gguf(f, &arch).context("reading the model's shape")?;
+/// The shape of the model in `f`: its architecture is loaded (shapes checked, nothing read),
+/// so mixture-of-experts models count only the experts a token uses as read per token, and
+/// latent-attention models their compressed KV cache.
+fn from_file(f: std::sync::Arc<sparetire_formats::gguf::GgufFile>) -> Result<ModelShape> {
     let weight_bytes: u64 = f.tensors().iter().map(|t| t.n_bytes).sum();
+    let model = sparetire_models::load(f.clone()).context("reading the model's shape")?;
+    let hp = model.hparams().clone();
+    // A dense model reads every weight per token, but only one row of the embedding.
+    let dense_active = weight_bytes as f64
+        - f.tensor("token_embd.weight")
+            .filter(|_| f.tensor("output.weight").is_some())
+            .map_or(0.0, |t| t.n_bytes as f64);
+    let active_bytes = model
+        .weight_bytes()
+        .map_or(dense_active, |w| w.per_token as f64);
+    let block = sparetire_models::kv_cache::BLOCK_SIZE;
+    let kv_bytes_per_token = sparetire_models::kv_cache::KvPool::for_model(&hp, block)?
+        .block_bytes() as f64
+        / block as f64;
+    // The feed-forward activation tensor parallelism gathers: a MoE layer's chosen experts.
+    let key = |k: &str| f.get_u64(&format!("{}.{k}", hp.arch)).map(|v| v as usize);
+    let n_ff = match (key("expert_used_count"), key("expert_feed_forward_length")) {
+        (Some(used), Some(ff_exp)) if used > 0 => {
+            let shared = key("expert_shared_feed_forward_length")
+                .or_else(|| key("expert_shared_count").map(|n| n * ff_exp))
+                .unwrap_or(0);
+            used * ff_exp + shared
+        }
+        _ => hp.n_ff,
+    };
     Ok(ModelShape {
         n_layer: hp.n_layer,
         n_embd: hp.n_embd,
         q_dim: hp.q_dim(),
-        n_ff: hp.n_ff,
+        n_ff,
         n_vocab: hp.n_vocab,
         weight_bytes: weight_bytes as f64,
-        // A dense model reads every weight per token, but only one row of the embedding.
-        active_bytes: weight_bytes as f64
-            - f.tensor("token_embd.weight")
-                .filter(|_| f.tensor("output.weight").is_some())
-                .map_or(0.0, |t| t.n_bytes as f64),
-        kv_bytes_per_token: (2 * hp.n_layer * hp.kv_dim() * 2) as f64,
+        active_bytes,
+        kv_bytes_per_token,
         tied: f.tensor("output.weight").is_none(),
     })
+}
+
+/// The routed experts of a mixture-of-experts file, for `--split ep` placement.
+struct Experts {
+    n_expert: usize,
+    n_used: usize,
+    /// Bytes of every stacked expert tensor (`*_exps`).
+    bytes: f64,
+}
+
+impl Experts {
+    fn of(f: &sparetire_formats::gguf::GgufFile) -> Option<Experts> {
+        let arch = f.get_str("general.architecture")?;
+        let key = |k: &str| f.get_u64(&format!("{arch}.{k}")).map(|v| v as usize);
+        let (n_expert, n_used) = (key("expert_count")?, key("expert_used_count")?);
+        let bytes: u64 = f
+            .tensors()
+            .iter()
+            .filter(|t| t.name.ends_with("_exps.weight"))
+            .map(|t| t.n_bytes)
+            .sum();
+        (n_expert > 0 && bytes > 0).then_some(Experts {
+            n_expert,
+            n_used,
+            bytes: bytes as f64,
+        })
+    }
+
+    /// Prints where `--split ep` puts the experts on each node count.
+    fn describe(&self, nodes: &[usize], weight_bytes: f64) {
+        println!(
+            "experts: {} per MoE layer, {} used per token; {:.2} GB of expert weights, {:.2} GB of the rest",
+            self.n_expert,
+            self.n_used,
+            self.bytes / 1e9,
+            (weight_bytes - self.bytes) / 1e9
+        );
+        for &n in nodes.iter().filter(|&&n| n > 1) {
+            let (fewest, most) = (self.n_expert / n, self.n_expert.div_ceil(n));
+            let range = if fewest == most {
+                most.to_string()
+            } else {
+                format!("{fewest}–{most}")
+            };
+            println!(
+                "  --split ep on {n}: {range} experts per layer per rank, {:.2} GB per rank (the rest on every rank)",
+                (weight_bytes - self.bytes + self.bytes * most as f64 / self.n_expert as f64) / 1e9
+            );
+        }
+    }
 }

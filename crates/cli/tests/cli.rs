@@ -541,6 +541,41 @@ fn plan_predicts_both_layouts_and_checks_its_input() {
     let v = ok_json(&big);
     assert_eq!(v[0]["fits"], false);
     assert_eq!(v[2]["fits"], true);
+    // A mixture of experts reads only its chosen experts per token (one node, pp: memory time
+    // = bytes read / (20 GB/s × 0.5)); latent attention (tiny-deepseek3) loads too.
+    for name in ["tiny-qwen3moe", "tiny-deepseek3"] {
+        let path = root().join(format!("tests/data/{name}.gguf"));
+        let v = ok_json(&[
+            "plan",
+            "-m",
+            path.to_str().unwrap(),
+            "--nodes",
+            "1",
+            "--json",
+        ]);
+        let read = v[0]["compute_s"].as_f64().unwrap() * 20e9 * 0.5;
+        let all = v[0]["weights_per_node"].as_f64().unwrap();
+        assert!(
+            read < 0.8 * all,
+            "{name}: {read} bytes read per token of {all}"
+        );
+    }
+    // And says where expert parallelism puts the experts.
+    let path = root().join("tests/data/tiny-qwen3moe.gguf");
+    let o = run(&["plan", "-m", path.to_str().unwrap(), "--nodes", "1,2,3"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("experts: 8 per MoE layer, 2 used per token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--split ep on 2: 4 experts per layer per rank"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--split ep on 3: 2–3 experts per layer per rank"),
+        "{text}"
+    );
     let o = run(&["plan", "--params", "1e9"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = run(&["plan", "-m", &tiny(), "--mem-bw", "-3"]);

@@ -107,6 +107,46 @@ fn pipeline_and_tensor_parallel_greedy_output_equals_one_process() {
     }
 }
 
+/// Expert parallelism (`--split ep`, and `--split tp` with the experts spread) on the tiny
+/// mixture-of-experts and latent-attention models over 2 and 3 ranks.
+#[test]
+fn expert_parallel_greedy_output_equals_one_process() {
+    for (name, splits) in [
+        ("tiny-qwen3moe", &["ep", "tp"][..]),
+        ("tiny-qwen2moe", &["ep", "tp"][..]),
+        ("tiny-deepseek2", &["ep"][..]),
+        ("tiny-deepseek3", &["ep"][..]),
+    ] {
+        let model = root()
+            .join(format!("tests/data/{name}.gguf"))
+            .display()
+            .to_string();
+        let args = greedy_args(&model);
+        let want = text(
+            &Command::new(env!("CARGO_BIN_EXE_sparetire"))
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        for n in [2, 3] {
+            for split in splits {
+                let mut a = args.clone();
+                a.extend(["--split".into(), split.to_string()]);
+                let o = mpirun(n).args(&a).output().unwrap();
+                let err = String::from_utf8_lossy(&o.stderr);
+                assert!(
+                    !err.contains("built without MPI support"),
+                    "this sparetire has no MPI: build with --features mpi (scripts/test.sh does)"
+                );
+                assert_eq!(text(&o), want, "{name} on {n} ranks, --split {split}");
+                for r in 0..n {
+                    assert!(err.contains(&format!("rank {r}/{n} (pid")), "{err}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn pipeline_perplexity_equals_one_process() {
     let file = root().join("tests/data/ppl/text.txt").display().to_string();

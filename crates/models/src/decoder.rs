@@ -24,10 +24,13 @@ use std::sync::Arc;
 use sparetire_formats::gguf::GgufFile;
 use sparetire_quant::{GgmlType, ThreadPool};
 
+use crate::expert_parallel::{experts_of, ExpertParallel};
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
-use crate::layers::mlp::{geglu, swiglu};
+use crate::layers::mla::Mla;
+use crate::layers::mlp::{geglu, swiglu, Mlp};
+use crate::layers::moe::Moe;
 use crate::layers::norm::rms_norm;
 use crate::layers::rope::{rope_apply, rope_table, RopeStyle};
 use crate::state::{sized, tap, State};
@@ -73,14 +76,8 @@ pub struct Block {
     pub cfg: LayerCfg,
     /// Pre-attention RMSNorm weight.
     pub attn_norm: Vec<f32>,
-    /// Query projection.
-    pub wq: Weight,
-    /// Key projection.
-    pub wk: Weight,
-    /// Value projection.
-    pub wv: Weight,
-    /// Attention output projection.
-    pub wo: Weight,
+    /// The attention projections: grouped-query or latent.
+    pub attn: Attn,
     /// Biases of q, k, v (Qwen2).
     pub bqkv: Option<[Vec<f32>; 3]>,
     /// Per-head RMSNorm weights of q and k (Qwen3, Gemma 3).
@@ -89,14 +86,40 @@ pub struct Block {
     pub attn_post_norm: Option<Vec<f32>>,
     /// Pre-FFN RMSNorm weight.
     pub ffn_norm: Vec<f32>,
-    /// FFN gate projection.
-    pub w_gate: Weight,
-    /// FFN up projection.
-    pub w_up: Weight,
-    /// FFN down projection.
-    pub w_down: Weight,
+    /// The feed-forward network: dense, or a mixture of experts.
+    pub ffn: Ffn,
     /// RMSNorm of the FFN output before the residual (Gemma 3).
     pub ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// The projections of grouped-query attention.
+pub struct Gqa {
+    /// Query projection.
+    pub wq: Weight,
+    /// Key projection.
+    pub wk: Weight,
+    /// Value projection.
+    pub wv: Weight,
+    /// Attention output projection.
+    pub wo: Weight,
+}
+
+/// A block's attention.
+#[allow(clippy::large_enum_variant)] // why: one per layer, built once at load time
+pub enum Attn {
+    /// Grouped-query attention (every family but DeepSeek).
+    Gqa(Gqa),
+    /// Multi-head latent attention ([`crate::layers::mla`]).
+    Mla(Box<Mla>),
+}
+
+/// A block's feed-forward network.
+#[allow(clippy::large_enum_variant)] // why: one per layer, built once at load time
+pub enum Ffn {
+    /// One gated MLP (`ffn_gate`, `ffn_up`, `ffn_down`).
+    Dense(Mlp),
+    /// A mixture of experts ([`crate::layers::moe`]).
+    Moe(Box<Moe>),
 }
 
 /// A decoder-only transformer over a memory-mapped GGUF file.
@@ -111,6 +134,8 @@ pub struct Decoder {
     output: Weight,
     /// Set when this process computes one tensor-parallel rank's share.
     tp: Option<Tp>,
+    /// Set when this process computes only some of every layer's experts.
+    ep: Option<ExpertParallel>,
 }
 
 /// A tensor-parallel rank's share, every rank's (to reassemble gathered
@@ -149,25 +174,105 @@ impl<'a> BlockLoader<'a> {
     /// Block `i` with the tensors every architecture has; options off.
     pub fn base(&self, i: usize, cfg: LayerCfg) -> Result<Block, ModelError> {
         let hp = self.hp;
-        let (d, q_dim, kv_dim, ff) = (hp.n_embd, hp.q_dim(), hp.kv_dim(), hp.n_ff);
+        let (d, ff) = (hp.n_embd, hp.n_ff);
         let n = |s: &str| Self::name(i, s, "weight");
         let ld = self.ld;
         Ok(Block {
             cfg,
             attn_norm: ld.vector(&n("attn_norm"), d)?,
-            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
-            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
-            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
-            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+            attn: self.gqa(i)?,
             bqkv: None,
             qk_norm: None,
             attn_post_norm: None,
             ffn_norm: ld.vector(&n("ffn_norm"), d)?,
-            w_gate: matrix(ld, &n("ffn_gate"), d, ff)?,
-            w_up: matrix(ld, &n("ffn_up"), d, ff)?,
-            w_down: matrix(ld, &n("ffn_down"), ff, d)?,
+            ffn: Ffn::Dense(self.mlp(i, "", ff)?),
             ffn_post_norm: None,
         })
+    }
+
+    /// The grouped-query attention projections of block `i`.
+    pub fn gqa(&self, i: usize) -> Result<Attn, ModelError> {
+        let hp = self.hp;
+        let (d, q_dim, kv_dim) = (hp.n_embd, hp.q_dim(), hp.kv_dim());
+        let n = |s: &str| Self::name(i, s, "weight");
+        let ld = self.ld;
+        Ok(Attn::Gqa(Gqa {
+            wq: matrix(ld, &n("attn_q"), d, q_dim)?,
+            wk: matrix(ld, &n("attn_k"), d, kv_dim)?,
+            wv: matrix(ld, &n("attn_v"), d, kv_dim)?,
+            wo: matrix(ld, &n("attn_output"), q_dim, d)?,
+        }))
+    }
+
+    /// Block `i` with a mixture of experts (`moe`) instead of the dense FFN.
+    pub fn base_moe(&self, i: usize, cfg: LayerCfg, moe: Moe) -> Result<Block, ModelError> {
+        let d = self.hp.n_embd;
+        let n = |s: &str| Self::name(i, s, "weight");
+        let ld = self.ld;
+        moe.validate()?;
+        Ok(Block {
+            cfg,
+            attn_norm: ld.vector(&n("attn_norm"), d)?,
+            attn: self.gqa(i)?,
+            bqkv: None,
+            qk_norm: None,
+            attn_post_norm: None,
+            ffn_norm: ld.vector(&n("ffn_norm"), d)?,
+            ffn: Ffn::Moe(Box::new(moe)),
+            ffn_post_norm: None,
+        })
+    }
+
+    /// The gated MLP `ffn_{gate,up,down}{suffix}` of block `i`, `ff` wide
+    /// (`suffix` is `""` for a dense block, `"_shexp"` for a shared expert).
+    pub fn mlp(&self, i: usize, suffix: &str, ff: usize) -> Result<Mlp, ModelError> {
+        let n = |s: &str| Self::name(i, &format!("{s}{suffix}"), "weight");
+        let d = self.hp.n_embd;
+        Ok(Mlp {
+            gate: matrix(self.ld, &n("ffn_gate"), d, ff)?,
+            up: matrix(self.ld, &n("ffn_up"), d, ff)?,
+            down: matrix(self.ld, &n("ffn_down"), ff, d)?,
+        })
+    }
+
+    /// The stacked experts `ffn_{gate,up,down}_exps` of block `i`: `n_expert` MLPs `ff` wide.
+    pub fn experts(&self, i: usize, n_expert: usize, ff: usize) -> Result<Vec<Mlp>, ModelError> {
+        let n = |s: &str| Self::name(i, s, "weight");
+        let d = self.hp.n_embd;
+        let checked = |v: Vec<Weight>| {
+            v.into_iter()
+                .map(check_matmul_type)
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let gate = checked(self.ld.stacked(&n("ffn_gate_exps"), d, ff, n_expert)?)?;
+        let up = checked(self.ld.stacked(&n("ffn_up_exps"), d, ff, n_expert)?)?;
+        let down = checked(self.ld.stacked(&n("ffn_down_exps"), ff, d, n_expert)?)?;
+        Ok(gate
+            .into_iter()
+            .zip(up)
+            .zip(down)
+            .map(|((gate, up), down)| Mlp { gate, up, down })
+            .collect())
+    }
+
+    /// The router `ffn_gate_inp` of block `i` (`n_expert` rows).
+    pub fn router(&self, i: usize, n_expert: usize) -> Result<Weight, ModelError> {
+        matrix(
+            self.ld,
+            &Self::name(i, "ffn_gate_inp", "weight"),
+            self.hp.n_embd,
+            n_expert,
+        )
+    }
+
+    /// The loader of the tensors.
+    pub fn weights(&self) -> &WeightLoader {
+        self.ld
+    }
+
+    /// The hyperparameters the shapes come from.
+    pub fn hparams(&self) -> &HParams {
+        self.hp
     }
 
     /// The q/k/v biases of block `i` (`attn_q.bias`, …).
@@ -217,6 +322,44 @@ fn check_matmul_type(w: Weight) -> Result<Weight, ModelError> {
 }
 
 impl Decoder {
+    /// Bytes of weights one decoded token reads against a dense model of
+    /// the same parameters (see [`crate::WeightBytes`]). F32 norm vectors
+    /// and biases count at 4 bytes a value.
+    pub fn weight_traffic(&self) -> crate::WeightBytes {
+        let f32s = |v: &[f32]| 4 * v.len();
+        let emb_row = self.tok_embd.n_bytes() / self.hp.n_vocab.max(1);
+        let mut common = emb_row + f32s(&self.output_norm) + self.output.n_bytes();
+        let (mut active, mut all) = (0, 0);
+        for b in &self.blocks {
+            common += f32s(&b.attn_norm) + f32s(&b.ffn_norm);
+            common += b.attn_post_norm.as_deref().map_or(0, f32s);
+            common += b.ffn_post_norm.as_deref().map_or(0, f32s);
+            common += b
+                .bqkv
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|x| f32s(x)).sum());
+            common += b
+                .qk_norm
+                .as_ref()
+                .map_or(0, |v| v.iter().map(|x| f32s(x)).sum());
+            common += match &b.attn {
+                Attn::Gqa(g) => g.wq.n_bytes() + g.wk.n_bytes() + g.wv.n_bytes() + g.wo.n_bytes(),
+                Attn::Mla(m) => m.n_bytes(),
+            };
+            match &b.ffn {
+                Ffn::Dense(m) => common += m.n_bytes(),
+                Ffn::Moe(m) => {
+                    active += m.active_bytes();
+                    all += m.total_bytes();
+                }
+            }
+        }
+        crate::WeightBytes {
+            per_token: common + active,
+            dense: common + all,
+        }
+    }
+
     /// Assembles a decoder from loaded blocks, reading the embedding, the
     /// final norm and the (possibly tied) output projection.
     pub fn new(
@@ -241,6 +384,7 @@ impl Decoder {
             output_norm,
             output,
             tp: None,
+            ep: None,
         })
     }
 
@@ -301,6 +445,32 @@ impl Decoder {
         Ok(())
     }
 
+    /// This decoder with its experts spread over `size` ranks, rank `rank`
+    /// computing its share of them and everything else whole
+    /// ([`crate::expert_parallel`]).
+    pub fn into_experts(
+        mut self,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn Gatherer>,
+    ) -> Result<Decoder, ModelError> {
+        if rank >= size {
+            return Err(ModelError::Invalid(format!("rank {rank} of {size}")));
+        }
+        if !self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
+            return Err(ModelError::Invalid(
+                "expert parallelism needs a mixture-of-experts model; this one has no experts"
+                    .into(),
+            ));
+        }
+        self.ep = Some(ExpertParallel {
+            rank,
+            size,
+            gatherer,
+        });
+        Ok(self)
+    }
+
     /// This decoder cut down to rank `rank`'s share of every layer among
     /// `size` ranks ([`crate::tensor_parallel`]).
     pub fn into_shard(
@@ -319,6 +489,20 @@ impl Decoder {
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
         );
+        if self.blocks.iter().any(|b| matches!(b.attn, Attn::Mla(_))) {
+            return Err(ModelError::Invalid(
+                "tensor parallelism does not split latent attention layers yet (use expert parallelism)"
+                    .into(),
+            ));
+        }
+        // Mixture-of-experts layers are not cut by columns: their experts are spread over the ranks.
+        if self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
+            self.ep = Some(ExpertParallel {
+                rank,
+                size,
+                gatherer: gatherer.clone(),
+            });
+        }
         // Each slice is copied into memory of its own and the file's pages
         // are let go after every layer, so a rank's resident memory is its
         // share of the weights (plus the embeddings it reads), not the whole
@@ -328,13 +512,28 @@ impl Decoder {
             Ok(w.row_slice(rows.clone())?.into_owned(&file))
         };
         for b in &mut self.blocks {
-            b.wq = own(&b.wq, &q)?;
-            b.wk = own(&b.wk, &kv)?;
-            b.wv = own(&b.wv, &kv)?;
-            b.wo = own(&b.wo, &shard.rows)?;
-            b.w_gate = own(&b.w_gate, &shard.ff)?;
-            b.w_up = own(&b.w_up, &shard.ff)?;
-            b.w_down = own(&b.w_down, &shard.rows)?;
+            match &mut b.ffn {
+                Ffn::Dense(mlp) => {
+                    mlp.gate = own(&mlp.gate, &shard.ff)?;
+                    mlp.up = own(&mlp.up, &shard.ff)?;
+                    mlp.down = own(&mlp.down, &shard.rows)?;
+                }
+                Ffn::Moe(moe) => {
+                    // This rank's experts whole; the others' pages are never read.
+                    let mine = experts_of(moe.experts.len(), rank, size);
+                    for x in &mut moe.experts[mine] {
+                        for w in [&mut x.gate, &mut x.up, &mut x.down] {
+                            *w = w.clone().into_owned(&file);
+                        }
+                    }
+                }
+            }
+            if let Attn::Gqa(g) = &mut b.attn {
+                g.wq = own(&g.wq, &q)?;
+                g.wk = own(&g.wk, &kv)?;
+                g.wv = own(&g.wv, &kv)?;
+                g.wo = own(&g.wo, &shard.rows)?;
+            }
             file.release_pages();
             if let Some([bq, bk, bv]) = &mut b.bqkv {
                 *bq = bq[q.clone()].to_vec();
@@ -362,11 +561,17 @@ impl Model for Decoder {
     }
 
     fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
-        Ok(State::new(KvCache::new(
+        let pool = KvPool::with_values(
             self.hp.n_layer,
-            n_ctx,
             self.local().n_head_kv * self.hp.head_dim,
-        )?))
+            n_ctx.div_ceil(crate::kv_cache::BLOCK_SIZE),
+            self.hp.kv_values,
+        )?;
+        Ok(State::new(KvCache::in_pool(pool, n_ctx)))
+    }
+
+    fn weight_bytes(&self) -> Option<crate::WeightBytes> {
+        Some(self.weight_traffic())
     }
 
     fn into_tensor_parallel(
@@ -378,8 +583,19 @@ impl Model for Decoder {
         Ok(Box::new(self.into_shard(rank, size, gatherer)?))
     }
 
+    fn into_expert_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn Gatherer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        Ok(Box::new(self.into_experts(rank, size, gatherer)?))
+    }
+
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
-        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim) {
+        if !pool.fits(self.hp.n_layer, self.local().n_head_kv * self.hp.head_dim)
+            || pool.has_values() != self.hp.kv_values
+        {
             return Err(ModelError::Invalid(
                 "the KV pool was made for another model's shape".into(),
             ));
@@ -575,105 +791,119 @@ impl Decoder {
             let xn = sized(&mut b.xn, n * d); // (n, d) "attn_norm"
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
             tap(taps, "attn_norm", Some(il), xn);
-            let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
-            let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
-            let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
-            linear(pool, f, arith, &blk.wq, xn, n, q)?;
-            linear(pool, f, arith, &blk.wk, xn, n, k)?;
-            linear(pool, f, arith, &blk.wv, xn, n, v)?;
-            if let Some([bq, bk, bv]) = &blk.bqkv {
-                add_bias(q, bq);
-                add_bias(k, bk);
-                add_bias(v, bv);
-            }
-            if let Some([nq, nk]) = &blk.qk_norm {
-                // Rows of head_dim: each head normalized on its own.
-                let (qn, kn) = (sized(&mut b.attn, n * q_dim), sized(&mut b.out, n * kv_dim));
-                rms_norm(q, nq, hp.rms_eps, qn);
-                q.copy_from_slice(qn);
-                rms_norm(k, nk, hp.rms_eps, kn);
-                k.copy_from_slice(kn);
-                tap(taps, "Qcur_normed", Some(il), q);
-                tap(taps, "Kcur_normed", Some(il), k);
-            }
-            for (s, &(row0, len, pos0)) in seqs.iter_mut().zip(&spans) {
-                for t in 0..len {
-                    let r = row0 + t;
-                    rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
-                    rope_apply(
-                        &mut q[r * q_dim..(r + 1) * q_dim],
-                        hd,
-                        cfg.rope_style,
-                        &cos,
-                        &sin,
-                    );
-                    rope_apply(
-                        &mut k[r * kv_dim..(r + 1) * kv_dim],
-                        hd,
-                        cfg.rope_style,
-                        &cos,
-                        &sin,
-                    );
+            match &blk.attn {
+                Attn::Mla(mla) => {
+                    let out = sized(&mut b.out, n * d);
+                    mla.forward(
+                        pool, f, arith, xn, n, seqs, &spans, il, &mut b.mla, out, taps,
+                    )?;
                 }
-                if kv_dim > 0 {
-                    let rows = row0 * kv_dim..(row0 + len) * kv_dim;
-                    s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                Attn::Gqa(g) => {
+                    let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
+                    let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"
+                    let v = sized(&mut b.v, n * kv_dim); // (n, n_head_kv * head_dim) "Vcur"
+                    linear(pool, f, arith, &g.wq, xn, n, q)?;
+                    linear(pool, f, arith, &g.wk, xn, n, k)?;
+                    linear(pool, f, arith, &g.wv, xn, n, v)?;
+                    if let Some([bq, bk, bv]) = &blk.bqkv {
+                        add_bias(q, bq);
+                        add_bias(k, bk);
+                        add_bias(v, bv);
+                    }
+                    if let Some([nq, nk]) = &blk.qk_norm {
+                        // Rows of head_dim: each head normalized on its own.
+                        let (qn, kn) =
+                            (sized(&mut b.attn, n * q_dim), sized(&mut b.out, n * kv_dim));
+                        rms_norm(q, nq, hp.rms_eps, qn);
+                        q.copy_from_slice(qn);
+                        rms_norm(k, nk, hp.rms_eps, kn);
+                        k.copy_from_slice(kn);
+                        tap(taps, "Qcur_normed", Some(il), q);
+                        tap(taps, "Kcur_normed", Some(il), k);
+                    }
+                    for (s, &(row0, len, pos0)) in seqs.iter_mut().zip(&spans) {
+                        for t in 0..len {
+                            let r = row0 + t;
+                            rope_table(pos0 + t, hp.n_rot, blk.cfg.rope_base, &mut cos, &mut sin);
+                            rope_apply(
+                                &mut q[r * q_dim..(r + 1) * q_dim],
+                                hd,
+                                cfg.rope_style,
+                                &cos,
+                                &sin,
+                            );
+                            rope_apply(
+                                &mut k[r * kv_dim..(r + 1) * kv_dim],
+                                hd,
+                                cfg.rope_style,
+                                &cos,
+                                &sin,
+                            );
+                        }
+                        if kv_dim > 0 {
+                            let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                            s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
+                        }
+                    }
+                    tap(taps, "Qcur", Some(il), q);
+                    tap(taps, "Kcur", Some(il), k);
+                    tap(taps, "Vcur", Some(il), v);
+                    let scale = match cfg.q_scale {
+                        Some(s) => {
+                            q.iter_mut().for_each(|v| *v *= s);
+                            1.0
+                        }
+                        None => 1.0 / (hd as f32).sqrt(),
+                    };
+                    let shape = AttnShape {
+                        n_head: local.n_head,
+                        n_head_kv: local.n_head_kv,
+                        head_dim: hd,
+                        head_dim_v: hd,
+                        values_in_keys: false,
+                        scale,
+                        window: blk.cfg.window,
+                        offsets: local.offsets,
+                    };
+                    let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
+                                                              // (A tensor-parallel rank may hold no heads at all.)
+                    for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
+                        let rows = row0 * q_dim..(row0 + len) * q_dim;
+                        s.state.kv.with_layer(il, |kv| {
+                            attention(
+                                pool,
+                                &shape,
+                                &q[rows.clone()],
+                                kv,
+                                pos0,
+                                len,
+                                per_token,
+                                &mut attn[rows],
+                            )
+                        });
+                    }
+                    tap(taps, "kqv_out", Some(il), attn);
+                    let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
+                    if let Some(tp) = &self.tp {
+                        // Every rank needs every head's output; each computes some rows.
+                        let hd = hp.head_dim;
+                        let whole = sized(&mut b.gathered, n * hp.q_dim());
+                        self.gather(
+                            attn,
+                            n,
+                            |s| s.heads.start * hd..s.heads.end * hd,
+                            Gathered::input_of(g.wo.ty),
+                            whole,
+                        )?;
+                        let part = sized(&mut b.part, n * tp.shard.rows.len());
+                        linear(pool, f, arith, &g.wo, whole, n, part)?;
+                        self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
+                    } else {
+                        linear(pool, f, arith, &g.wo, attn, n, out)?;
+                    }
                 }
             }
-            tap(taps, "Qcur", Some(il), q);
-            tap(taps, "Kcur", Some(il), k);
-            tap(taps, "Vcur", Some(il), v);
-            let scale = match cfg.q_scale {
-                Some(s) => {
-                    q.iter_mut().for_each(|v| *v *= s);
-                    1.0
-                }
-                None => 1.0 / (hd as f32).sqrt(),
-            };
-            let shape = AttnShape {
-                n_head: local.n_head,
-                n_head_kv: local.n_head_kv,
-                head_dim: hd,
-                scale,
-                window: blk.cfg.window,
-                offsets: local.offsets,
-            };
-            let attn = sized(&mut b.attn, n * q_dim); // (n, n_head * head_dim) "kqv_out"
-                                                      // (A tensor-parallel rank may hold no heads at all.)
-            for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
-                let rows = row0 * q_dim..(row0 + len) * q_dim;
-                s.state.kv.with_layer(il, |kv| {
-                    attention(
-                        pool,
-                        &shape,
-                        &q[rows.clone()],
-                        kv,
-                        pos0,
-                        len,
-                        per_token,
-                        &mut attn[rows],
-                    )
-                });
-            }
-            tap(taps, "kqv_out", Some(il), attn);
             let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
-            if let Some(tp) = &self.tp {
-                // Every rank needs every head's output; each computes some rows.
-                let hd = hp.head_dim;
-                let whole = sized(&mut b.gathered, n * hp.q_dim());
-                self.gather(
-                    attn,
-                    n,
-                    |s| s.heads.start * hd..s.heads.end * hd,
-                    Gathered::input_of(blk.wo.ty),
-                    whole,
-                )?;
-                let part = sized(&mut b.part, n * tp.shard.rows.len());
-                linear(pool, f, arith, &blk.wo, whole, n, part)?;
-                self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
-            } else {
-                linear(pool, f, arith, &blk.wo, attn, n, out)?;
-            }
             tap(taps, "attn_out", Some(il), out);
             if let Some(w) = &blk.attn_post_norm {
                 let xn = sized(&mut b.xn, n * d);
@@ -688,10 +918,21 @@ impl Decoder {
             let xn = sized(&mut b.xn, n * d);
             rms_norm(x, &blk.ffn_norm, hp.rms_eps, xn);
             tap(taps, "ffn_norm", Some(il), xn);
+            let mlp = match &blk.ffn {
+                Ffn::Dense(mlp) => mlp,
+                Ffn::Moe(moe) => {
+                    let ep = self.ep.as_ref();
+                    moe.forward(pool, f, arith, xn, n, &mut b.moe, out, taps, il, ep)?;
+                    tap(taps, "ffn_out", Some(il), out);
+                    add_into(x, out);
+                    tap(taps, "l_out", Some(il), x);
+                    continue;
+                }
+            };
             let gate = sized(&mut b.gate, n * ff); // (n, ff)
             let up = sized(&mut b.up, n * ff); // (n, ff)
-            linear(pool, f, arith, &blk.w_gate, xn, n, gate)?;
-            linear(pool, f, arith, &blk.w_up, xn, n, up)?;
+            linear(pool, f, arith, &mlp.gate, xn, n, gate)?;
+            linear(pool, f, arith, &mlp.up, xn, n, up)?;
             tap(taps, "ffn_gate", Some(il), gate);
             tap(taps, "ffn_up", Some(il), up);
             match cfg.activation {
@@ -710,14 +951,14 @@ impl Decoder {
                     gate,
                     n,
                     |s| s.ff.clone(),
-                    Gathered::input_of(blk.w_down.ty),
+                    Gathered::input_of(mlp.down.ty),
                     whole,
                 )?;
                 let part = sized(&mut b.part, n * tp.shard.rows.len());
-                linear(pool, f, arith, &blk.w_down, whole, n, part)?;
+                linear(pool, f, arith, &mlp.down, whole, n, part)?;
                 self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
             } else {
-                linear(pool, f, arith, &blk.w_down, gate, n, out)?;
+                linear(pool, f, arith, &mlp.down, gate, n, out)?;
             }
             tap(taps, "ffn_out", Some(il), out);
             if let Some(w) = &blk.ffn_post_norm {

@@ -36,6 +36,8 @@ pub const BLOCK_SIZE: usize = 16;
 pub struct KvPool {
     n_layer: usize,
     kv_dim: usize,
+    /// Whether value rows are stored (false: keys only, for latent attention).
+    values: bool,
     n_blocks: usize,
     inner: Mutex<PoolInner>,
 }
@@ -50,6 +52,18 @@ impl KvPool {
     /// A pool of `n_blocks` blocks for a model with `n_layer` layers of
     /// `kv_dim` key (and value) features. Fails cleanly if the size overflows.
     pub fn new(n_layer: usize, kv_dim: usize, n_blocks: usize) -> Result<Arc<KvPool>, ModelError> {
+        KvPool::with_values(n_layer, kv_dim, n_blocks, true)
+    }
+
+    /// Like [`KvPool::new`], storing value rows only if `values` (without,
+    /// each position costs one `kv_dim` row per layer: multi-head latent
+    /// attention caches the compressed latent and reads values out of it).
+    pub fn with_values(
+        n_layer: usize,
+        kv_dim: usize,
+        n_blocks: usize,
+        values: bool,
+    ) -> Result<Arc<KvPool>, ModelError> {
         let too_large = || {
             ModelError::Invalid(format!(
                 "KV cache of {} positions is too large",
@@ -68,10 +82,11 @@ impl KvPool {
         Ok(Arc::new(KvPool {
             n_layer,
             kv_dim,
+            values,
             n_blocks,
             inner: Mutex::new(PoolInner {
                 k: zeroed(n),
-                v: zeroed(n),
+                v: zeroed(if values { n } else { 0 }),
                 blocks: BlockAllocator::new(n_blocks),
             }),
         }))
@@ -88,7 +103,17 @@ impl KvPool {
 
     /// A pool of at least `n_positions` positions for a model of shape `hp`.
     pub fn for_model(hp: &crate::HParams, n_positions: usize) -> Result<Arc<KvPool>, ModelError> {
-        KvPool::with_positions(hp.n_layer, hp.kv_dim(), n_positions)
+        KvPool::with_values(
+            hp.n_layer,
+            hp.kv_dim(),
+            n_positions.div_ceil(BLOCK_SIZE),
+            hp.kv_values,
+        )
+    }
+
+    /// Whether value rows are stored apart from the keys.
+    pub fn has_values(&self) -> bool {
+        self.values
     }
 
     /// Whether the pool's rows fit a model of `n_layer` layers of `kv_dim` features.
@@ -108,7 +133,11 @@ impl KvPool {
 
     /// Bytes of one block (keys and values, every layer).
     pub fn block_bytes(&self) -> usize {
-        2 * self.n_layer * BLOCK_SIZE * self.kv_dim * std::mem::size_of::<f16>()
+        (1 + usize::from(self.values))
+            * self.n_layer
+            * BLOCK_SIZE
+            * self.kv_dim
+            * std::mem::size_of::<f16>()
     }
 
     /// Bytes of the whole pool (reserved; the OS commits pages as they are first written).
@@ -184,6 +213,11 @@ impl KvCache {
     pub fn new(n_layer: usize, n_ctx: usize, kv_dim: usize) -> Result<KvCache, ModelError> {
         let pool = KvPool::with_positions(n_layer, kv_dim, n_ctx)?;
         Ok(KvCache::in_pool(pool, n_ctx))
+    }
+
+    /// A cache for `n_ctx` positions of a model shaped `hp` in a private pool of its own.
+    pub fn for_model(hp: &crate::HParams, n_ctx: usize) -> Result<KvCache, ModelError> {
+        Ok(KvCache::in_pool(KvPool::for_model(hp, n_ctx)?, n_ctx))
     }
 
     /// An empty cache of up to `n_ctx` positions whose blocks come from `pool`.
@@ -279,7 +313,9 @@ impl KvCache {
                 for layer in 0..pool.n_layer {
                     let (src, dst) = (pool.at(layer, old, 0), pool.at(layer, new, 0));
                     inner.k.copy_within(src..src + n, dst);
-                    inner.v.copy_within(src..src + n, dst);
+                    if pool.values {
+                        inner.v.copy_within(src..src + n, dst);
+                    }
                 }
                 inner.blocks.release(old);
                 self.table[i] = new;
@@ -305,11 +341,12 @@ impl KvCache {
         }
         let mut p = pool.lock();
         let inner = &mut *p;
-        for (i, (kr, vr)) in k
+        // Without stored values, `v` may be empty: pair each key row with nothing.
+        let no_values = vec![0f32; kv_dim];
+        let v_rows = v
             .chunks_exact(kv_dim)
-            .zip(v.chunks_exact(kv_dim))
-            .enumerate()
-        {
+            .chain(std::iter::repeat(&no_values[..]));
+        for (i, (kr, vr)) in k.chunks_exact(kv_dim).zip(v_rows).enumerate() {
             let pos = pos0 + i;
             let b = self.table[pos / BLOCK_SIZE];
             debug_assert!(!inner.blocks.is_shared(b), "write into a shared block");
@@ -317,8 +354,10 @@ impl KvCache {
             for (d, &s) in inner.k[at..at + kv_dim].iter_mut().zip(kr) {
                 *d = f16::from_f32(s);
             }
-            for (d, &s) in inner.v[at..at + kv_dim].iter_mut().zip(vr) {
-                *d = f16::from_f32(s);
+            if pool.values {
+                for (d, &s) in inner.v[at..at + kv_dim].iter_mut().zip(vr) {
+                    *d = f16::from_f32(s);
+                }
             }
         }
     }
@@ -385,9 +424,10 @@ impl KvCache {
         let pool = &*self.pool;
         let p = pool.lock();
         let span = layer * pool.layer_len()..(layer + 1) * pool.layer_len();
+        let v_span = if pool.values { span.clone() } else { 0..0 };
         f(KvLayer::paged(
-            &p.k[span.clone()],
-            &p.v[span],
+            &p.k[span],
+            &p.v[v_span],
             &self.table,
             BLOCK_SIZE,
             pool.kv_dim,

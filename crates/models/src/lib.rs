@@ -15,6 +15,7 @@ pub mod arch;
 pub mod block_alloc;
 pub mod decoder;
 mod error;
+pub mod expert_parallel;
 pub mod hparams;
 pub mod kv_cache;
 pub mod layers;
@@ -32,6 +33,17 @@ pub use sparetire_quant::Arithmetic;
 pub use error::ModelError;
 pub use hparams::HParams;
 pub use state::{State, Tap};
+
+/// Weight traffic of one decoded token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeightBytes {
+    /// Bytes read per decoded token: every weight, except that a
+    /// mixture-of-experts layer reads only its router, the `n_expert_used`
+    /// chosen experts and its shared expert, and the embedding only its row.
+    pub per_token: usize,
+    /// Bytes a dense model of the same parameters reads per token (every expert).
+    pub dense: usize,
+}
 
 /// Which positions of a batch get logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +97,30 @@ pub trait Model: Send + Sync {
             self.forward(pool, s.state, s.tokens, s.logits)?;
         }
         Ok(())
+    }
+
+    /// Bytes of weights one decoded token reads, and what a dense model
+    /// with the same parameters would read ([`WeightBytes`]); `None` if the
+    /// model cannot tell.
+    fn weight_bytes(&self) -> Option<WeightBytes> {
+        None
+    }
+
+    /// This model with the experts of its mixture-of-experts layers spread
+    /// over `size` ranks ([`expert_parallel`]): this rank computes only its
+    /// experts, the rest of the network whole. Every rank must make the same
+    /// forward calls; the logits are every rank's, bit-identical to one
+    /// process's.
+    fn into_expert_parallel(
+        self: Box<Self>,
+        rank: usize,
+        size: usize,
+        gatherer: Arc<dyn tensor_parallel::Gatherer>,
+    ) -> Result<Box<dyn Model>, ModelError> {
+        let _ = (rank, size, gatherer);
+        Err(ModelError::Invalid(
+            "this model has no experts to spread over ranks".into(),
+        ))
     }
 
     /// This model cut down to rank `rank`'s share of every layer among `size`
@@ -160,6 +196,9 @@ pub fn load(file: Arc<GgufFile>) -> Result<Box<dyn Model>, ModelError> {
         "qwen2" => Ok(Box::new(arch::qwen2::load(file)?)),
         "qwen3" => Ok(Box::new(arch::qwen3::load(file)?)),
         "gemma3" => Ok(Box::new(arch::gemma3::load(file)?)),
+        "qwen2moe" => Ok(Box::new(arch::qwen2moe::load(file)?)),
+        "qwen3moe" => Ok(Box::new(arch::qwen3moe::load(file)?)),
+        "deepseek2" => Ok(Box::new(arch::deepseek2::load(file)?)),
         _ => Err(ModelError::UnsupportedArch {
             arch,
             supported: arch::SUPPORTED.join(", "),

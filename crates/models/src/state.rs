@@ -104,6 +104,10 @@ pub(crate) struct Buffers {
     pub gathered: Vec<f32>,
     /// Tensor parallelism: this rank's rows of a product, before gathering
     pub part: Vec<f32>,
+    /// Scratch of the mixture-of-experts layers
+    pub moe: crate::layers::moe::MoeBuffers,
+    /// Scratch of the latent attention layers
+    pub mla: crate::layers::mla::MlaBuffers,
 }
 
 /// Shows `x` to the tap, if any (cheap when there is none).

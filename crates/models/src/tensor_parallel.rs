@@ -135,6 +135,7 @@ mod tests {
             rms_eps: 1e-5,
             n_ctx_train: 2048,
             n_vocab: 100,
+            kv_values: true,
         }
     }
 

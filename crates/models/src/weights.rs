@@ -78,6 +78,21 @@ impl WeightLoader {
         }))
     }
 
+    /// A stacked 3-D tensor of `n` matrices of `(rows, cols)` (GGUF shape
+    /// `[cols, rows, n]`, e.g. `ffn_up_exps`), as `n` row slices of it.
+    pub fn stacked(
+        &self,
+        name: &str,
+        cols: usize,
+        rows: usize,
+        n: usize,
+    ) -> Result<Vec<Weight>, ModelError> {
+        let all = self.get(name, &[cols, rows, n])?;
+        (0..n)
+            .map(|e| all.row_slice(e * rows..(e + 1) * rows))
+            .collect()
+    }
+
     /// A 1-D tensor that must be F32 (norm weights, biases), copied out as f32.
     pub fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
         let w = self.get(name, &[n])?;
@@ -108,6 +123,11 @@ impl Weight {
             // made from a tensor of that file, so this cannot fail.
             None => file.data_span(self.offset, self.len).unwrap_or(&[]),
         }
+    }
+
+    /// Bytes of the tensor (what one pass over it reads).
+    pub fn n_bytes(&self) -> usize {
+        self.len as usize
     }
 
     /// Rows `rows` of this matrix (a view into the same bytes).

@@ -72,13 +72,52 @@ fn forward_batch_matches_one_sequence_at_a_time() {
 /// from a shared pool changes nothing either.
 #[test]
 fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
-    use sparetire_models::kv_cache::KvPool;
-    use sparetire_models::Arithmetic;
     let path = common::store_model("gemma3-270m");
-    let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
-    let pool = ThreadPool::new(2);
     let prompt: Vec<u32> = (0..100u32).map(|i| 1000 + i * 37 % 5000).collect();
     let other: Vec<u32> = (0..40u32).map(|i| 9000 + i).collect();
+    let (model, want) = per_token_invariance(&path, &prompt, &other);
+    // The reference arithmetic does depend on the batch here (which is why the server does not use it).
+    let pool = ThreadPool::new(2);
+    let mut reference = model.new_state(256).unwrap();
+    model
+        .forward(&pool, &mut reference, &prompt, Logits::Last)
+        .unwrap();
+    model
+        .forward(&pool, &mut reference, &[5], Logits::Last)
+        .unwrap();
+    assert_ne!(reference.logits(), &want[..]);
+}
+
+/// The same for the mixture-of-experts and latent-attention families (what the server runs):
+/// tokens grouped by expert, or attending to latent rows in a keys-only shared pool, still get
+/// exactly what they get alone.
+#[test]
+fn per_token_arithmetic_is_batch_invariant_on_moe_and_mla() {
+    let prompt: Vec<u32> = (0..100u32).map(|i| 10 + i * 37 % 1000).collect();
+    let other: Vec<u32> = (0..40u32).map(|i| 500 + i).collect();
+    for name in [
+        "tiny-qwen3moe",
+        "tiny-qwen2moe",
+        "tiny-deepseek2",
+        "tiny-deepseek3",
+    ] {
+        let path = common::repo_root().join(format!("tests/data/{name}.gguf"));
+        per_token_invariance(&path, &prompt, &other);
+    }
+}
+
+/// Runs `prompt` and one decode step with per-token arithmetic in one batch, token by token,
+/// in uneven chunks batched with `other`, and after taking published prefix blocks from a
+/// shared pool; asserts all four give bit-identical logits and returns them.
+fn per_token_invariance(
+    path: &std::path::Path,
+    prompt: &[u32],
+    other: &[u32],
+) -> (Box<dyn sparetire_models::Model>, Vec<f32>) {
+    use sparetire_models::kv_cache::KvPool;
+    use sparetire_models::Arithmetic;
+    let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
+    let pool = ThreadPool::new(2);
     let new = || {
         let mut st = model.new_state(256).unwrap();
         st.arithmetic = Arithmetic::PerToken;
@@ -87,15 +126,16 @@ fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
     // One batch of 100 tokens, then a decode step.
     let mut whole = new();
     model
-        .forward(&pool, &mut whole, &prompt, Logits::Last)
+        .forward(&pool, &mut whole, prompt, Logits::Last)
         .unwrap();
     model
         .forward(&pool, &mut whole, &[5], Logits::Last)
         .unwrap();
     let want = whole.logits().to_vec();
+    let name = path.display();
     // Token by token.
     let mut single = new();
-    for &t in &prompt {
+    for &t in prompt {
         model
             .forward(&pool, &mut single, &[t], Logits::Last)
             .unwrap();
@@ -103,7 +143,7 @@ fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
     model
         .forward(&pool, &mut single, &[5], Logits::Last)
         .unwrap();
-    assert_eq!(single.logits(), &want[..], "token by token");
+    assert_eq!(single.logits(), &want[..], "{name}: token by token");
     // Uneven chunks, batched with another sequence.
     let mut chunked = new();
     let mut companion = new();
@@ -126,33 +166,26 @@ fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
     model
         .forward(&pool, &mut chunked, &[5], Logits::Last)
         .unwrap();
-    assert_eq!(chunked.logits(), &want[..], "chunked and batched");
+    assert_eq!(chunked.logits(), &want[..], "{name}: chunked and batched");
     // Prefix blocks published by one sequence and taken by another in a shared pool.
     let kv = KvPool::for_model(model.hparams(), 512).unwrap();
     let mut first = model.new_state_in(kv.clone(), 256).unwrap();
     first.arithmetic = Arithmetic::PerToken;
     model
-        .forward(&pool, &mut first, &prompt, Logits::Last)
+        .forward(&pool, &mut first, prompt, Logits::Last)
         .unwrap();
     let mut second = model.new_state_in(kv.clone(), 256).unwrap();
     second.arithmetic = Arithmetic::PerToken;
-    assert_eq!(second.reuse_prefix(&prompt, prompt.len() - 1), 96);
+    assert_eq!(second.reuse_prefix(prompt, prompt.len() - 1), 96);
     model
         .forward(&pool, &mut second, &prompt[96..], Logits::Last)
         .unwrap();
     model
         .forward(&pool, &mut second, &[5], Logits::Last)
         .unwrap();
-    assert_eq!(second.logits(), &want[..], "with a reused prefix");
-    // The reference arithmetic does depend on the batch here (which is why the server does not use it).
-    let mut reference = model.new_state(256).unwrap();
-    model
-        .forward(&pool, &mut reference, &prompt, Logits::Last)
-        .unwrap();
-    model
-        .forward(&pool, &mut reference, &[5], Logits::Last)
-        .unwrap();
-    assert_ne!(reference.logits(), &want[..]);
+    assert_eq!(second.logits(), &want[..], "{name}: with a reused prefix");
+    drop((first, second, single, chunked, companion, whole));
+    (model, want)
 }
 
 /// Pipeline stages run one after another (each with its own states, as separate ranks hold

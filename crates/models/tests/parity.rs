@@ -228,6 +228,26 @@ fn tiny_qwen3_matches_llama_cpp() {
 }
 
 #[test]
+fn tiny_qwen3moe_matches_llama_cpp() {
+    assert_parity(&tiny("tiny-qwen3moe"), 0.01);
+}
+
+#[test]
+fn tiny_qwen2moe_matches_llama_cpp() {
+    assert_parity(&tiny("tiny-qwen2moe"), 0.01);
+}
+
+#[test]
+fn tiny_deepseek2_matches_llama_cpp() {
+    assert_parity(&tiny("tiny-deepseek2"), 0.01);
+}
+
+#[test]
+fn tiny_deepseek3_matches_llama_cpp() {
+    assert_parity(&tiny("tiny-deepseek3"), 0.01);
+}
+
+#[test]
 // Every op is bit-exact on Gemma 3 (see tests/replay.rs), including its Q4_K
 // matmuls (llama.cpp's repacked q4_K_8x8 GEMV/GEMM) and Q6_K batches of 8+
 // tokens (its tiled K-quant matmul).

@@ -245,6 +245,8 @@ fn replay_gemma3() {
                 n_head: hp.n_head,
                 n_head_kv: hp.n_head_kv,
                 head_dim: hd,
+                head_dim_v: hd,
+                values_in_keys: false,
                 scale: 1.0,
                 window: local.then_some(512),
                 offsets: Default::default(),

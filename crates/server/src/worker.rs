@@ -132,10 +132,11 @@ impl Worker {
                 KvBudget::Bytes(b) => {
                     let per_block = KvPool::for_model(hp, 1).map(|p| p.block_bytes());
                     per_block.and_then(|pb| {
-                        sparetire_models::kv_cache::KvPool::new(
+                        sparetire_models::kv_cache::KvPool::with_values(
                             hp.n_layer,
                             hp.kv_dim(),
                             b / pb.max(1),
+                            hp.kv_values,
                         )
                     })
                 }

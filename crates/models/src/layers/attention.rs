@@ -17,8 +17,15 @@ pub struct AttnShape {
     pub n_head: usize,
     /// Key/value heads (each serves `n_head / n_head_kv` query heads).
     pub n_head_kv: usize,
-    /// Width of each head.
+    /// Width of each head's query and key rows.
     pub head_dim: usize,
+    /// Width of each head's value rows and output (`head_dim` except in
+    /// multi-head latent attention).
+    pub head_dim_v: usize,
+    /// Values are the first `head_dim_v` features of each KV head's key row
+    /// (latent attention caches one row that serves as both), not rows of
+    /// their own.
+    pub values_in_keys: bool,
     /// Multiplier of `q·k` before the softmax (usually `1/sqrt(head_dim)`).
     pub scale: f32,
     /// If set, a query at position `p` sees only keys at `p - window + 1 ..= p`.
@@ -132,7 +139,7 @@ pub fn attention(
     out: &mut [f32],
 ) {
     let n_head = shape.n_head;
-    let head_dim = shape.head_dim;
+    let head_dim = shape.head_dim_v;
     let n_items = n_tok * n_head;
     let per = n_items.div_ceil(pool.n_threads().max(1));
     let n_keys = pos0 + n_tok;
@@ -202,8 +209,10 @@ impl Job<'_> {
             n_head,
             n_head_kv,
             head_dim,
+            head_dim_v,
             scale,
             window,
+            values_in_keys,
             ..
         } = *self.shape;
         let q_dim = n_head * head_dim;
@@ -213,7 +222,7 @@ impl Job<'_> {
         } else {
             n_head / n_head_kv
         };
-        let mut sc = Scratch::new(head_dim);
+        let mut sc = Scratch::new(head_dim, head_dim_v);
         let first = items.start;
         for item in items {
             let (t, h) = (item / n_head, item % n_head);
@@ -221,7 +230,7 @@ impl Job<'_> {
             let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
             let kvh = (off.q0 + h) / group - off.kv0;
             let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
-            let o = &mut out[(item - first) * head_dim..][..head_dim];
+            let o = &mut out[(item - first) * head_dim_v..][..head_dim_v];
             match self.wide {
                 Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
                 None => {
@@ -229,6 +238,9 @@ impl Job<'_> {
                         kv: self.kv,
                         offset: kvh * head_dim,
                         head_dim,
+                        v_offset: kvh * head_dim_v,
+                        head_dim_v,
+                        values_in_keys,
                     };
                     attend_f16(qrow, &kv, lo, p, scale, &mut sc, o);
                 }
@@ -242,6 +254,11 @@ struct KvHead<'a> {
     kv: KvLayer<'a>,
     offset: usize,
     head_dim: usize,
+    /// Where the head's value row starts in a row of values.
+    v_offset: usize,
+    head_dim_v: usize,
+    /// Values are the start of the key row (latent attention).
+    values_in_keys: bool,
 }
 
 impl KvHead<'_> {
@@ -249,7 +266,11 @@ impl KvHead<'_> {
         &self.kv.k_row(j)[self.offset..][..self.head_dim]
     }
     fn v(&self, j: usize) -> &[f16] {
-        &self.kv.v_row(j)[self.offset..][..self.head_dim]
+        if self.values_in_keys {
+            &self.kv.k_row(j)[self.offset..][..self.head_dim_v]
+        } else {
+            &self.kv.v_row(j)[self.v_offset..][..self.head_dim_v]
+        }
     }
 }
 
@@ -263,10 +284,11 @@ struct WideKv {
     /// `(n_head_kv, n_tiles, head_dim, KV_TILE)`: each tile's keys transposed,
     /// zero past the last key.
     kt: Vec<f32>,
-    /// `(n_keys, n_head_kv * head_dim)`, as in the cache.
+    /// `(n_keys, n_head_kv * head_dim_v)`, as in the cache.
     v: Vec<f32>,
     head_dim: usize,
-    kv_dim: usize,
+    head_dim_v: usize,
+    v_dim: usize,
     n_tiles: usize,
 }
 
@@ -275,15 +297,22 @@ impl WideKv {
     /// outside every query's sliding window and stay zero (never read), so a
     /// local layer's work is bounded by its window, not by the context.
     fn new(kv: &KvLayer<'_>, n_keys: usize, shape: &AttnShape, from: usize) -> WideKv {
-        let (hd, nkv) = (shape.head_dim, shape.n_head_kv);
-        let kv_dim = hd * nkv;
+        let (hd, hdv, nkv) = (shape.head_dim, shape.head_dim_v, shape.n_head_kv);
+        let (kv_dim, v_dim) = (hd * nkv, hdv * nkv);
         let from = from.min(n_keys);
         let n_tiles = n_keys.div_ceil(KV_TILE);
         // Zeroed allocations: pages below `from` are never touched.
-        let mut v = vec![0f32; n_keys * kv_dim];
+        let mut v = vec![0f32; n_keys * v_dim];
         for j in from..n_keys {
-            kv.v_row(j)
-                .convert_to_f32_slice(&mut v[j * kv_dim..(j + 1) * kv_dim]);
+            let dst = &mut v[j * v_dim..(j + 1) * v_dim];
+            if shape.values_in_keys {
+                let k = kv.k_row(j);
+                for (h, d) in dst.chunks_exact_mut(hdv).enumerate() {
+                    k[h * hd..][..hdv].convert_to_f32_slice(d);
+                }
+            } else {
+                kv.v_row(j).convert_to_f32_slice(dst);
+            }
         }
         let mut row = vec![0f32; kv_dim];
         let mut kt = vec![0f32; nkv * n_tiles * hd * KV_TILE];
@@ -301,7 +330,8 @@ impl WideKv {
             kt,
             v,
             head_dim: hd,
-            kv_dim,
+            head_dim_v: hdv,
+            v_dim,
             n_tiles,
         }
     }
@@ -312,7 +342,7 @@ impl WideKv {
     }
 
     fn v(&self, kvh: usize, j: usize) -> &[f32] {
-        &self.v[j * self.kv_dim + kvh * self.head_dim..][..self.head_dim]
+        &self.v[j * self.v_dim + kvh * self.head_dim_v..][..self.head_dim_v]
     }
 }
 
@@ -327,13 +357,13 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(head_dim: usize) -> Self {
+    fn new(head_dim: usize, head_dim_v: usize) -> Self {
         Scratch {
             q16: vec![0.0; head_dim],
             k32: vec![0.0; head_dim],
-            v32: vec![0.0; head_dim],
-            acc: vec![0.0; head_dim],
-            acc16: vec![f16::ZERO; head_dim],
+            v32: vec![0.0; head_dim_v],
+            acc: vec![0.0; head_dim_v],
+            acc16: vec![f16::ZERO; head_dim_v],
             weights: [0.0; KV_TILE],
         }
     }
@@ -533,6 +563,8 @@ mod tests {
                 n_head: 4,
                 n_head_kv: 2,
                 head_dim: 40, // one 32-wide step of dot_f16 and an f64 tail
+                head_dim_v: 40,
+                values_in_keys: false,
                 scale: 0.3,
                 window,
                 offsets: HeadOffsets::default(),
@@ -605,6 +637,8 @@ mod tests {
             n_head: 4,
             n_head_kv: 2,
             head_dim: 40,
+            head_dim_v: 40,
+            values_in_keys: false,
             scale: 0.3,
             window: Some(70),
             offsets: HeadOffsets::default(),

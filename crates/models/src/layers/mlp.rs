@@ -1,8 +1,59 @@
-//! Gated feed-forward activations.
+//! Gated feed-forward networks and their activations.
+
+use sparetire_formats::gguf::GgufFile;
+use sparetire_quant::ThreadPool;
 
 #[cfg(target_arch = "x86_64")]
 use super::ggml_f32::has_avx2_fma;
 use super::ggml_f32::v_expf;
+use crate::state::sized;
+use crate::weights::Weight;
+use crate::{linear, Arithmetic, ModelError};
+
+/// A SwiGLU feed-forward network (`down(silu(gate(x)) * up(x))`).
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    /// Gate projection `(n_ff, n_embd)`.
+    pub gate: Weight,
+    /// Up projection `(n_ff, n_embd)`.
+    pub up: Weight,
+    /// Down projection `(n_embd, n_ff)`.
+    pub down: Weight,
+}
+
+impl Mlp {
+    /// Hidden width.
+    pub fn n_ff(&self) -> usize {
+        self.gate.rows
+    }
+
+    /// Bytes of its three matrices.
+    pub fn n_bytes(&self) -> usize {
+        self.gate.n_bytes() + self.up.n_bytes() + self.down.n_bytes()
+    }
+
+    /// `out (n, n_embd) = down(silu(gate(x)) * up(x))` for `x (n, n_embd)`,
+    /// with `g`, `u` as scratch.
+    #[allow(clippy::too_many_arguments)] // why: the buffers are the caller's, to be reused
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        f: &GgufFile,
+        arith: Arithmetic,
+        x: &[f32],
+        n: usize,
+        g: &mut Vec<f32>,
+        u: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let ff = self.n_ff();
+        let (g, u) = (sized(g, n * ff), sized(u, n * ff));
+        linear(pool, f, arith, &self.gate, x, n, g)?;
+        linear(pool, f, arith, &self.up, x, n, u)?;
+        swiglu(g, u, ff);
+        linear(pool, f, arith, &self.down, g, n, out)
+    }
+}
 
 /// SiLU: `x * sigmoid(x)`, computed as `x / (1 + exp(-x))` with libm's `expf`.
 #[inline]

@@ -2,6 +2,8 @@
 
 pub mod attention;
 pub mod ggml_f32;
+pub mod mla;
 pub mod mlp;
+pub mod moe;
 pub mod norm;
 pub mod rope;

@@ -25,6 +25,82 @@ pub fn rope_table(pos: usize, n_rot: usize, base: f32, cos: &mut [f32], sin: &mu
     }
 }
 
+/// YaRN context extension as ggml applies it (`rope_yarn`): each
+/// frequency is blended between the interpolated `freq_scale * theta` and
+/// the original `theta` by a ramp over the dimensions
+/// `corr_dims[0]..corr_dims[1]`, and cos/sin are scaled by a magnitude
+/// factor.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Yarn {
+    /// `1 / rope.scaling.factor`.
+    pub freq_scale: f32,
+    /// Weight of the ramp (1 with YaRN scaling; 0 disables the blend).
+    pub ext_factor: f32,
+    /// Magnitude factor on cos and sin (before YaRN's own correction).
+    pub attn_factor: f32,
+    /// First and last dimension pair of the ramp.
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// The YaRN parameters of `n_rot` rotated dimensions trained at
+    /// `n_ctx_orig` positions with RoPE base `base` (ggml's
+    /// `ggml_rope_yarn_corr_dims`, with `beta_fast` 32 and `beta_slow` 1
+    /// unless given).
+    pub fn new(
+        n_rot: usize,
+        n_ctx_orig: usize,
+        base: f32,
+        freq_scale: f32,
+        ext_factor: f32,
+        attn_factor: f32,
+        betas: [f32; 2],
+    ) -> Yarn {
+        let corr_dim = |beta: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (beta * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        let start = corr_dim(betas[0]).floor();
+        let end = corr_dim(betas[1]).ceil();
+        Yarn {
+            freq_scale,
+            ext_factor,
+            attn_factor,
+            corr_dims: [start.max(0.0), end.min(n_rot as f32 - 1.0)],
+        }
+    }
+}
+
+/// [`rope_table`] with YaRN scaling (cos and sin include the magnitude factor).
+pub fn rope_table_yarn(
+    pos: usize,
+    n_rot: usize,
+    base: f32,
+    yarn: &Yarn,
+    cos: &mut [f32],
+    sin: &mut [f32],
+) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta_extrap = pos as f32;
+    let [low, high] = yarn.corr_dims;
+    for i in 0..n_rot / 2 {
+        let theta_interp = yarn.freq_scale * theta_extrap;
+        let mut theta = theta_interp;
+        let mut mscale = yarn.attn_factor;
+        if yarn.ext_factor != 0.0 {
+            let y = (i as f32 - low) / (high - low).max(0.001);
+            let ramp = 1.0 - y.clamp(0.0, 1.0);
+            let mix = ramp * yarn.ext_factor;
+            // why: GCC contracts `a*b + c*d` in ggml's rope_yarn into fma(a, b, c*d)
+            theta = theta_interp.mul_add(1.0 - mix, theta_extrap * mix);
+            mscale *= 0.1f32.mul_add((1.0 / yarn.freq_scale).ln(), 1.0);
+        }
+        cos[i] = theta.cos() * mscale;
+        sin[i] = theta.sin() * mscale;
+        theta_extrap *= theta_scale;
+    }
+}
+
 /// Rotates the first `cos.len() * 2` dimensions of each `head_dim`-wide head in `x`.
 pub fn rope_apply(x: &mut [f32], head_dim: usize, style: RopeStyle, cos: &[f32], sin: &[f32]) {
     #[cfg(target_arch = "x86_64")]
