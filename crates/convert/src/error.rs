@@ -8,22 +8,20 @@ use sparetire_quant::GgmlType;
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
     /// The input GGUF could not be read.
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}: {error}")]
     Input {
         /// The input file.
         path: PathBuf,
-        /// What was wrong with it.
-        #[source]
-        source: sparetire_formats::FormatError,
+        /// What was wrong with it (shown in the message, so not chained as a source).
+        error: sparetire_formats::FormatError,
     },
     /// A file could not be read, created or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        error: std::io::Error,
     },
     /// A metadata key the conversion needs is missing or has the wrong type.
     #[error("{key}: {problem}")]
@@ -53,13 +51,12 @@ pub enum ConvertError {
         row: usize,
     },
     /// A tensor's data could not be converted.
-    #[error("{tensor}: {source}")]
+    #[error("{tensor}: {error}")]
     Quant {
         /// The tensor.
         tensor: String,
-        /// What went wrong.
-        #[source]
-        source: sparetire_quant::QuantError,
+        /// What went wrong (shown in the message, so not chained as a source).
+        error: sparetire_quant::QuantError,
     },
     /// A Hugging Face checkpoint is incomplete or unsupported.
     #[error("{0}")]

@@ -87,7 +87,7 @@ pub fn quantize_file(
 ) -> Result<QuantizeSummary, ConvertError> {
     let file = GgufFile::open(input).map_err(|source| ConvertError::Input {
         path: input.to_owned(),
-        source,
+        error: source,
     })?;
     let shape = model_shape(&file)?;
     let mut metadata: Vec<(String, Value)> = file

@@ -52,13 +52,13 @@ impl SafetensorsFile {
         };
         let file = std::fs::File::open(path).map_err(|source| ConvertError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         // SAFETY: the map is read-only and private to this process; like every memory-mapped
         // model file, it assumes nobody truncates the file while it is open.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ConvertError::Io {
             path: path.to_owned(),
-            source,
+            error: source,
         })?;
         let bytes: &[u8] = &map;
         let len_bytes: [u8; 8] = bytes

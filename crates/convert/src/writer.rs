@@ -172,7 +172,7 @@ pub fn write_gguf(
 fn io_err(path: &Path, source: std::io::Error) -> ConvertError {
     ConvertError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     }
 }
 
@@ -212,7 +212,7 @@ fn out_bytes(t: &TensorDesc, ty: GgmlType) -> Result<u64, ConvertError> {
         .map(|n| n as u64)
         .ok_or_else(|| ConvertError::Quant {
             tensor: t.name.clone(),
-            source: sparetire_quant::QuantError::NotBlockMultiple {
+            error: sparetire_quant::QuantError::NotBlockMultiple {
                 ty,
                 n: cols,
                 block_size: ty.block_size(),
@@ -228,9 +228,9 @@ fn convert_tensor(
     threads: usize,
 ) -> Result<Vec<u8>, ConvertError> {
     let (rows, cols) = rows_cols(t);
-    let quant_err = |source| ConvertError::Quant {
+    let quant_err = |error| ConvertError::Quant {
         tensor: t.name.clone(),
-        source,
+        error,
     };
     let in_row = t.ty.row_bytes(cols).ok_or_else(|| {
         quant_err(sparetire_quant::QuantError::NotBlockMultiple {

@@ -50,7 +50,7 @@ impl TensorSource for CheckpointSource {
             sparetire_quant::dequantize_row(p.st.ty, raw, &mut f).map_err(|source| {
                 ConvertError::Quant {
                     tensor: d.name.clone(),
-                    source,
+                    error: source,
                 }
             })?;
             data = Cow::Owned(f.iter().flat_map(|x| x.to_le_bytes()).collect());
@@ -79,7 +79,7 @@ impl TensorSource for CheckpointSource {
 fn read(path: &Path) -> Result<String, ConvertError> {
     std::fs::read_to_string(path).map_err(|source| ConvertError::Io {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -111,7 +111,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, ConvertError
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|source| ConvertError::Io {
             path: dir.to_owned(),
-            source,
+            error: source,
         })?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -135,12 +135,7 @@ pub fn convert_dir(
     opts: &QuantizeOptions,
     progress: &mut dyn FnMut(&TensorReport),
 ) -> Result<QuantizeSummary, ConvertError> {
-    if !dir.is_dir() {
-        return Err(ConvertError::Checkpoint(format!(
-            "{} is not a directory (convert takes a Hugging Face checkpoint directory)",
-            dir.display()
-        )));
-    }
+    check_dir(dir)?;
     let cfg = HfConfig::parse(&read(&dir.join("config.json"))?)?;
     let tok_json = read(&dir.join("tokenizer.json"))?;
     let tok_cfg = read_optional(&dir.join("tokenizer_config.json"))?;
@@ -229,6 +224,17 @@ pub fn convert_dir(
     write_gguf(&metadata, &shape, &source, &opts, out, progress)
 }
 
+fn check_dir(dir: &Path) -> Result<(), ConvertError> {
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(ConvertError::Checkpoint(format!(
+            "{} is not a directory (convert takes a Hugging Face checkpoint directory)",
+            dir.display()
+        )))
+    }
+}
+
 /// Every tensor a model of this configuration needs is there, once, with the right shape.
 fn check_complete(cfg: &HfConfig, descs: &[TensorDesc]) -> Result<(), ConvertError> {
     let (d, ff, v) = (cfg.n_embd as u64, cfg.n_ff as u64, cfg.n_vocab as u64);
@@ -291,6 +297,7 @@ fn check_complete(cfg: &HfConfig, descs: &[TensorDesc]) -> Result<(), ConvertErr
 /// The file type `convert` writes when none is asked for: BF16 for a BF16 checkpoint, else F16
 /// (llama.cpp's converter's `auto`).
 pub fn default_file_type(dir: &Path) -> Result<FileType, ConvertError> {
+    check_dir(dir)?;
     let first = safetensors_files(dir)?
         .first()
         .map(|p| SafetensorsFile::open(p))
