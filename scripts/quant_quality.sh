@@ -6,7 +6,7 @@
 #
 #   bash scripts/quant_quality.sh MODEL NAME TEXT CTX [TYPES...]
 #   e.g. bash scripts/quant_quality.sh smollm2 smollm2 /tmp/ppl-long.txt 512
-# Work files go to ${QQ_DIR:-/tmp/quant-quality}/NAME (a few GB for a 262k vocabulary).
+# PPL_FLAGS adds perplexity flags (e.g. "--chunks 8"); THREADS (default 2). Work files go to ${QQ_DIR:-/tmp/quant-quality}/NAME (a few GB for a 262k vocabulary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL="$1"; NAME="$2"; TEXT="$3"; CTX="$4"; shift 4
@@ -21,21 +21,22 @@ mkdir -p "$W"
 export LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ppl() { # MODEL OUT_JSON [extra flags]
     local m="$1" out="$2"; shift 2
-    "$S" perplexity -m "$m" -f "$TEXT" -c "$CTX" -t "$T" --json "$@" >"$out" 2>"$out.log"
+    # shellcheck disable=SC2086 # PPL_FLAGS is a list of flags
+    "$S" perplexity -m "$m" -f "$TEXT" -c "$CTX" -t "$T" ${PPL_FLAGS:-} --json "$@" >"$out" 2>"$out.log"
 }
 [ -f "$W/f32.gguf" ] || "$S" quantize "$MODEL" "$W/f32.gguf" --type F32 --allow-requantize -t "$T" 2>"$W/f32.log"
-[ -f "$W/base.json" ] || ppl "$W/f32.gguf" "$W/base.json" --save-logits "$W/base.logits"
+[ -s "$W/base.json" ] || ppl "$W/f32.gguf" "$W/base.json" --save-logits "$W/base.logits"
 rows=()
 for ty in "${TYPES[@]}"; do
     "$BIN/llama-quantize" "$W/f32.gguf" "$W/llama-$ty.gguf" "$ty" "$T" >"$W/llama-$ty.log" 2>&1
     "$S" quantize "$W/f32.gguf" "$W/ours-$ty.gguf" --type "$ty" -t "$T" 2>"$W/ours-$ty.log"
-    [ -f "$W/ours-$ty.json" ] || ppl "$W/ours-$ty.gguf" "$W/ours-$ty.json" --kl-base "$W/base.logits"
+    [ -s "$W/ours-$ty.json" ] || ppl "$W/ours-$ty.gguf" "$W/ours-$ty.json" --kl-base "$W/base.logits"
     if cmp -s "$W/ours-$ty.gguf" "$W/llama-$ty.gguf"; then
         same=yes
         cp "$W/ours-$ty.json" "$W/llama-$ty.json"
     else
         same=no
-        [ -f "$W/llama-$ty.json" ] || ppl "$W/llama-$ty.gguf" "$W/llama-$ty.json" --kl-base "$W/base.logits"
+        [ -s "$W/llama-$ty.json" ] || ppl "$W/llama-$ty.gguf" "$W/llama-$ty.json" --kl-base "$W/base.logits"
     fi
     rm -f "$W/llama-$ty.gguf"
     echo "$ty $same" >>"$W/identical.txt"

@@ -89,6 +89,16 @@ pub fn quantize_file(
         path: input.to_owned(),
         error: source,
     })?;
+    if file.get_u64("split.count").is_some_and(|n| n > 1) {
+        return Err(ConvertError::Metadata {
+            key: "split.count".into(),
+            problem: format!(
+                "{} is one part of a split model; join the parts first \
+                 (`sparetire pull` joins them, as does llama-gguf-split --merge)",
+                input.display()
+            ),
+        });
+    }
     let shape = model_shape(&file)?;
     let mut metadata: Vec<(String, Value)> = file
         .metadata()
