@@ -352,3 +352,26 @@ fn json_summary_and_progress() {
     assert!(err.contains("[  38/  38]"), "{err}");
     assert!(err.contains("BF16 -> Q5_0"), "{err}");
 }
+
+#[test]
+fn thread_count_does_not_change_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.gguf");
+    std::fs::write(&input, model_bytes(&SPECS[0])).unwrap();
+    let mut hashes = Vec::new();
+    for t in ["1", "3"] {
+        let out = dir.path().join(format!("q{t}.gguf"));
+        let o = sparetire(&[
+            "quantize",
+            input.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--type",
+            "Q4_K_M",
+            "-t",
+            t,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        hashes.push(sha256(&out));
+    }
+    assert_eq!(hashes[0], hashes[1]);
+}
