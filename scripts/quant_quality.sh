@@ -48,7 +48,7 @@ w, *types = sys.argv[1:]
 base = json.load(open(f"{w}/base.json"))
 f32 = os.path.getsize(f"{w}/f32.gguf") / 2**20
 print(f"F32 base: {f32:.1f} MiB, PPL {base['ppl']:.4f} ± {base['ppl_sd']:.4f}, {base['n_scored']} scored positions\n")
-print("| type | size MiB (ours) | bytes = llama-quantize's | PPL ours | PPL llama.cpp's | mean KL ours | mean KL llama.cpp's | top-1 ours | top-1 llama.cpp's |")
+print("| type | size MiB (ours) | bytes = llama-quantize's | PPL ours | PPL llama-quantize's | mean KL ours | mean KL llama-quantize's | top-1 ours | top-1 llama-quantize's |")
 print("|---|---|---|---|---|---|---|---|---|")
 same = dict(l.split() for l in open(f"{w}/identical.txt"))
 for ty in types:
