@@ -3,7 +3,8 @@
 # llama-quantize for every file type, checks that llama.cpp loads and runs each result, and
 # writes tests/golden/quantize/llamacpp.json (sha256 and tensor types of each output), which
 # `cargo test --test quantize` compares sparetire's output against. With --compare it also runs
-# `sparetire quantize` and reports any type whose bytes differ.
+# `sparetire quantize` and reports any type whose bytes differ, and runs `sparetire convert`'s
+# output for each checkpoint in tests/data/hf in llama.cpp.
 #
 #   bash scripts/check_quantize_llamacpp.sh [--compare] [REF_DIR]
 set -euo pipefail
@@ -76,6 +77,18 @@ if [ "$COMPARE" = 1 ]; then
             else
                 echo "$name $ty: DIFFERENT" >&2; bad=1
                 cp "$WORK/ours.gguf" "/tmp/ours-$name-$ty.gguf"; cp "$OUTS/$name-$ty.gguf" "/tmp/theirs-$name-$ty.gguf"
+            fi
+        done
+    done
+    # `sparetire convert` outputs of the tiny checkpoints run in llama.cpp too.
+    for m in tests/data/hf/*/; do
+        for ty in F16 Q8_0 Q4_K_M; do
+            "$S" convert "$m" "$WORK/conv.gguf" --type "$ty" -t 2 2>/dev/null
+            if "$BIN/llama-completion" -m "$WORK/conv.gguf" -p "The quick brown fox" -n 8 --temp 0 \
+                -no-cnv -t 2 </dev/null >"$WORK/run" 2>&1; then
+                echo "convert $(basename "$m") $ty: llama.cpp runs it" >&2
+            else
+                echo "convert $(basename "$m") $ty: llama.cpp FAILED" >&2; bad=1
             fi
         done
     done
