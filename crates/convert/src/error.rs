@@ -33,14 +33,16 @@ pub enum ConvertError {
     },
     /// An input tensor is already quantized and `allow_requantize` was not given.
     #[error(
-        "{tensor} is already quantized ({ty}); requantizing loses quality, \
-         so it needs --allow-requantize (better: start from an F32/F16/BF16 file)"
+        "{tensor} is already quantized ({ty}); converting it to {to} needs --allow-requantize \
+         (a second rounding loses quality: better start from an F32/F16/BF16 file)"
     )]
     Requantize {
         /// The tensor.
         tensor: String,
         /// Its type.
         ty: GgmlType,
+        /// The type it would be converted to.
+        to: GgmlType,
     },
     /// A tensor holds NaN or infinity.
     #[error("{tensor}: row {row} holds a NaN or infinite value")]

@@ -99,6 +99,7 @@ pub fn write_gguf(
                 return Err(ConvertError::Requantize {
                     tensor: t.name.clone(),
                     ty: t.ty,
+                    to: c.ty,
                 });
             }
         }
