@@ -8,11 +8,13 @@ mod bench;
 mod bench_serve;
 mod chat;
 mod cluster;
+mod convert;
 mod inspect;
 mod models;
 mod perplexity;
 mod plan;
 mod pull;
+mod quantize;
 mod run;
 mod serve;
 mod store;
@@ -46,6 +48,10 @@ enum Cmd {
     Inspect(inspect::InspectArgs),
     /// Predicted layout, memory per node and decode speed of a model on a cluster
     Plan(plan::PlanArgs),
+    /// Write a GGUF in another quantization (Q4_0 … Q8_0, Q2_K … Q6_K, Q4_K_M, F16 …), like llama-quantize
+    Quantize(quantize::QuantizeArgs),
+    /// Import a Hugging Face checkpoint directory (llama, qwen2, qwen3) as a GGUF
+    Convert(convert::ConvertArgs),
     /// Fetch a model into the local store: a built-in one, or hf:ORG/REPO[:QUANT] / ms:ORG/REPO[:QUANT]
     Pull(pull::PullArgs),
     /// List the models in the store (and the built-in ones not pulled yet)
@@ -65,6 +71,8 @@ fn main() {
         Cmd::Perplexity(a) => perplexity::main(a),
         Cmd::Serve(a) => serve::main(a),
         Cmd::Plan(a) => plan::main(a),
+        Cmd::Quantize(a) => quantize::main(a),
+        Cmd::Convert(a) => convert::main(a),
         Cmd::Pull(a) => pull::main(a),
         Cmd::List(a) => models::list(a),
         Cmd::Rm(a) => models::rm(a),
