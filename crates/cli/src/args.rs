@@ -103,7 +103,10 @@ fn physical_cores() -> Option<usize> {
     for entry in std::fs::read_dir("/sys/devices/system/cpu").ok()? {
         let path = entry.ok()?.path();
         let name = path.file_name()?.to_str()?.to_owned();
-        if !name.strip_prefix("cpu").is_some_and(|n| n.parse::<u32>().is_ok()) {
+        if !name
+            .strip_prefix("cpu")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+        {
             continue;
         }
         let read = |f: &str| std::fs::read_to_string(path.join("topology").join(f)).ok();
