@@ -103,9 +103,9 @@ fn physical_cores() -> Option<usize> {
     for entry in std::fs::read_dir("/sys/devices/system/cpu").ok()? {
         let path = entry.ok()?.path();
         let name = path.file_name()?.to_str()?.to_owned();
-        if !name
+        if name
             .strip_prefix("cpu")
-            .is_some_and(|n| n.parse::<u32>().is_ok())
+            .is_none_or(|n| n.parse::<u32>().is_err())
         {
             continue;
         }
