@@ -107,15 +107,16 @@ fn pipeline_and_tensor_parallel_greedy_output_equals_one_process() {
     }
 }
 
-/// Expert parallelism (`--split ep`, and `--split tp` with the experts spread) on the tiny
-/// mixture-of-experts and latent-attention models over 2 and 3 ranks.
+/// Expert parallelism (`--split ep`, and `--split tp`: attention — grouped-query or latent —
+/// cut by heads, the experts spread) on the tiny mixture-of-experts and latent-attention models
+/// over 2 and 3 ranks.
 #[test]
 fn expert_parallel_greedy_output_equals_one_process() {
     for (name, splits) in [
         ("tiny-qwen3moe", &["ep", "tp"][..]),
         ("tiny-qwen2moe", &["ep", "tp"][..]),
-        ("tiny-deepseek2", &["ep"][..]),
-        ("tiny-deepseek3", &["ep"][..]),
+        ("tiny-deepseek2", &["ep", "tp"][..]),
+        ("tiny-deepseek3", &["ep", "tp"][..]),
     ] {
         let model = root()
             .join(format!("tests/data/{name}.gguf"))

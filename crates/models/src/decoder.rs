@@ -28,7 +28,7 @@ use crate::expert_parallel::{experts_of, ExpertParallel};
 use crate::hparams::HParams;
 use crate::kv_cache::{KvCache, KvPool};
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
-use crate::layers::mla::Mla;
+use crate::layers::mla::{Mla, MlaQuery};
 use crate::layers::mlp::{geglu, swiglu, Mlp};
 use crate::layers::moe::Moe;
 use crate::layers::norm::rms_norm;
@@ -399,7 +399,12 @@ impl Decoder {
             },
             Some(tp) => Local {
                 n_head: tp.shard.heads.len(),
-                n_head_kv: tp.shard.kv_heads.len(),
+                // Latent attention caches one latent row every head reads: whole on every rank.
+                n_head_kv: if hp.kv_values {
+                    tp.shard.kv_heads.len()
+                } else {
+                    hp.n_head_kv
+                },
                 n_ff: tp.shard.ff.len(),
                 offsets: HeadOffsets {
                     group: hp.n_head / hp.n_head_kv.max(1),
@@ -489,12 +494,6 @@ impl Decoder {
             shard.heads.start * hd..shard.heads.end * hd,
             shard.kv_heads.start * hd..shard.kv_heads.end * hd,
         );
-        if self.blocks.iter().any(|b| matches!(b.attn, Attn::Mla(_))) {
-            return Err(ModelError::Invalid(
-                "tensor parallelism does not split latent attention layers yet (use expert parallelism)"
-                    .into(),
-            ));
-        }
         // Mixture-of-experts layers are not cut by columns: their experts are spread over the ranks.
         if self.blocks.iter().any(|b| matches!(b.ffn, Ffn::Moe(_))) {
             self.ep = Some(ExpertParallel {
@@ -528,11 +527,38 @@ impl Decoder {
                     }
                 }
             }
-            if let Attn::Gqa(g) = &mut b.attn {
-                g.wq = own(&g.wq, &q)?;
-                g.wk = own(&g.wk, &kv)?;
-                g.wv = own(&g.wv, &kv)?;
-                g.wo = own(&g.wo, &shard.rows)?;
+            match &mut b.attn {
+                Attn::Gqa(g) => {
+                    g.wq = own(&g.wq, &q)?;
+                    g.wk = own(&g.wk, &kv)?;
+                    g.wv = own(&g.wv, &kv)?;
+                    g.wo = own(&g.wo, &shard.rows)?;
+                }
+                Attn::Mla(m) => {
+                    // The latent (kv_a) is every head's: each rank computes and caches
+                    // it whole; queries, k_b/v_b and the output rows are cut by heads.
+                    let qk = m.shape.nope + m.shape.rope;
+                    let q_rows = shard.heads.start * qk..shard.heads.end * qk;
+                    m.q = match &m.q {
+                        MlaQuery::LowRank { a, norm, b } => MlaQuery::LowRank {
+                            a: a.clone().into_owned(&file),
+                            norm: norm.clone(),
+                            b: own(b, &q_rows)?,
+                        },
+                        MlaQuery::Direct(w) => MlaQuery::Direct(own(w, &q_rows)?),
+                    };
+                    m.kv_a = m.kv_a.clone().into_owned(&file);
+                    let heads = shard.heads.clone();
+                    m.k_b = m.k_b[heads.clone()]
+                        .iter()
+                        .map(|w| w.clone().into_owned(&file))
+                        .collect();
+                    m.v_b = m.v_b[heads]
+                        .iter()
+                        .map(|w| w.clone().into_owned(&file))
+                        .collect();
+                    m.wo = own(&m.wo, &shard.rows)?;
+                }
             }
             file.release_pages();
             if let Some([bq, bk, bv]) = &mut b.bqkv {
@@ -792,12 +818,32 @@ impl Decoder {
             rms_norm(x, &blk.attn_norm, hp.rms_eps, xn);
             tap(taps, "attn_norm", Some(il), xn);
             match &blk.attn {
-                Attn::Mla(mla) => {
-                    let out = sized(&mut b.out, n * d);
-                    mla.forward(
-                        pool, f, arith, xn, n, seqs, &spans, il, &mut b.mla, out, taps,
-                    )?;
-                }
+                Attn::Mla(mla) => match &self.tp {
+                    None => {
+                        let out = sized(&mut b.out, n * d);
+                        mla.forward(
+                            pool, f, arith, xn, n, seqs, &spans, il, &mut b.mla, out, taps,
+                        )?;
+                    }
+                    Some(tp) => {
+                        // This rank's heads, then every rank's values gathered for the
+                        // output projection's rows, as for grouped-query attention.
+                        mla.heads(pool, f, arith, xn, n, seqs, &spans, il, &mut b.mla, taps)?;
+                        let vh = mla.shape.v_head;
+                        let whole = sized(&mut b.gathered, n * mla.shape.n_head * vh);
+                        self.gather(
+                            b.mla.values(),
+                            n,
+                            |s| s.heads.start * vh..s.heads.end * vh,
+                            Gathered::input_of(mla.wo.ty),
+                            whole,
+                        )?;
+                        let part = sized(&mut b.part, n * tp.shard.rows.len());
+                        linear(pool, f, arith, &mla.wo, whole, n, part)?;
+                        let out = sized(&mut b.out, n * d);
+                        self.gather(part, n, |s| s.rows.clone(), Gathered::Residual, out)?;
+                    }
+                },
                 Attn::Gqa(g) => {
                     let q = sized(&mut b.q, n * q_dim); // (n, n_head * head_dim) "Qcur"
                     let k = sized(&mut b.k, n * kv_dim); // (n, n_head_kv * head_dim) "Kcur"

@@ -115,15 +115,23 @@ fn expert_parallel_ranks_give_one_process_logits() {
     }
 }
 
+/// Tensor parallelism on MoE models: attention cut by heads (grouped-query
+/// or latent: each rank caches the whole latent and runs its query heads),
+/// the experts spread.
 #[test]
 fn tensor_parallel_attention_with_spread_experts_gives_one_process_logits() {
-    for name in ["tiny-qwen3moe", "tiny-qwen2moe"] {
+    for name in [
+        "tiny-qwen3moe",
+        "tiny-qwen2moe",
+        "tiny-deepseek2",
+        "tiny-deepseek3",
+    ] {
         split_like_one_process(name, true);
     }
 }
 
 #[test]
-fn models_without_experts_or_with_latent_attention_refuse_clearly() {
+fn models_without_experts_refuse_expert_parallelism_clearly() {
     let open = |n: &str| {
         let p = common::repo_root().join(format!("tests/data/{n}.gguf"));
         load(Arc::new(GgufFile::open(p).unwrap())).unwrap()
@@ -134,9 +142,5 @@ fn models_without_experts_or_with_latent_attention_refuse_clearly() {
         .err()
         .unwrap();
     assert!(e.to_string().contains("no experts"), "{e}");
-    let e = open("tiny-deepseek2")
-        .into_tensor_parallel(0, 1, g)
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("latent attention"), "{e}");
+    drop(g);
 }

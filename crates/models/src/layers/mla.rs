@@ -106,6 +106,8 @@ pub struct MlaBuffers {
     q_full: Vec<f32>,
     attn: Vec<f32>,
     o: Vec<f32>,
+    /// Values in use in `o` (it keeps the capacity of earlier, larger calls).
+    o_len: usize,
 }
 
 impl Mla {
@@ -113,6 +115,7 @@ impl Mla {
     pub fn validate(&self) -> Result<(), ModelError> {
         let s = &self.shape;
         if self.k_b.len() != s.n_head || self.v_b.len() != s.n_head {
+            // (Called on the whole layer, before any tensor-parallel cut.)
             return Err(ModelError::Invalid(format!(
                 "latent attention: {} k_b and {} v_b matrices for {} heads",
                 self.k_b.len(),
@@ -141,9 +144,7 @@ impl Mla {
     }
 
     /// Attention of layer `il` over `xn` (`(n, n_embd)`, already normalized)
-    /// into `out` (`(n, n_embd)`): appends each sequence's latent rows to
-    /// its cache, then attends over them. `spans` are each sequence's
-    /// `(first row, rows, first position)`.
+    /// into `out` (`(n, n_embd)`): [`Mla::heads`], then the output projection.
     #[allow(clippy::too_many_arguments)] // why: the model context of one layer call
     pub fn forward(
         &self,
@@ -159,8 +160,37 @@ impl Mla {
         out: &mut [f32],
         taps: &mut Option<Tap>,
     ) -> Result<(), ModelError> {
+        self.heads(pool, f, arith, xn, n, seqs, spans, il, b, taps)?;
+        linear(pool, f, arith, &self.wo, b.values(), n, out)
+    }
+
+    /// Query heads this layer holds (all of them, or a tensor-parallel
+    /// rank's consecutive share: its query rows and `k_b`/`v_b` matrices).
+    pub fn n_heads(&self) -> usize {
+        self.k_b.len()
+    }
+
+    /// The heads' part of [`Mla::forward`]: appends each sequence's latent
+    /// rows to its cache (the whole latent, on every tensor-parallel rank),
+    /// attends over them with this layer's heads and leaves their values,
+    /// `(n, n_heads * v_head)`, in [`MlaBuffers::values`]. `spans` are each
+    /// sequence's `(first row, rows, first position)`.
+    #[allow(clippy::too_many_arguments)] // why: the model context of one layer call
+    pub fn heads(
+        &self,
+        pool: &ThreadPool,
+        f: &GgufFile,
+        arith: Arithmetic,
+        xn: &[f32],
+        n: usize,
+        seqs: &mut [Seq<'_>],
+        spans: &[(usize, usize, usize)],
+        il: usize,
+        b: &mut MlaBuffers,
+        taps: &mut Option<Tap>,
+    ) -> Result<(), ModelError> {
         let s = &self.shape;
-        let (nh, nope, rope, c) = (s.n_head, s.nope, s.rope, s.kv_lora);
+        let (nh, nope, rope, c) = (self.n_heads(), s.nope, s.rope, s.kv_lora);
         let qk = nope + rope; // per-head query width
         let lat = s.latent();
         let q = sized(&mut b.q, n * nh * qk); // (n, n_head, nope + rope)
@@ -254,6 +284,14 @@ impl Mla {
             }
         }
         tap(taps, "kqv_mla", Some(il), o);
-        linear(pool, f, arith, &self.wo, o, n, out)
+        b.o_len = n * nh * vh;
+        Ok(())
+    }
+}
+
+impl MlaBuffers {
+    /// The values [`Mla::heads`] left: `(n, n_heads * v_head)`.
+    pub fn values(&self) -> &[f32] {
+        &self.o[..self.o_len]
     }
 }
