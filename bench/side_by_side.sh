@@ -6,7 +6,7 @@
 #
 # MODEL is a GGUF path or a sparetire store name (default: smollm2 and gemma3-270m).
 # llama-bench comes from $LLAMA_CPP_BIN (scripts/build_llamacpp.sh prints it; default
-# ~/.cache/sparetire-ref/llama-cpp-python-0.3.36/vendor/llama.cpp/build/bin).
+# ~/.cache/sparetire-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS=(); THREADS=2; NP=128; NG=64; ROUNDS=3; REPS=3
@@ -17,7 +17,7 @@ while getopts "m:t:p:n:R:r:" o; do
     esac
 done
 [ ${#MODELS[@]} -gt 0 ] || MODELS=(smollm2 gemma3-270m)
-BIN=${LLAMA_CPP_BIN:-$HOME/.cache/sparetire-ref/llama-cpp-python-0.3.36/vendor/llama.cpp/build/bin}
+BIN=${LLAMA_CPP_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire-ref/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin}
 [ -x "$BIN/llama-bench" ] || { echo "error: no llama-bench in $BIN; run scripts/build_llamacpp.sh or set LLAMA_CPP_BIN" >&2; exit 1; }
 cargo build --release -q -p sparetire
 ST=./target/release/sparetire
