@@ -168,17 +168,38 @@ fn round_ties_even_fast(x: f32) -> f32 {
     }
 }
 
+/// The largest magnitude in `x` (NaN ignored, as `f32::max` does), in eight
+/// independent lanes: a compare-and-select the compiler turns into vector
+/// `max` instructions, where a `f32::max` fold stays one scalar chain. The
+/// maximum does not depend on the order, so this equals the fold exactly.
+#[inline(always)] // why: as `each`
+fn abs_max(x: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, v) in lanes.iter_mut().zip(c) {
+            let a = v.abs();
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    let tail = chunks.remainder().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    lanes.iter().fold(tail, |m, &v| m.max(v))
+}
+
 /// Scale, inverse scale and quants of one Q8 block. `act` selects llama.cpp's x86 activation
 /// variant (`id = 127 / amax`, round half to even) over the reference (`id = 1 / d`, `roundf`).
 #[inline(always)] // why: so the AVX2 build of `quantize_q8_act` compiles it all
 fn q8_block(x: &[f32], act: bool) -> (f32, [i8; QK]) {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let amax = abs_max(x);
     let d = amax / 127.0;
     let mut qs = [0i8; QK];
     if act {
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        // |v · id| ≤ 127 for every finite v, well inside the magic number's exact
+        // range, so no branch is needed (NaN and ∞ give NaN here as there, and 0).
+        const MAGIC: f32 = 12_582_912.0;
         for (q, v) in qs.iter_mut().zip(x) {
-            *q = round_ties_even_fast(v * id).clamp(-128.0, 127.0) as i8;
+            *q = ((v * id + MAGIC) - MAGIC).clamp(-128.0, 127.0) as i8;
         }
     } else {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -301,6 +322,25 @@ fn quantize_q8_k_with(src: &[f32], dst: &mut [u8], signed_max: impl Fn(&[f32]) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abs_max_equals_the_fold() {
+        let mut seed = 7u32;
+        for n in [0usize, 1, 7, 8, 9, 31, 32, 33, 256] {
+            let mut x: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 8) as f32 / (1 << 24) as f32 - 0.5
+                })
+                .collect();
+            if n > 3 {
+                x[2] = f32::NAN;
+                x[3] = -0.0;
+            }
+            let want = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(abs_max(&x).to_bits(), want.to_bits(), "{n} values");
+        }
+    }
 
     #[test]
     fn nearest_int_rounds_half_to_even() {
