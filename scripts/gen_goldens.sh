@@ -35,7 +35,8 @@ else
     echo "error: no llama_cpp_python-0.3.36 under $REF; run scripts/build_llamacpp.sh $REF first" >&2
     exit 1
 fi
-BIN="$PKG/vendor/llama.cpp/build/bin"
+# LLAMA_BUILD=build-avx2 on a CPU with AVX-512 (see scripts/build_llamacpp.sh).
+BIN="$PKG/vendor/llama.cpp/${LLAMA_BUILD:-build}/bin"
 [ -e "$BIN/libllama.so" ] || { echo "error: $BIN/libllama.so missing; run scripts/build_llamacpp.sh" >&2; exit 1; }
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
 export LLAMA_CPP_LIB_PATH="$BIN"
