@@ -238,9 +238,11 @@ impl KvPool {
 pub fn check_types(hp: &crate::HParams, types: KvTypes) -> Result<(), ModelError> {
     types.k.check_head(hp.head_dim, "keys")?;
     if hp.kv_values {
-        types.v.check_head(hp.head_dim, "values")?;
+        types.v.check_head(hp.head_dim_v, "values")
+    } else {
+        // The values are the leading features of the latent row, read as the key type.
+        types.k.check_head(hp.head_dim_v, "the latent's values")
     }
-    Ok(())
 }
 
 /// Writes the f32 `src` row into the cache row `dst` as `ty`, the way

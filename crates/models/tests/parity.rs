@@ -259,6 +259,18 @@ fn tiny_qwen3_with_quantized_kv_cache_matches_llama_cpp() {
     assert_parity(&r, 0.01);
 }
 
+/// Latent attention with a 64-wide latent row, with the default cache and with a q8_0 one
+/// (llama.cpp quantizes the latent rows and reads the values out of them as q8_0 too).
+#[test]
+fn tiny_deepseek2_latent64_matches_llama_cpp_with_f16_and_q8_0_caches() {
+    assert_parity(&tiny("tiny-deepseek2-latent64"), 0.01);
+    let r = check_model(
+        &common::repo_root().join("tests/data/tiny-deepseek2-latent64.gguf"),
+        &golden_path("tiny-deepseek2-latent64-q8_0"),
+    );
+    assert_parity(&r, 0.01);
+}
+
 #[test]
 fn tiny_qwen2_matches_llama_cpp() {
     assert_parity(&tiny("tiny-qwen2"), 0.01);
