@@ -1,7 +1,7 @@
 //! Micro-benchmarks of the hot kernels: dot products on every ISA this CPU
 //! has (the scalar reference included), single-token and batched products of
-//! model-sized matrices, activation quantization, and the thread pool's cost
-//! per parallel operation.
+//! model-sized matrices on every ISA, activation quantization, and the thread
+//! pool's cost per parallel operation.
 //!
 //! `cargo bench -p sparetire-quant --bench kernels` (docs/PERFORMANCE.md
 //! shows a run).
@@ -9,7 +9,7 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sparetire_quant::simd::{vec_dot_with, Isa};
 use sparetire_quant::{
-    matmul, quantize_activation_row, quantize_row, GgmlType, ThreadPool, WeightView,
+    matmul_on, quantize_activation_row, quantize_row, Arithmetic, GgmlType, ThreadPool, WeightView,
 };
 
 /// The weight types the shipped models use.
@@ -66,12 +66,13 @@ fn dot(c: &mut Criterion) {
     g.finish();
 }
 
-/// SmolLM2's feed-forward up projection (1536 × 576) and Gemma 3's down
-/// projection (640 × 2048), for 1 token (decode) and 64 (prefill), one thread.
+/// SmolLM2's feed-forward up projection (1536 × 576 Q4_1), Gemma 3's gate/up
+/// projection (2048 × 640 Q5_0) and down projection (640 × 2048, Q4_K and
+/// Q6_K), for 1 token (decode) and 64 (prefill), one thread, on every ISA.
 fn products(c: &mut Criterion) {
     let pool = ThreadPool::new(1);
     let mut g = c.benchmark_group("matmul");
-    g.sample_size(20);
+    g.sample_size(10);
     for (ty, rows, cols) in [
         (GgmlType::Q4_1, 1536, 576),
         (GgmlType::Q5_0, 2048, 640),
@@ -89,10 +90,28 @@ fn products(c: &mut Criterion) {
             let x = noise(n * cols, 4);
             let mut y = vec![0f32; n * rows];
             g.throughput(Throughput::Bytes(wq.len() as u64));
-            g.bench_function(
-                BenchmarkId::new(format!("{}_{rows}x{cols}", ty.name()), format!("{n}tok")),
-                |b| b.iter(|| matmul(&pool, &w, black_box(&x), n, &mut y).unwrap()),
-            );
+            for isa in Isa::available() {
+                g.bench_function(
+                    BenchmarkId::new(
+                        format!("{}_{rows}x{cols}_{n}tok", ty.name()),
+                        format!("{isa:?}"),
+                    ),
+                    |b| {
+                        b.iter(|| {
+                            matmul_on(
+                                isa,
+                                &pool,
+                                &w,
+                                black_box(&x),
+                                n,
+                                &mut y,
+                                Arithmetic::Reference,
+                            )
+                            .unwrap()
+                        })
+                    },
+                );
+            }
         }
     }
     g.finish();

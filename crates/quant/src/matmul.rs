@@ -5,9 +5,12 @@ use crate::reference::{
     DotFn,
 };
 use crate::simd::{
-    best_chunk, best_kernel, best_path_chunk, best_path_tile, best_tile, ChunkFn, TileFn, MAX_TILE,
+    best_kernel, chunk_for, gemm_for, kernel_for, path_chunk_for, path_tile_for, tile_for, ChunkFn,
+    Isa, TileFn, MAX_TILE,
 };
 use crate::{GgmlType, QuantError, ThreadPool};
+
+mod panels;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -114,8 +117,16 @@ pub enum Arithmetic {
     PerToken,
 }
 
-/// Rows per work item handed out to threads (ggml's mul_mat uses chunks of 16 rows too).
+/// Rows per work item handed out to threads (ggml's mul_mat uses chunks of 16 rows too; a
+/// blocked kernel's panel holds as many).
 const CHUNK_ROWS: usize = 16;
+const _: () = assert!(CHUNK_ROWS == crate::simd::PANEL_ROWS);
+
+/// Fewest tokens for which a product takes the blocked matrix-matrix kernels (`simd::Gemm`),
+/// where the ISA has them: decoding a chunk of weight rows into a panel costs about what four
+/// tokens' products against it cost, so below that the tile kernels, which decode each weight
+/// block in registers for the tokens at hand, are faster.
+const GEMM_MIN_TOKENS: usize = 4;
 
 /// `y = x · wᵀ`: `x` is `n_tokens × cols` (row-major), `y` is `n_tokens × rows`.
 ///
@@ -145,6 +156,38 @@ pub fn matmul_with(
     y: &mut [f32],
     arith: Arithmetic,
 ) -> Result<(), QuantError> {
+    matmul_impl(pool, w, x, n_tokens, y, arith, Isa::detect())
+}
+
+/// [`matmul_with`] on a chosen ISA (for comparisons and benchmarks; results are those of that
+/// ISA's kernels); [`QuantError::Unsupported`] if this CPU cannot run it.
+pub fn matmul_on(
+    isa: Isa,
+    pool: &ThreadPool,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    arith: Arithmetic,
+) -> Result<(), QuantError> {
+    if !Isa::available().contains(&isa) {
+        return Err(QuantError::Unsupported {
+            ty: w.ty,
+            op: "matmul on an ISA this CPU lacks",
+        });
+    }
+    matmul_impl(pool, w, x, n_tokens, y, arith, isa)
+}
+
+fn matmul_impl(
+    pool: &ThreadPool,
+    w: &WeightView,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    arith: Arithmetic,
+    isa: Isa,
+) -> Result<(), QuantError> {
     let (rows, cols) = (w.rows, w.cols);
     let w_row = checked_row_bytes(w.ty, cols)?;
     let vdt = w.ty.vec_dot_type();
@@ -165,24 +208,27 @@ pub fn matmul_with(
     let per_token = arith == Arithmetic::PerToken;
     let path = plan(w.ty, rows, if per_token { 1 } else { n_tokens });
     let sgemm = !per_token && uses_sgemm(w.ty, rows, cols, n_tokens);
-    // Per path: the tile kernel (AVX2) or, without one, the scalar kernel per token. For the
+    let detected = isa == Isa::detect();
+    // Per path: the tile kernel (SIMD) or, without one, the scalar kernel per token. For the
     // repacked Q4_K, `gemm` serves tiles of four tokens and `gemv` the rest.
     let pick = |p: Path| -> Result<(Option<TileFn>, DotFn), QuantError> {
         if p == Path::VecDot {
             let kernel = if held_back {
                 dot_fn(w.ty)
-            } else {
+            } else if detected {
                 best_kernel(w.ty)
+            } else {
+                kernel_for(isa, w.ty)
             };
             let tile = if held_back {
                 None
             } else {
-                best_tile(w.ty, sgemm)
+                tile_for(isa, w.ty, sgemm)
             };
             Ok((tile, kernel.ok_or_else(unsupported)?))
         } else {
             Ok((
-                best_path_tile(w.ty, p),
+                path_tile_for(isa, w.ty, p),
                 path_dot_fn(w.ty, p).ok_or_else(unsupported)?,
             ))
         }
@@ -193,16 +239,22 @@ pub fn matmul_with(
     };
     // One kernel call serves every row of a chunk, with the tile kernels' arithmetic: for
     // full tiles and for the rest, as `full` and `rest`.
-    let chunk_for = |p: Path| -> Option<ChunkFn> {
+    let chunk_of = |p: Path| -> Option<ChunkFn> {
         match p {
             Path::VecDot if held_back => None,
-            Path::VecDot => best_chunk(w.ty, sgemm),
-            p => best_path_chunk(w.ty, p),
+            Path::VecDot => chunk_for(isa, w.ty, sgemm),
+            p => path_chunk_for(isa, w.ty, p),
         }
     };
     let chunks = match path {
-        Path::RepackGemm => (chunk_for(Path::RepackGemm), chunk_for(Path::RepackGemv)),
-        p => (chunk_for(p), chunk_for(p)),
+        Path::RepackGemm => (chunk_of(Path::RepackGemm), chunk_of(Path::RepackGemv)),
+        p => (chunk_of(p), chunk_of(p)),
+    };
+    // The blocked kernel, for batches big enough to pay for decoding panels.
+    let gemm = if held_back || n_tokens < GEMM_MIN_TOKENS {
+        None
+    } else {
+        gemm_for(isa, w.ty, path, sgemm)
     };
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
     // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
@@ -247,6 +299,12 @@ pub fn matmul_with(
         };
 
         let out = OutPtr(y.as_mut_ptr());
+        if let Some(g) = gemm {
+            // Tokens in groups of four take the path's arithmetic (the repacked GEMM's),
+            // the rest its single-token one.
+            let n_full = if per_token { 0 } else { n_tokens / 4 * 4 };
+            return panels::run(pool, &g, w, w_row, xq, a_row, n_tokens, n_full, out);
+        }
         let n_chunks = rows.div_ceil(CHUNK_ROWS);
         // Big matrices (a 262144-row output) hand out several chunks per counter update, so
         // the threads do not bounce the counter's cache line for every 16 rows; each thread

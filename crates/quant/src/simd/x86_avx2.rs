@@ -284,7 +284,7 @@ pub(crate) fn chunk(ty: GgmlType, sgemm: bool) -> Option<ChunkFn> {
 /// 32 readable bytes at `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load32(p: *const u8) -> __m256i {
+pub(super) unsafe fn load32(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p.cast())
 }
 
@@ -318,7 +318,7 @@ unsafe fn f16x1(p: *const u8) -> f32 {
 /// 12 readable bytes at `p`; AVX2.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
+pub(super) unsafe fn k4_scales_mins(p: *const u8) -> (__m128i, __m256i) {
     const KMASK1: u32 = 0x3f3f3f3f;
     const KMASK2: u32 = 0x0f0f0f0f;
     const KMASK3: u32 = 0x03030303;
@@ -387,7 +387,7 @@ unsafe fn hsum_float_8(x: __m256) -> f32 {
 /// 16 readable bytes at `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
+pub(super) unsafe fn bytes_from_nibbles_32(p: *const u8) -> __m256i {
     let tmp = _mm_loadu_si128(p.cast());
     let both = _mm256_inserti128_si256(_mm256_castsi128_si256(tmp), _mm_srli_epi16(tmp, 4), 1);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
