@@ -262,10 +262,10 @@ macro_rules! panel_kernel {
             fn panel_bytes(cols: usize) -> usize {
                 SHAPE.panel_bytes(cols)
             }
-            panel_entry!(decode checked_decode = $decode, SHAPE);
-            panel_entry!(prep checked_prep = $prep, SHAPE);
-            panel_entry!(run checked_run = $run, SHAPE);
-            panel_entry!(run checked_rest = $rest, SHAPE);
+            super::panel_entry!(decode checked_decode = $decode, SHAPE);
+            super::panel_entry!(prep checked_prep = $prep, SHAPE);
+            super::panel_entry!(run checked_run = $run, SHAPE);
+            super::panel_entry!(run checked_rest = $rest, SHAPE);
             Gemm {
                 side_bytes,
                 prep: checked_prep,

@@ -12,9 +12,7 @@
 //! (Q8_0 activations); or `d` and `s` as f32 (Q8_1). One `vpdpbusd` starting from that share
 //! gives lane `k` of `ggml_vec_dot_q*_0_q8_0`'s integer sum for sixteen rows at once.
 
-use super::{
-    bcast32, bcastf, f16_at, f16x16, hsum8_rows, panel_entry, panel_kernel, transpose_16x8, Shape,
-};
+use super::{bcast32, bcastf, f16_at, f16x16, hsum8_rows, panel_kernel, transpose_16x8, Shape};
 use crate::matmul::Path;
 use crate::simd::x86_avx2::{bytes_from_nibbles_32, load32};
 use crate::simd::{Gemm, PANEL_ROWS};
