@@ -86,7 +86,7 @@ fn products(c: &mut Criterion) {
             rows,
             cols,
         };
-        for n in [1usize, 64] {
+        for n in [1usize, 2, 3, 4, 64] {
             let x = noise(n * cols, 4);
             let mut y = vec![0f32; n * rows];
             g.throughput(Throughput::Bytes(wq.len() as u64));

@@ -49,6 +49,64 @@ impl OutPtr {
     }
 }
 
+/// Fewest rows for which [`for_each_row`] splits its work across the pool's threads.
+const PARALLEL_ROWS_MIN: usize = 8;
+
+/// A raw byte pointer the threads share; each writes its own rows (see [`for_each_row`]).
+#[derive(Clone, Copy)]
+struct BytePtr(*mut u8);
+// SAFETY: the pointer targets the `dst` of `for_each_row`, which outlives its `pool.run`, and
+// every thread writes only the rows of its own range, so there are no data races.
+unsafe impl Send for BytePtr {}
+// SAFETY: as above.
+unsafe impl Sync for BytePtr {}
+
+impl BytePtr {
+    /// Taking `self` makes closures capture the whole (Sync) wrapper, not the raw field.
+    fn at(self, i: usize) -> *mut u8 {
+        self.0.wrapping_add(i)
+    }
+}
+
+/// Calls `f(t, row_t)` for each of the `n` rows of `dst` (`row` bytes each): per token work of
+/// a batch (quantizing its activations, their side data). Batches of [`PARALLEL_ROWS_MIN`] or
+/// more rows are split into one contiguous range per thread of `pool`; smaller ones run on the
+/// calling thread. Returns the first error `f` gave.
+fn for_each_row(
+    pool: &ThreadPool,
+    n: usize,
+    dst: &mut [u8],
+    row: usize,
+    f: impl Fn(usize, &mut [u8]) -> Result<(), QuantError> + Sync,
+) -> Result<(), QuantError> {
+    let dst = &mut dst[..n * row];
+    if n < PARALLEL_ROWS_MIN || pool.n_threads() == 1 || row == 0 {
+        for (t, d) in dst.chunks_exact_mut(row.max(1)).enumerate() {
+            f(t, d)?;
+        }
+        return Ok(());
+    }
+    let base = BytePtr(dst.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    pool.run(|i, k| {
+        for t in n * i / k..n * (i + 1) / k {
+            // SAFETY: `dst` holds `n` rows of `row` bytes and `t < n`; index `i` alone takes
+            // rows `n·i/k .. n·(i+1)/k` (the ranges of different indices are disjoint), and
+            // `dst` stays mutably borrowed, and unused otherwise, until `run` returns.
+            let d = unsafe { std::slice::from_raw_parts_mut(base.at(t * row), row) };
+            if let Err(e) = f(t, d) {
+                if let Ok(mut first) = failed.lock() {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    });
+    match failed.into_inner() {
+        Ok(Some(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Whether llama.cpp's CPU backend hands this product to llamafile's `tinyBLAS<8>` (F32/F16
 /// weights, two or more tokens, `cols % 8 == 0`, `rows % 4 == 0`), which accumulates each output
 /// in one 8-lane register instead of `ggml_vec_dot_*`'s four.
@@ -121,12 +179,6 @@ pub enum Arithmetic {
 /// blocked kernel's panel holds as many).
 const CHUNK_ROWS: usize = 16;
 const _: () = assert!(CHUNK_ROWS == crate::simd::PANEL_ROWS);
-
-/// Fewest tokens for which a product takes the blocked matrix-matrix kernels (`simd::Gemm`),
-/// where the ISA has them: decoding a chunk of weight rows into a panel costs about what four
-/// tokens' products against it cost, so below that the tile kernels, which decode each weight
-/// block in registers for the tokens at hand, are faster.
-const GEMM_MIN_TOKENS: usize = 4;
 
 /// `y = x · wᵀ`: `x` is `n_tokens × cols` (row-major), `y` is `n_tokens × rows`.
 ///
@@ -250,11 +302,12 @@ fn matmul_impl(
         Path::RepackGemm => (chunk_of(Path::RepackGemm), chunk_of(Path::RepackGemv)),
         p => (chunk_of(p), chunk_of(p)),
     };
-    // The blocked kernel, for batches big enough to pay for decoding panels.
-    let gemm = if held_back || n_tokens < GEMM_MIN_TOKENS {
+    // The blocked kernel, for batches big enough to pay for decoding panels (and rows short
+    // enough for the decoders' 32-bit gather offsets: any real model's).
+    let gemm = if held_back || (CHUNK_ROWS - 1).saturating_mul(w_row) > i32::MAX as usize {
         None
     } else {
-        gemm_for(isa, w.ty, path, sgemm)
+        gemm_for(isa, w.ty, path, sgemm).filter(|g| n_tokens >= g.min_tokens)
     };
     // Tokens quantized by `ggml_quantize_mat_q8_K_4x8` (the repacked GEMM's groups of four).
     // (`ggml_quantize_mat_q8_0_4x8` quantizes like x86's `quantize_row_q8_0`, so only Q8_K
@@ -284,17 +337,14 @@ fn matmul_impl(
             if scratch.len() < need {
                 scratch.resize(need, 0);
             }
-            for (t, (src, dst)) in x
-                .chunks_exact(cols)
-                .zip(scratch.chunks_exact_mut(a_row))
-                .enumerate()
-            {
+            for_each_row(pool, n_tokens, &mut scratch, a_row, |t, dst| {
+                let src = &x[t * cols..(t + 1) * cols];
                 if t < n_gemm {
-                    quantize_q8_k_4x8(src, dst)?;
+                    quantize_q8_k_4x8(src, dst)
                 } else {
-                    quantize_activation_row(vdt, src, dst)?;
+                    quantize_activation_row(vdt, src, dst)
                 }
-            }
+            })?;
             &scratch[..need]
         };
 

@@ -9,7 +9,7 @@
 //! compute exactly what the path's single-row kernel computes, so only the loop order and the
 //! reuse of decoded weights change.
 
-use super::{OutPtr, WeightView, CHUNK_ROWS};
+use super::{for_each_row, OutPtr, WeightView, CHUNK_ROWS};
 use crate::simd::{Gemm, GEMM_TOKENS};
 use crate::{QuantError, ThreadPool};
 use std::cell::RefCell;
@@ -57,12 +57,10 @@ pub(super) fn run(
         if side.len() < need {
             side.resize(need, 0);
         }
-        for (a, s) in xq
-            .chunks_exact(a_row)
-            .zip(side.chunks_exact_mut(s_row.max(1)))
-        {
-            (g.prep)(cols, a, s);
-        }
+        for_each_row(pool, n_tokens, &mut side, s_row, |t, s| {
+            (g.prep)(cols, &xq[t * a_row..(t + 1) * a_row], s);
+            Ok(())
+        })?;
         let side = &side[..need];
         let panel_lines = (g.panel_bytes)(cols).div_ceil(64);
 

@@ -20,13 +20,16 @@ fn have_avx512(test: &str) -> bool {
 }
 
 /// Every (type, path) with a panel kernel.
-const PANEL_CASES: [(GgmlType, Path); 11] = [
+const PANEL_CASES: [(GgmlType, Path); 14] = [
     (GgmlType::Q4_0, Path::VecDot),
     (GgmlType::Q4_0, Path::RepackGemm),
     (GgmlType::Q4_1, Path::VecDot),
     (GgmlType::Q5_0, Path::VecDot),
     (GgmlType::Q5_1, Path::VecDot),
     (GgmlType::Q8_0, Path::VecDot),
+    (GgmlType::Q4_K, Path::VecDot),
+    (GgmlType::Q5_K, Path::VecDot),
+    (GgmlType::Q6_K, Path::VecDot),
     (GgmlType::Q4_K, Path::RepackGemm),
     (GgmlType::Q4_K, Path::RepackGemv),
     (GgmlType::Q4_K, Path::Tiled),
@@ -143,8 +146,9 @@ fn panel_kernels_equal_avx2_bit_for_bit_and_the_reference() {
             let w = weight_rows(ty, PANEL_ROWS, cols, pattern, &mut rng);
             let acts = activation_rows(vdt, GEMM_TOKENS, cols, &mut rng);
             let mut side = vec![0u8; GEMM_TOKENS * s_row];
-            for (a, s) in acts.chunks_exact(a_row).zip(side.chunks_exact_mut(s_row)) {
-                (g.prep)(cols, a, s);
+            for t in 0..GEMM_TOKENS {
+                let s = &mut side[t * s_row..(t + 1) * s_row];
+                (g.prep)(cols, &acts[t * a_row..(t + 1) * a_row], s);
             }
             let mut panel = vec![0u8; (g.panel_bytes)(cols)];
             for n_rows in [1, 2, 5, 9, 15, 16] {

@@ -76,6 +76,10 @@ pub(crate) struct Gemm {
     /// The products of tokens outside the repacked GEMM's groups of four (its GEMV arithmetic);
     /// the same as `run` on every other path.
     pub(crate) run_rest: GemmRunFn,
+    /// Fewest tokens for which this beats the tile kernels, which decode each weight block in
+    /// registers for the few tokens at hand instead of once into a panel (measured; see
+    /// docs/PERFORMANCE.md).
+    pub(crate) min_tokens: usize,
 }
 
 /// An instruction-set level the kernels are written for.

@@ -36,6 +36,7 @@
 #![allow(clippy::needless_range_loop)] // why: per-token and per-lane index loops, as in x86_avx2
 
 mod kquants;
+mod kquants_dot;
 mod legacy;
 
 use super::{x86_avx2, ChunkFn, Gemm, TileFn, GEMM_TOKENS, PANEL_ROWS};
@@ -103,6 +104,7 @@ pub(crate) fn gemm(ty: GgmlType, path: Path, sgemm: bool) -> Option<Gemm> {
         (GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0, _) => {
             legacy::gemm(ty, path)
         }
+        (GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K, Path::VecDot) => kquants_dot::gemm(ty),
         (GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K, _) => kquants::gemm(ty, path),
         _ => None,
     }
@@ -251,9 +253,10 @@ use panel_entry;
 
 /// Defines `fn $name() -> Gemm`: the panel kernel of shape `$shape` whose raw decoder, prep and
 /// run functions (for the path's arithmetic, and for the tokens outside the repacked GEMM's
-/// groups of four) are the given ones, behind the checked entry points of [`panel_entry`].
+/// groups of four) are the given ones, behind the checked entry points of [`panel_entry`], for
+/// batches of `$min` tokens or more.
 macro_rules! panel_kernel {
-    ($name:ident: $shape:expr, $decode:expr, $prep:expr, $run:expr, $rest:expr) => {
+    ($name:ident: $shape:expr, $decode:expr, $prep:expr, $run:expr, $rest:expr, $min:expr) => {
         fn $name() -> Gemm {
             const SHAPE: Shape = $shape;
             fn side_bytes(cols: usize) -> usize {
@@ -273,6 +276,7 @@ macro_rules! panel_kernel {
                 decode: checked_decode,
                 run: checked_run,
                 run_rest: checked_rest,
+                min_tokens: $min,
             }
         }
     };
@@ -358,6 +362,112 @@ pub(super) fn transpose_16x8(rows: &[__m256i; 16]) -> [__m512i; 8] {
         out[4 + c] = _mm512_shuffle_i32x4::<0b11_01_11_01>(ta[c], tb[c]);
     }
     out
+}
+
+/// Lane `r`: the byte offset of panel row `r` (`r · w_row`), and the mask of the real rows.
+///
+/// # Panics
+/// If `(PANEL_ROWS - 1) · w_row` does not fit in an i32 (`matmul` gives such rows no panels).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn row_offsets(w_row: usize, n_rows: usize) -> (__m512i, __mmask16) {
+    let step = i32::try_from(w_row)
+        .ok()
+        .filter(|s| s.checked_mul(PANEL_ROWS as i32 - 1).is_some())
+        .expect("panel rows too long for 32-bit gather offsets");
+    let rows = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    let mask = if n_rows >= PANEL_ROWS {
+        u16::MAX
+    } else {
+        (1u16 << n_rows) - 1
+    };
+    (_mm512_mullo_epi32(rows, _mm512_set1_epi32(step)), mask)
+}
+
+/// The dwords at `base + idx[r]` for the lanes `r` in `mask`, zero in the others.
+///
+/// # Safety
+/// For every lane in `mask`, 4 readable bytes at `base + idx[lane]`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn gather(base: *const u8, idx: __m512i, mask: __mmask16) -> __m512i {
+    _mm512_mask_i32gather_epi32::<1>(_mm512_setzero_si512(), mask, idx, base.cast())
+}
+
+/// Transposes sixteen rows of sixteen dwords: lane `r` of output `k` is dword `k` of row `r`.
+///
+/// 4×4 transposes inside 128-bit lanes (dwords, then qwords), then a 4×4 transpose of the
+/// 128-bit lanes of each group of four rows: 64 shuffles for sixteen registers.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn transpose_16x16(rows: &[__m512i; 16]) -> [__m512i; 16] {
+    // t[4g + c] lane L = [row 4g][4L + c], [row 4g + 1][4L + c], .. [row 4g + 3][4L + c].
+    let mut t = [_mm512_setzero_si512(); 16];
+    for g in 0..4 {
+        let r = &rows[4 * g..4 * g + 4];
+        let p = _mm512_unpacklo_epi32(r[0], r[1]);
+        let q = _mm512_unpackhi_epi32(r[0], r[1]);
+        let u = _mm512_unpacklo_epi32(r[2], r[3]);
+        let v = _mm512_unpackhi_epi32(r[2], r[3]);
+        t[4 * g] = _mm512_unpacklo_epi64(p, u);
+        t[4 * g + 1] = _mm512_unpackhi_epi64(p, u);
+        t[4 * g + 2] = _mm512_unpacklo_epi64(q, v);
+        t[4 * g + 3] = _mm512_unpackhi_epi64(q, v);
+    }
+    // out[4L + c] = lanes L of t[c], t[4 + c], t[8 + c], t[12 + c].
+    let mut out = [_mm512_setzero_si512(); 16];
+    for c in 0..4 {
+        let a = _mm512_shuffle_i32x4::<0b01_00_01_00>(t[c], t[4 + c]);
+        let b = _mm512_shuffle_i32x4::<0b11_10_11_10>(t[c], t[4 + c]);
+        let e = _mm512_shuffle_i32x4::<0b01_00_01_00>(t[8 + c], t[12 + c]);
+        let f = _mm512_shuffle_i32x4::<0b11_10_11_10>(t[8 + c], t[12 + c]);
+        out[c] = _mm512_shuffle_i32x4::<0b10_00_10_00>(a, e);
+        out[4 + c] = _mm512_shuffle_i32x4::<0b11_01_11_01>(a, e);
+        out[8 + c] = _mm512_shuffle_i32x4::<0b10_00_10_00>(b, f);
+        out[12 + c] = _mm512_shuffle_i32x4::<0b11_01_11_01>(b, f);
+    }
+    out
+}
+
+/// Dwords `16q..16q + 16` (bytes `off..off + 64` of each row's block at `xb(r)`) of the
+/// first `n_rows` rows, transposed (lane `r` of output `k`: dword `k` of row `r`; zero for the
+/// rows past `n_rows`).
+///
+/// # Safety
+/// 64 readable bytes at `xb(r) + off` for every `r < n_rows`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn row_dwords(
+    xb: impl Fn(usize) -> *const u8,
+    n_rows: usize,
+    off: usize,
+) -> [__m512i; 16] {
+    let mut rows = [_mm512_setzero_si512(); 16];
+    for r in 0..n_rows.min(16) {
+        rows[r] = _mm512_loadu_si512(xb(r).add(off).cast());
+    }
+    transpose_16x16(&rows)
+}
+
+/// `acc + a.lo · b.lo + a.hi · b.hi` in each dword lane (i16 halves, exact): `vpdpwssd` as one
+/// instruction. (LLVM rewrites `_mm512_dpwssd_epi32` chains into `vpmaddwd` + `vpaddd`, a
+/// second uop per step, which made the `vec_dot`-order K-quant kernels 1.3x slower.)
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+    let mut acc = acc;
+    // SAFETY: a register-only instruction of AVX512-VNNI, which this function's target
+    // features (checked by every caller's `available()`) include.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {a}, {b}",
+            acc = inout(zmm_reg) acc,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        )
+    };
+    acc
 }
 
 /// Sixteen f16 values as f32 (`vcvtph2ps`, exact).

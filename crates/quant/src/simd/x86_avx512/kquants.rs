@@ -13,23 +13,25 @@
 //! Panel, per superblock of 256 columns (sixteen rows): `w[g]` lane `r` = unsigned quants
 //! `4g..4g + 4` of row `r` (64 registers; Q6_K stores `q + 32`), then the scales as i32 (one
 //! register per sub-block: eight for Q4_K/Q5_K, sixteen for Q6_K), then (Q4_K/Q5_K) the mins
-//! as i16 pairs `(m[2p], m[2p + 1])` (four registers), then `d` and (Q4_K/Q5_K) `dmin` as f32.
+//! as i16 pairs `(m[2p], m[2p + 1])` (four registers), then `d` and (Q4_K/Q5_K) `dmin` as f32;
+//! then, for the `vec_dot`-order kernels of `kquants_dot`, each scale as the i16 pair
+//! `(scale, scale)` and (Q6_K) the scales as the i16 pairs `(scale[2k], scale[2k + 1])`.
 //!
 //! Side data, per superblock of an activation row: for Q4_K/Q5_K the `bsums` of each pair of
 //! sub-blocks as the i16 pairs `vpdpwssd` multiplies the mins' pairs with (16 bytes); for Q6_K
 //! `-32 · bsum` of each sixteen quants (64 bytes), the share of Q6_K's offset.
 
-use super::{bcast32, bcastf, f16x16, panel_kernel, transpose_16x8, Shape};
+use super::{bcast32, bcastf, panel_kernel, row_dwords, Shape};
 use crate::matmul::Path;
-use crate::simd::x86_avx2::{k4_scales_mins, load32};
+use crate::simd::x86_avx2::load32;
 use crate::simd::{Gemm, PANEL_ROWS};
 use crate::GgmlType;
 use std::arch::x86_64::*;
 
 // Weight types, as const parameters.
-const Q4_K: u8 = 0;
-const Q5_K: u8 = 1;
-const Q6_K: u8 = 2;
+pub(super) const Q4_K: u8 = 0;
+pub(super) const Q5_K: u8 = 1;
+pub(super) const Q6_K: u8 = 2;
 
 /// Which float steps [`k4_pass`] takes: the repacked GEMV, the repacked GEMM, the tiled matmul.
 const GEMV: u8 = 0;
@@ -37,22 +39,25 @@ const GEMM: u8 = 1;
 const TILED: u8 = 2;
 
 /// Q8_K activation block: f32 `d` at 0, 256 quants at 4, 16 i16 `bsums` at 260.
-const A_BLOCK: usize = 292;
-const A_QS: usize = 4;
-const A_BSUMS: usize = 260;
+pub(super) const A_BLOCK: usize = 292;
+pub(super) const A_QS: usize = 4;
+pub(super) const A_BSUMS: usize = 260;
 
 /// Offsets in a Q4_K/Q5_K panel superblock.
 const K4_SC: usize = 4096;
-const K4_MN: usize = K4_SC + 8 * 64;
-const K4_D: usize = K4_MN + 4 * 64;
-const K4_DMIN: usize = K4_D + 64;
-const K4_BLOCK: usize = K4_DMIN + 64;
+pub(super) const K4_MN: usize = K4_SC + 8 * 64;
+pub(super) const K4_D: usize = K4_MN + 4 * 64;
+pub(super) const K4_DMIN: usize = K4_D + 64;
+pub(super) const K4_SC16: usize = K4_DMIN + 64;
+pub(super) const K4_BLOCK: usize = K4_SC16 + 8 * 64;
 /// Offsets in a Q6_K panel superblock.
 const K6_SC: usize = 4096;
-const K6_D: usize = K6_SC + 16 * 64;
-const K6_BLOCK: usize = K6_D + 64;
+pub(super) const K6_D: usize = K6_SC + 16 * 64;
+pub(super) const K6_SC16: usize = K6_D + 64;
+pub(super) const K6_SCPAIR: usize = K6_SC16 + 16 * 64;
+pub(super) const K6_BLOCK: usize = K6_SCPAIR + 8 * 64;
 
-const fn shape(ty: u8) -> Shape {
+pub(super) const fn shape(ty: u8) -> Shape {
     Shape {
         per: 256,
         w_block: match ty {
@@ -66,61 +71,20 @@ const fn shape(ty: u8) -> Shape {
     }
 }
 
-/// Chunk `c` (quants `32c..32c + 32`, in element order) of the weight superblock at `xb`, as
-/// unsigned bytes: the decoding of `ggml_vec_dot_q*_K_q8_K` (AVX2).
-///
-/// # Safety
-/// A whole superblock of `TY` readable at `xb`; `c < 8`.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn chunk<const TY: u8>(xb: *const u8, c: usize) -> __m256i {
-    let m4 = _mm256_set1_epi8(0xF);
-    let (j, hi) = (c / 2, c % 2 == 1);
-    let nibbles = |bits: __m256i| {
-        if hi {
-            _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4)
-        } else {
-            _mm256_and_si256(bits, m4)
-        }
-    };
-    match TY {
-        Q4_K => nibbles(load32(xb.add(16 + 32 * j))),
-        Q5_K => {
-            // Bit c of `qh[l]` is the fifth bit of quant l of chunk c: it adds 16.
-            let nib = nibbles(load32(xb.add(48 + 32 * j)));
-            let fifth = _mm256_test_epi8_mask(load32(xb.add(16)), _mm256_set1_epi8(1 << c));
-            _mm256_mask_add_epi8(nib, fifth, nib, _mm256_set1_epi8(16))
-        }
-        _ => {
-            // Chunk 4j + k of `ql`/`qh` half j: low or high nibbles of `ql`, two bits of `qh`.
-            let (j, k) = (c / 4, c % 4);
-            let ql = load32(xb.add(64 * j + 32 * (k % 2)));
-            let qh = load32(xb.add(128 + 32 * j));
-            let low = if k < 2 {
-                _mm256_and_si256(ql, m4)
-            } else {
-                _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4)
-            };
-            // Bits 2k, 2k + 1 of each `qh` byte, moved to bits 4 and 5.
-            let h = _mm256_and_si256(qh, _mm256_set1_epi8((3 << (2 * k)) as i8));
-            let h = match k {
-                0 => _mm256_slli_epi16(h, 4),
-                1 => _mm256_slli_epi16(h, 2),
-                2 => h,
-                _ => _mm256_srli_epi16(h, 2),
-            };
-            _mm256_or_si256(low, h)
-        }
-    }
-}
-
 /// Decodes `n_rows` rows of `nb` superblocks into the panel (rows past `n_rows` are zero).
+///
+/// The quants' bytes of sixteen rows are loaded 64 at a time and transposed, so that lane `r`
+/// of a register holds one dword of row `r`: four quants' bits, which shifts and masks turn
+/// into one or two panel registers (the decoding of `ggml_vec_dot_q*_K_q8_K`, on sixteen rows
+/// at once). The few dwords of scales and `d` are gathered (masked `vpgatherdd`) and unpacked
+/// the same way, in 32-bit lanes.
 ///
 /// # Safety
 /// The CPU has the features of [`super::available`]; `n_rows <= PANEL_ROWS` rows of `nb`
-/// superblocks at `w`, `w_row` bytes apart; `nb * shape(TY).p_block` writable bytes at `panel`.
+/// superblocks at `w`, `w_row` bytes apart, with `(PANEL_ROWS - 1) * w_row` below `i32::MAX`;
+/// `nb * shape(TY).p_block` writable bytes at `panel`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn decode<const TY: u8>(
+pub(super) unsafe fn decode<const TY: u8>(
     nb: usize,
     w: *const u8,
     w_row: usize,
@@ -128,65 +92,121 @@ unsafe fn decode<const TY: u8>(
     panel: *mut u8,
 ) {
     let sh = shape(TY);
+    let (idx, mask) = super::row_offsets(w_row, n_rows);
+    let set = _mm512_set1_epi32;
+    let m4 = set(0x0F0F_0F0F);
+    let lo16 = |v: __m512i| _mm512_and_si512(v, set(0xFFFF));
+    // The i16 pair (a, b) in each lane, of lanes that hold i16 values.
+    let pair = |a: __m512i, b: __m512i| _mm512_or_si512(lo16(a), _mm512_slli_epi32::<16>(b));
+    let half = |v: __m512i| _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v));
     for i in 0..nb {
+        // SAFETY (of every gather and `row_dwords` below): each reads dwords inside superblock
+        // i of each real row (offset + 4, or + 64, <= the block size); masked-off lanes and
+        // rows past `n_rows` read nothing.
+        let g = |off: usize| super::gather(w.add(i * sh.w_block + off), idx, mask);
         let xb = |r: usize| w.add(r * w_row + i * sh.w_block);
         let pb = panel.add(i * sh.p_block);
-        for c in 0..8 {
-            let mut rows = [_mm256_setzero_si256(); PANEL_ROWS];
-            for r in 0..n_rows {
-                rows[r] = chunk::<TY>(xb(r), c);
-            }
-            for (k, g) in transpose_16x8(&rows).into_iter().enumerate() {
-                _mm512_storeu_si512(pb.add(64 * (8 * c + k)).cast(), g);
-            }
-        }
-        let (mut d, mut dmin) = ([0u16; PANEL_ROWS], [0u16; PANEL_ROWS]);
+        let st = |o: usize, v: __m512i| _mm512_storeu_si512(pb.add(o).cast(), v);
         if TY == Q6_K {
-            let mut sc = [[0i32; PANEL_ROWS]; 16];
-            for r in 0..n_rows {
-                for j in 0..16 {
-                    sc[j][r] = *xb(r).add(192 + j).cast::<i8>() as i32;
+            // Chunk 4j + k of half j: nibbles of `ql` (low for k < 2), bits 2k, 2k + 1 of `qh`
+            // moved to bits 4, 5.
+            let ql = [row_dwords(xb, n_rows, 0), row_dwords(xb, n_rows, 64)];
+            let qh = row_dwords(xb, n_rows, 128);
+            for j in 0..2 {
+                for kk in 0..8 {
+                    let h8 = qh[8 * j + kk];
+                    for k in 0..4 {
+                        let low = ql[j][8 * (k % 2) + kk];
+                        let low = if k < 2 {
+                            low
+                        } else {
+                            _mm512_srli_epi32::<4>(low)
+                        };
+                        let h = _mm512_and_si512(h8, set(0x0303_0303 << (2 * k)));
+                        let h = match k {
+                            0 => _mm512_slli_epi32::<4>(h),
+                            1 => _mm512_slli_epi32::<2>(h),
+                            2 => h,
+                            _ => _mm512_srli_epi32::<2>(h),
+                        };
+                        let q = _mm512_or_si512(_mm512_and_si512(low, m4), h);
+                        st(64 * (8 * (4 * j + k) + kk), q);
+                    }
                 }
-                d[r] = xb(r).add(208).cast::<u16>().read_unaligned();
             }
+            // Sixteen i8 scales, four per dword.
+            let packed = [g(192), g(196), g(200), g(204)];
+            let sc: [__m512i; 16] = std::array::from_fn(|j| {
+                let v = _mm512_sllv_epi32(packed[j / 4], set(24 - 8 * (j % 4) as i32));
+                _mm512_srai_epi32::<24>(v)
+            });
             for j in 0..16 {
-                _mm512_storeu_si512(
-                    pb.add(K6_SC + 64 * j).cast(),
-                    _mm512_loadu_si512(sc[j].as_ptr().cast()),
-                );
+                st(K6_SC + 64 * j, sc[j]);
+                st(K6_SC16 + 64 * j, pair(sc[j], sc[j]));
             }
-            _mm512_storeu_ps(pb.add(K6_D).cast(), f16x16(&d));
+            for k in 0..8 {
+                st(K6_SCPAIR + 64 * k, pair(sc[2 * k], sc[2 * k + 1]));
+            }
+            let d = _mm512_srli_epi32::<16>(g(206));
+            _mm512_storeu_ps(pb.add(K6_D).cast(), half(d));
         } else {
-            let mut sc = [[0i32; PANEL_ROWS]; 8];
-            let mut mn = [[0u32; PANEL_ROWS]; 4];
-            for r in 0..n_rows {
-                let (mins, scales) = k4_scales_mins(xb(r).add(4));
-                let (mut m, mut s) = ([0u16; 8], [0u16; 16]);
-                _mm_storeu_si128(m.as_mut_ptr().cast(), mins);
-                _mm256_storeu_si256(s.as_mut_ptr().cast(), scales);
-                for j in 0..8 {
-                    sc[j][r] = s[j] as i32;
+            // Dword kk of 32-byte group j: low nibbles are quants of chunk 2j, high ones of
+            // chunk 2j + 1; Q5_K's bit c of `qh` byte l adds 16 to quant l of chunk c.
+            let qs_at = if TY == Q4_K { 16 } else { 48 };
+            let qs = [
+                row_dwords(xb, n_rows, qs_at),
+                row_dwords(xb, n_rows, qs_at + 64),
+            ];
+            // Q5_K's `qh` is the first eight dwords at 16.
+            let qh = if TY == Q5_K {
+                row_dwords(xb, n_rows, 16)
+            } else {
+                [_mm512_setzero_si512(); 16]
+            };
+            for j in 0..4 {
+                for kk in 0..8 {
+                    let v = qs[j / 2][8 * (j % 2) + kk];
+                    for (c, q) in [(2 * j, v), (2 * j + 1, _mm512_srli_epi32::<4>(v))] {
+                        let mut q = _mm512_and_si512(q, m4);
+                        if TY == Q5_K {
+                            let bit = _mm512_srlv_epi32(qh[kk], set(c as i32));
+                            let bit = _mm512_and_si512(bit, set(0x0101_0101));
+                            q = _mm512_or_si512(q, _mm512_slli_epi32::<4>(bit));
+                        }
+                        st(64 * (8 * c + kk), q);
+                    }
                 }
-                for p in 0..4 {
-                    mn[p][r] = m[2 * p] as u32 | (m[2 * p + 1] as u32) << 16;
-                }
-                d[r] = xb(r).cast::<u16>().read_unaligned();
-                dmin[r] = xb(r).add(2).cast::<u16>().read_unaligned();
             }
-            for j in 0..8 {
-                _mm512_storeu_si512(
-                    pb.add(K4_SC + 64 * j).cast(),
-                    _mm512_loadu_si512(sc[j].as_ptr().cast()),
-                );
+            // `k4_scales_mins` (x86_avx2) in 32-bit lanes: bytes 0..8 of (u[0], u[1]) are
+            // the scales, of (u[2], u[3]) the mins.
+            let (u0, u1, u2) = (g(4), g(8), g(12));
+            let and = |v: __m512i, m: i32| _mm512_and_si512(v, set(m));
+            let (k1, k2, k3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+            let u = [
+                and(u0, k1),
+                _mm512_or_si512(
+                    and(u2, k2),
+                    _mm512_slli_epi32::<4>(and(_mm512_srli_epi32::<6>(u0), k3)),
+                ),
+                and(u1, k1),
+                _mm512_or_si512(
+                    and(_mm512_srli_epi32::<4>(u2), k2),
+                    _mm512_slli_epi32::<4>(and(_mm512_srli_epi32::<6>(u1), k3)),
+                ),
+            ];
+            let byte = |v: __m512i, b: usize| and(_mm512_srlv_epi32(v, set(8 * b as i32)), 0xFF);
+            let sc: [__m512i; 8] = std::array::from_fn(|s| byte(u[s / 4], s % 4));
+            let mn: [__m512i; 8] = std::array::from_fn(|s| byte(u[2 + s / 4], s % 4));
+            for s in 0..8 {
+                st(K4_SC + 64 * s, sc[s]);
+                st(K4_SC16 + 64 * s, pair(sc[s], sc[s]));
             }
             for p in 0..4 {
-                _mm512_storeu_si512(
-                    pb.add(K4_MN + 64 * p).cast(),
-                    _mm512_loadu_si512(mn[p].as_ptr().cast()),
-                );
+                st(K4_MN + 64 * p, pair(mn[2 * p], mn[2 * p + 1]));
             }
-            _mm512_storeu_ps(pb.add(K4_D).cast(), f16x16(&d));
-            _mm512_storeu_ps(pb.add(K4_DMIN).cast(), f16x16(&dmin));
+            let dd = g(0);
+            _mm512_storeu_ps(pb.add(K4_D).cast(), half(dd));
+            _mm512_storeu_ps(pb.add(K4_DMIN).cast(), half(_mm512_srli_epi32::<16>(dd)));
         }
     }
 }
@@ -199,7 +219,7 @@ unsafe fn decode<const TY: u8>(
 /// The CPU has the features of [`super::available`]; `nb` Q8_K blocks at `act`; `16 * nb`
 /// writable bytes at `side`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn prep_k4(nb: usize, act: *const u8, side: *mut u8) {
+pub(super) unsafe fn prep_k4(nb: usize, act: *const u8, side: *mut u8) {
     for i in 0..nb {
         let bsums = load32(act.add(A_BLOCK * i + A_BSUMS));
         let q8s = _mm_hadd_epi16(
@@ -400,11 +420,13 @@ k_run!(run_gemm, k4_pass, GEMM);
 k_run!(run_tiled, k4_pass, TILED);
 k_run!(run_k6, k6_pass);
 
-panel_kernel!(q4_k_repack: shape(Q4_K), decode::<Q4_K>, prep_k4, run_gemm, run_gemv);
-panel_kernel!(q4_k_gemv: shape(Q4_K), decode::<Q4_K>, prep_k4, run_gemv, run_gemv);
-panel_kernel!(q4_k_tiled: shape(Q4_K), decode::<Q4_K>, prep_k4, run_tiled, run_tiled);
-panel_kernel!(q5_k_tiled: shape(Q5_K), decode::<Q5_K>, prep_k4, run_tiled, run_tiled);
-panel_kernel!(q6_k_tiled: shape(Q6_K), decode::<Q6_K>, prep_k6, run_k6, run_k6);
+// The repacked Q4_K pays from two tokens (1.1x AVX2's GEMV there, 1.3x for three); the tiled
+// path starts at eight tokens anyway.
+panel_kernel!(q4_k_repack: shape(Q4_K), decode::<Q4_K>, prep_k4, run_gemm, run_gemv, 2);
+panel_kernel!(q4_k_gemv: shape(Q4_K), decode::<Q4_K>, prep_k4, run_gemv, run_gemv, 2);
+panel_kernel!(q4_k_tiled: shape(Q4_K), decode::<Q4_K>, prep_k4, run_tiled, run_tiled, 1);
+panel_kernel!(q5_k_tiled: shape(Q5_K), decode::<Q5_K>, prep_k4, run_tiled, run_tiled, 1);
+panel_kernel!(q6_k_tiled: shape(Q6_K), decode::<Q6_K>, prep_k6, run_k6, run_k6, 1);
 
 /// The panel kernel for a K-quant type on `path`.
 pub(super) fn gemm(ty: GgmlType, path: Path) -> Option<Gemm> {
