@@ -127,8 +127,8 @@ fn vec_dot_f32_order(w: &[f32], a: &[f32]) -> f32 {
 
 #[test]
 fn float_matmuls_follow_llama_cpp_accumulation_order() {
-    if !sparetire_quant::simd::Isa::available().contains(&sparetire_quant::simd::Isa::Avx2) {
-        eprintln!("no AVX2 here: the scalar fallback does not replicate these orders");
+    if !sparetire_quant::simd::Isa::detect().matches_llama_cpp_avx2() {
+        eprintln!("no AVX2 in use: the scalar fallback does not replicate these orders");
         return;
     }
     let pool = ThreadPool::new(2);
