@@ -451,7 +451,7 @@ pub(super) unsafe fn row_dwords(
 
 /// `acc + a.lo · b.lo + a.hi · b.hi` in each dword lane (i16 halves, exact): `vpdpwssd` as one
 /// instruction. (LLVM rewrites `_mm512_dpwssd_epi32` chains into `vpmaddwd` + `vpaddd`, a
-/// second uop per step, which made the `vec_dot`-order K-quant kernels 1.3x slower.)
+/// second uop per step, which made the `vec_dot`-order K-quant kernels 5–10% slower.)
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) fn dpwssd(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
