@@ -7,6 +7,8 @@ use std::sync::Mutex;
 
 use sparetire_quant::ThreadPool;
 
+#[cfg(target_arch = "x86_64")]
+use super::attention_kernels::KV_TILE;
 use super::attention_kernels::{attend_f32, attend_row, Partial, Scratch, WideKv};
 #[cfg(target_arch = "x86_64")]
 use super::attention_x86;
@@ -229,16 +231,47 @@ impl Job<'_> {
         } = *self.shape;
         let q_dim = n_head * head_dim;
         let mut sc = Scratch::new(head_dim, head_dim_v, self.kv.types().k);
+        #[cfg(target_arch = "x86_64")]
+        let mut group = self.wide.filter(|_| fast).map(|_| {
+            (
+                [[0f32; KV_TILE]; attention_x86::GROUP],
+                vec![0f32; attention_x86::GROUP * head_dim_v],
+            )
+        });
         let first = items.start;
-        for item in items {
+        let mut item = first;
+        while item < items.end {
             let (t, h) = (item / n_head, item % n_head);
             let (kv, kvh, lo, p) = self.head(t, h);
             let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
             let o = &mut out[(item - first) * head_dim_v..][..head_dim_v];
             match self.wide {
+                #[cfg(target_arch = "x86_64")]
+                Some(wide) if group.is_some() => {
+                    // The following heads of this token that read the same KV head.
+                    let mut g = 1;
+                    while g < attention_x86::GROUP
+                        && item + g < items.end
+                        && h + g < n_head
+                        && self.head(t, h + g).1 == kvh
+                    {
+                        g += 1;
+                    }
+                    let (w, acc) = group.as_mut().expect("checked above");
+                    let qs = &self.q[t * q_dim + h * head_dim..][..g * head_dim];
+                    let os = &mut out[(item - first) * head_dim_v..][..g * head_dim_v];
+                    // SAFETY: `fast` means AVX2 and FMA are present; 1 <= g <= GROUP; `qs`,
+                    // `os` and `acc` hold `g` rows; `lo..=p` are keys `wide` was made with.
+                    unsafe {
+                        attention_x86::attend_f32_group(qs, g, wide, kvh, lo, p, scale, w, acc, os)
+                    };
+                    item += g;
+                    continue;
+                }
                 Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
                 None => self.row(qrow, &kv, lo, p, &mut sc, fast).finish(&sc.acc, o),
             }
+            item += 1;
         }
     }
 

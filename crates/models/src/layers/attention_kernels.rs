@@ -74,12 +74,23 @@ impl WideKv {
         }
     }
 
+    /// Width of a key row of one head.
+    pub(crate) fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Width of a value row of one head.
+    pub(crate) fn head_dim_v(&self) -> usize {
+        self.head_dim_v
+    }
+
     /// Tile `tile` of KV head `kvh`: `(head_dim, KV_TILE)`.
-    fn k_tile(&self, kvh: usize, tile: usize) -> &[f32] {
+    pub(crate) fn k_tile(&self, kvh: usize, tile: usize) -> &[f32] {
         &self.kt[(kvh * self.n_tiles + tile) * self.head_dim * KV_TILE..][..self.head_dim * KV_TILE]
     }
 
-    fn v(&self, kvh: usize, j: usize) -> &[f32] {
+    /// The value row of KV head `kvh` at position `j`.
+    pub(crate) fn v(&self, kvh: usize, j: usize) -> &[f32] {
         &self.v[j * self.v_dim + kvh * self.head_dim_v..][..self.head_dim_v]
     }
 }
@@ -151,30 +162,7 @@ pub(crate) fn attend_f32(
                 *s = qd.mul_add(k, *s);
             }
         }
-        let mut tile_max = f32::NEG_INFINITY;
-        for (jj, s) in w.iter_mut().enumerate() {
-            // keys outside lo..=hi are masked
-            *s = if (lo..=hi).contains(&(t0 + jj)) {
-                *s * scale
-            } else {
-                f32::NEG_INFINITY
-            };
-            tile_max = tile_max.max(*s);
-        }
-        let new_max = max.max(tile_max);
-        if new_max > max {
-            let ms = (max - new_max).exp();
-            sc.acc.iter_mut().for_each(|a| *a *= ms);
-            sum *= ms;
-        }
-        max = new_max;
-        // why: ggml_vec_soft_max_f32 returns an f64 sum that is added to the f32 running sum in f64.
-        let mut tile_sum = 0f64;
-        for chunk in w.chunks_exact_mut(8) {
-            chunk.iter_mut().for_each(|x| *x = v_expf(*x - max));
-            tile_sum += reduce8_softmax((&*chunk).try_into().expect("8 lanes")) as f64;
-        }
-        sum = (sum as f64 + tile_sum) as f32;
+        tile_softmax(w, t0, lo, hi, scale, &mut max, &mut sum, &mut sc.acc);
         for (jj, &wj) in w.iter().enumerate() {
             if wj != 0.0 {
                 // a zero weight (masked key) adds nothing to the FMA chain
@@ -184,10 +172,49 @@ pub(crate) fn attend_f32(
             }
         }
     }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, &a) in out.iter_mut().zip(&sc.acc) {
-        *o = a * inv;
+    Partial { max, sum }.finish(&sc.acc, out);
+}
+
+/// The online-softmax step of the tiled path for one query and the tile of
+/// keys from `t0`: `w` holds the raw scores; keys outside `lo..=hi` are
+/// masked, the rest scaled; a new maximum rescales `acc` and `sum`; `w` then
+/// holds the weights (ggml's [`v_expf`], summed 8 lanes at a time into an f64).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)] // why: a kernel's operands
+pub(crate) fn tile_softmax(
+    w: &mut [f32; KV_TILE],
+    t0: usize,
+    lo: usize,
+    hi: usize,
+    scale: f32,
+    max: &mut f32,
+    sum: &mut f32,
+    acc: &mut [f32],
+) {
+    let mut tile_max = f32::NEG_INFINITY;
+    for (jj, s) in w.iter_mut().enumerate() {
+        // keys outside lo..=hi are masked
+        *s = if (lo..=hi).contains(&(t0 + jj)) {
+            *s * scale
+        } else {
+            f32::NEG_INFINITY
+        };
+        tile_max = tile_max.max(*s);
     }
+    let new_max = max.max(tile_max);
+    if new_max > *max {
+        let ms = (*max - new_max).exp();
+        acc.iter_mut().for_each(|a| *a *= ms);
+        *sum *= ms;
+    }
+    *max = new_max;
+    // why: ggml_vec_soft_max_f32 returns an f64 sum that is added to the f32 running sum in f64.
+    let mut tile_sum = 0f64;
+    for chunk in w.chunks_exact_mut(8) {
+        chunk.iter_mut().for_each(|x| *x = v_expf(*x - *max));
+        tile_sum += reduce8_softmax((&*chunk).try_into().expect("8 lanes")) as f64;
+    }
+    *sum = (*sum as f64 + tile_sum) as f32;
 }
 
 /// One query head against keys `lo..=hi` the way llama.cpp's single-row
