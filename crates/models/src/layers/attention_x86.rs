@@ -17,6 +17,7 @@
 // why: the kernel is an `unsafe fn` of pointer reads under the contract in its `# Safety`
 // section; wrapping every load in its own block adds nothing.
 #![allow(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::needless_range_loop)] // why: key and query indices address several arrays at once
 
 use std::arch::x86_64::*;
 
