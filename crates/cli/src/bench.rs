@@ -201,6 +201,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
                         "samples_ts": ts,
                         "weight_bytes_per_token": info.bytes_per_token,
                         "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
+                        "peak_rss_bytes": peak_rss_bytes(),
                     }));
                 }
             }
@@ -212,8 +213,16 @@ pub fn main(a: BenchArgs) -> Result<()> {
         println!(
             "\nweight GB/s = weight bytes read per generated token x tok/s; compare with `sparetire bench --memory`"
         );
+        if let Some(b) = peak_rss_bytes() {
+            println!("peak RSS: {:.1} MiB", b as f64 / (1 << 20) as f64);
+        }
     }
     Ok(())
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    sparetire_cluster::memory::peak_resident_mib().map(|m| (m * (1 << 20) as f64) as u64)
 }
 
 struct ModelInfo {
