@@ -87,6 +87,7 @@ impl<'a> KvLayer<'a> {
     /// How many rows from position `pos` on (at most `n`) lie one after
     /// another in memory: to the end of `pos`'s block in a paged cache.
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // why: read by the x86 kernels
     pub(crate) fn run(&self, pos: usize, n: usize) -> usize {
         match self.table {
             None => n,
@@ -95,6 +96,7 @@ impl<'a> KvLayer<'a> {
     }
 
     /// Units of a stored key row and of a stored value row.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // why: read by the x86 kernels
     pub(crate) fn units(&self) -> (usize, usize) {
         (self.k_units, self.v_units)
     }
@@ -102,12 +104,14 @@ impl<'a> KvLayer<'a> {
     /// The stored key rows from position `pos` on, to the end of the layer's
     /// storage (rows lie `units().0` apart for [`Self::run`] of them).
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // why: read by the x86 kernels
     pub(crate) fn k_from(&self, pos: usize) -> &'a [u16] {
         &self.keys[self.offset(pos, self.k_units)..]
     }
 
     /// The stored value rows from position `pos` on (see [`Self::k_from`]).
     #[inline(always)]
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // why: read by the x86 kernels
     pub(crate) fn v_from(&self, pos: usize) -> &'a [u16] {
         &self.values[self.offset(pos, self.v_units)..]
     }
