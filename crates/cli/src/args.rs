@@ -35,6 +35,9 @@ pub struct ModelArgs {
     /// blocks where the next product quantizes anyway, ~1.9x fewer bytes; q8-f16: ~2.8x, lossy)
     #[arg(long = "tp-wire", value_enum, default_value_t = crate::cluster::Wire::F32)]
     pub tp_wire: crate::cluster::Wire,
+    /// Where the model runs (--device, --gpu-layers)
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 impl ModelArgs {
@@ -55,6 +58,7 @@ impl ModelArgs {
                 .with_context(|| format!("chat template {}", tpl.display()))?;
             engine.set_chat_template(t);
         }
+        let engine = crate::device::place(engine, &path, &self.device)?;
         let engine = crate::cluster::join(engine, self)?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let hp = engine.model().hparams();

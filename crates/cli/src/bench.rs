@@ -61,6 +61,9 @@ pub struct BenchArgs {
     /// Measure the machine's memory read bandwidth instead
     #[arg(long)]
     pub memory: bool,
+    /// Where the model runs (--device, --gpu-layers)
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
     /// Under mpirun: how ranks share the model (pp or tp)
     #[arg(long = "split", value_enum, default_value_t = crate::cluster::Split::Pp)]
     pub split: crate::cluster::Split,
@@ -107,6 +110,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
     for &t in &threads {
         let engine =
             Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
+        let engine = crate::device::place(engine, &path, &a.device)?;
         let engine =
             crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
@@ -175,6 +179,8 @@ pub fn main(a: BenchArgs) -> Result<()> {
                     "samples_ts": ts,
                     "weight_bytes_per_token": info.bytes_per_token,
                     "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
+                    "device": crate::device::report().map_or_else(|| "cpu".to_owned(), |r| r.0),
+                    "device_memory_bytes": crate::device::report().map(|r| r.2),
                 }));
             }
         }

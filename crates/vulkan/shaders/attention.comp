@@ -6,6 +6,10 @@
 // sliding window). One workgroup per (head, token); keys go in tiles of 64, one per thread,
 // with a running maximum and sum (online softmax), each thread owning head_dim / 64 output
 // dimensions.
+// f16acc = 1 follows llama.cpp's CPU flash attention for batches under 64 tokens: the query
+// rounded to f16, keys taken one by one with the running maximum, and the value accumulator
+// rounded to f16 after every step. f16acc = 0 keeps everything in f32 and takes the maximum per
+// tile.
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Qb { float Q[]; };
@@ -22,6 +26,7 @@ layout(push_constant) uniform P {
     float scale;
     uint window;
     uint table_off;
+    uint f16acc;
 } p;
 #include "common.glsl"
 
@@ -31,6 +36,11 @@ shared float qs[MAXD];
 shared float prob[64];
 shared float red[64];
 shared uint slot[64];
+shared float score[64];
+
+float to_f16(float x) {
+    return unpackHalf2x16(packHalf2x16(vec2(x, 0.0))).x;
+}
 
 void main() {
     uint h = gl_WorkGroupID.x;
@@ -41,7 +51,7 @@ void main() {
     uint kvh = h / (p.n_head / p.n_head_kv);
     uint qb = (t * p.n_head + h) * hd;
     for (uint d = tid; d < hd; d += 64) {
-        qs[d] = Q[qb + d];
+        qs[d] = p.f16acc != 0 ? to_f16(Q[qb + d]) : Q[qb + d];
     }
     barrier();
     uint hi = p.pos0 + t;
@@ -65,6 +75,33 @@ void main() {
             }
             s = dot * p.scale;
         }
+        uint nk = min(64, hi + 1 - k0);
+        if (p.f16acc != 0) {
+            score[tid] = s;
+            barrier();
+            for (uint i = 0; i < nk; i++) {
+                float si = score[i];
+                float ms = 1.0;
+                float vs = 1.0;
+                bool grew = si > m;
+                if (grew) {
+                    ms = exp(m - si);
+                    m = si;
+                } else {
+                    vs = exp(si - m);
+                }
+                for (uint j = 0; j < DPT; j++) {
+                    uint d = tid + 64 * j;
+                    if (d < hd) {
+                        float a = grew ? to_f16(acc[j] * ms) : acc[j];
+                        acc[j] = to_f16(fma(F16_AT(V, slot[i] * kv_dim + kvh * hd + d), vs, a));
+                    }
+                }
+                l = fma(l, ms, vs);
+            }
+            barrier();
+            continue;
+        }
         red[tid] = s;
         barrier();
         for (uint w = 32; w > 0; w >>= 1) {
@@ -80,7 +117,6 @@ void main() {
         l = l * corr + e;
         m = m_new;
         barrier();
-        uint nk = min(64, hi + 1 - k0);
         for (uint j = 0; j < DPT; j++) {
             uint d = tid + 64 * j;
             if (d < hd) {
@@ -101,7 +137,9 @@ void main() {
         }
         barrier();
     }
-    float inv = 1.0 / red[0];
+    // With f16acc every thread holds the whole sum; otherwise each its keys' part.
+    float total = p.f16acc != 0 ? l : red[0];
+    float inv = total == 0.0 ? 0.0 : 1.0 / total;
     for (uint j = 0; j < DPT; j++) {
         uint d = tid + 64 * j;
         if (d < hd) {

@@ -29,12 +29,20 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     }
 }
 #elif defined(TYPE_Q4_1)
-// 20 bytes per 32: f16 d, f16 m, 16 bytes of nibbles.
+// 20 bytes per 32: f16 d, f16 m, 16 bytes of nibbles. With SPLIT_MIN the minimum is left out
+// (the product adds it once per block, times the activations' block sum, as ggml does).
+float block_min(uint row_byte, uint u) {
+    return F16(W, row_byte + (u >> 2) * 20 + 2);
+}
 void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint base = row_byte + (u >> 2) * 20;
     uint part = u & 3;
     float d = F16(W, base);
+#ifdef SPLIT_MIN
+    float m = 0.0;
+#else
     float m = F16(W, base + 2);
+#endif
     uint q0 = base + 4 + (part & 1) * 8;
     uint shift = (part >> 1) * 4;
     for (uint i = 0; i < 8; i++) {

@@ -3,11 +3,15 @@
 // X (n, cols) at x_off. One workgroup per weight row and tile of up to NT tokens: the row is
 // dequantized once per tile, eight elements at a time, and each thread keeps NT partial sums
 // that the workgroup adds up at the end.
+// With ROW_PER_THREAD (the variant for CPU-based devices such as lavapipe, where barriers are
+// costly and lanes are few) each invocation computes a whole row for the tile instead.
 #extension GL_GOOGLE_include_directive : require
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
 layout(std430, binding = 1) readonly buffer Xb { float X[]; };
 layout(std430, binding = 2) writeonly buffer Yb { float Y[]; };
+// Q4_1: the activations' per-block sums (Q8_1's s), one per 32 values of X.
+layout(std430, binding = 3) readonly buffer Sb { float S[]; };
 layout(push_constant) uniform P {
     uint rows;
     uint cols;
@@ -19,11 +23,54 @@ layout(push_constant) uniform P {
     uint row0;
 } p;
 #include "common.glsl"
+#if defined(TYPE_Q4_1)
+#define SPLIT_MIN
+#endif
 #include "dequant.glsl"
 
 #define NT 8
+#ifndef ROW_PER_THREAD
 shared float red[NT][64];
+#endif
 
+#ifdef ROW_PER_THREAD
+void main() {
+    uint row = (gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x) * 64 + gl_LocalInvocationID.x;
+    if (row >= p.rows) {
+        return;
+    }
+    uint t0 = gl_WorkGroupID.y * NT;
+    uint nt = min(NT, p.n - t0);
+    float acc[NT];
+    for (uint t = 0; t < NT; t++) {
+        acc[t] = 0.0;
+    }
+    uint units = (p.cols + 7) / 8;
+    for (uint u = 0; u < units; u++) {
+        float v[8];
+        dequant8(row * p.row_bytes, u, p.cols, v);
+        uint e0 = u * 8;
+        uint ne = min(8, p.cols - e0);
+#ifdef SPLIT_MIN
+        float mq = 0.25 * block_min(row * p.row_bytes, u);
+#endif
+        for (uint t = 0; t < nt; t++) {
+            uint xb = p.x_off + (t0 + t) * p.cols + e0;
+            float s = 0.0;
+            for (uint i = 0; i < ne; i++) {
+                s += v[i] * X[xb + i];
+            }
+#ifdef SPLIT_MIN
+            s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
+#endif
+            acc[t] += s;
+        }
+    }
+    for (uint t = 0; t < nt; t++) {
+        Y[p.y_off + (t0 + t) * p.y_stride + p.row0 + row] = acc[t];
+    }
+}
+#else
 void main() {
     // Rows are spread over x and z (x holds at most 65535 workgroups); tokens over y.
     uint row = gl_WorkGroupID.z * gl_NumWorkGroups.x + gl_WorkGroupID.x;
@@ -43,12 +90,19 @@ void main() {
         dequant8(row * p.row_bytes, u, p.cols, v);
         uint e0 = u * 8;
         uint ne = min(8, p.cols - e0);
+#ifdef SPLIT_MIN
+        // A quarter of the block's m · s per unit of 8: the block's four units add up to it.
+        float mq = 0.25 * block_min(row * p.row_bytes, u);
+#endif
         for (uint t = 0; t < nt; t++) {
             uint xb = p.x_off + (t0 + t) * p.cols + e0;
             float s = 0.0;
             for (uint i = 0; i < ne; i++) {
                 s += v[i] * X[xb + i];
             }
+#ifdef SPLIT_MIN
+            s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
+#endif
             acc[t] += s;
         }
     }
@@ -68,3 +122,4 @@ void main() {
         Y[p.y_off + (t0 + tid) * p.y_stride + p.row0 + row] = red[tid][0];
     }
 }
+#endif

@@ -23,6 +23,9 @@ pub struct Heap {
     pub device_local: bool,
 }
 
+/// [`DeviceInfo::kind`] of a device that computes on the CPU (lavapipe, SwiftShader).
+pub const KIND_CPU: &str = "CPU (software)";
+
 /// What a physical device is, as `sparetire devices` shows it.
 #[derive(Clone, Debug)]
 pub struct DeviceInfo {
@@ -164,7 +167,7 @@ impl Vulkan {
                 vk::PhysicalDeviceType::DISCRETE_GPU => "discrete GPU",
                 vk::PhysicalDeviceType::INTEGRATED_GPU => "integrated GPU",
                 vk::PhysicalDeviceType::VIRTUAL_GPU => "virtual GPU",
-                vk::PhysicalDeviceType::CPU => "CPU (software)",
+                vk::PhysicalDeviceType::CPU => KIND_CPU,
                 _ => "other",
             },
             driver,

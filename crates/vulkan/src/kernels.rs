@@ -70,8 +70,10 @@ impl WType {
 /// One compute pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    /// `matmul.comp` for a weight type: W, X, Y.
+    /// `matmul.comp` for a weight type: W, X, Y, block sums of X (Q4_1).
     Matmul(WType),
+    /// `matmul.comp` with `ROW_PER_THREAD` (for CPU-based devices): the same bindings.
+    MatmulRows(WType),
     /// `get_rows.comp` for a weight type: W, ids, OUT.
     GetRows(WType),
     /// `rms_norm.comp`: X, weight, OUT.
@@ -88,6 +90,8 @@ pub enum Kernel {
     KvStore,
     /// `attention.comp`: Q, K cache, V cache, OUT, block table.
     Attention,
+    /// `quant_act.comp`: X, OUT, block sums.
+    QuantAct,
 }
 
 macro_rules! spv {
@@ -111,6 +115,16 @@ impl Kernel {
                 Q4K => spv!("matmul_q4_k"),
                 Q6K => spv!("matmul_q6_k"),
             },
+            Kernel::MatmulRows(t) => match t {
+                F32 => spv!("matmul_rows_f32"),
+                F16 => spv!("matmul_rows_f16"),
+                Q4_0 => spv!("matmul_rows_q4_0"),
+                Q4_1 => spv!("matmul_rows_q4_1"),
+                Q5_0 => spv!("matmul_rows_q5_0"),
+                Q8_0 => spv!("matmul_rows_q8_0"),
+                Q4K => spv!("matmul_rows_q4_k"),
+                Q6K => spv!("matmul_rows_q6_k"),
+            },
             Kernel::GetRows(t) => match t {
                 F32 => spv!("get_rows_f32"),
                 F16 => spv!("get_rows_f16"),
@@ -128,6 +142,7 @@ impl Kernel {
             Kernel::Eltwise => spv!("eltwise"),
             Kernel::KvStore => spv!("kv_store"),
             Kernel::Attention => spv!("attention"),
+            Kernel::QuantAct => spv!("quant_act"),
         }
     }
 
@@ -136,7 +151,8 @@ impl Kernel {
         match self {
             Kernel::Softmax | Kernel::Rope => 1,
             Kernel::Glu => 2,
-            Kernel::Matmul(_)
+            Kernel::Matmul(_) | Kernel::MatmulRows(_) => 4,
+            Kernel::QuantAct
             | Kernel::GetRows(_)
             | Kernel::RmsNorm
             | Kernel::Eltwise
@@ -144,6 +160,29 @@ impl Kernel {
             Kernel::Attention => 5,
         }
     }
+}
+
+/// How a weight type's products round their activations first, as llama.cpp's
+/// CPU backend does (its `vec_dot_type`): `quant_act.comp`'s `kind`, or
+/// `None` for f32 activations.
+pub fn act_kind(ty: GgmlType) -> Option<u32> {
+    match ty.vec_dot_type() {
+        GgmlType::Q8_0 => Some(0),
+        GgmlType::Q8_1 => Some(3),
+        GgmlType::Q8_K => Some(1),
+        GgmlType::F16 => Some(2),
+        _ => None,
+    }
+}
+
+/// How the matrix products spread their work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulVariant {
+    /// A workgroup per weight row, its threads splitting the row (GPUs).
+    Groups,
+    /// A thread per weight row (CPU-based devices such as lavapipe, where
+    /// workgroup barriers are costly).
+    Rows,
 }
 
 /// Bytes of push constants every pipeline layout reserves (the minimum every device offers).

@@ -34,6 +34,6 @@ pub use buffer::Buffer;
 pub use device::Gpu;
 pub use error::VulkanError;
 pub use instance::{default_device, devices, DeviceInfo, Heap};
-pub use model::VulkanModel;
+pub use model::{LoadError, VulkanModel};
 pub use ops::Ops;
 pub use vk_ops::{DeviceBuf, DeviceCache, DeviceWeight, VkOps};

@@ -45,6 +45,21 @@ pub struct VulkanModel {
     weight_bytes: u64,
 }
 
+/// Why a model could not be put on the device, with the CPU model handed back
+/// (so a caller can fall back to it).
+pub struct LoadError {
+    /// What went wrong.
+    pub error: VulkanError,
+    /// The CPU model that was passed in.
+    pub cpu: Box<dyn Model>,
+}
+
+impl std::fmt::Debug for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LoadError({:?})", self.error)
+    }
+}
+
 fn dev(e: VulkanError) -> ModelError {
     ModelError::Device(e.to_string())
 }
@@ -58,7 +73,26 @@ impl VulkanModel {
         gpu: Arc<Gpu>,
         gpu_layers: Option<usize>,
         cpu: Box<dyn Model>,
-    ) -> Result<VulkanModel, VulkanError> {
+    ) -> Result<VulkanModel, LoadError> {
+        match Self::upload(file, &gpu, gpu_layers) {
+            Ok((net, ops, weight_bytes)) => Ok(VulkanModel {
+                hp: cpu.hparams().clone(),
+                gpu,
+                net,
+                inner: Mutex::new(Inner { ops, scratch: None }),
+                cpu,
+                pools: Mutex::new(Vec::new()),
+                weight_bytes,
+            }),
+            Err(error) => Err(LoadError { error, cpu }),
+        }
+    }
+
+    fn upload(
+        file: Arc<GgufFile>,
+        gpu: &Arc<Gpu>,
+        gpu_layers: Option<usize>,
+    ) -> Result<(Net<VkOps>, VkOps, u64), VulkanError> {
         let name = file.get_str("general.architecture").unwrap_or("").to_owned();
         let decoder = match name.as_str() {
             "llama" => arch::llama::load(file),
@@ -73,19 +107,10 @@ impl VulkanModel {
         let parts = decoder.parts();
         let n_layer = parts.hp.n_layer;
         let n_gpu = gpu_layers.unwrap_or(n_layer).min(n_layer);
-        let mut ops = VkOps::new(&gpu)?;
+        let mut ops = VkOps::new(gpu)?;
         let before = gpu.allocated();
         let net = Net::upload(&mut ops, &parts, n_gpu, n_gpu == n_layer)?;
-        let weight_bytes = gpu.allocated() - before;
-        Ok(VulkanModel {
-            hp: parts.hp.clone(),
-            gpu,
-            net,
-            inner: Mutex::new(Inner { ops, scratch: None }),
-            cpu,
-            pools: Mutex::new(Vec::new()),
-            weight_bytes,
-        })
+        Ok((net, ops, gpu.allocated() - before))
     }
 
     /// The device.

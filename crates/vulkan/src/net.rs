@@ -41,10 +41,10 @@ pub struct NetBlock<O: Ops> {
     window: Option<usize>,
 }
 
-/// The final norm and output projection.
+/// The final norm and output projection (`None`: the embedding, tied).
 struct Head<O: Ops> {
     norm: O::Buf,
-    output: O::Weight,
+    output: Option<O::Weight>,
 }
 
 /// A decoder's weights on a backend.
@@ -203,7 +203,12 @@ impl<O: Ops> Net<O> {
         let head = if head {
             Some(Head {
                 norm: vector(ops, p.output_norm)?,
-                output: ops.weight(&host(p, p.output))?,
+                // A tied output is the embedding, uploaded once.
+                output: if p.output.name == p.tok_embd.name {
+                    None
+                } else {
+                    Some(ops.weight(&host(p, p.output))?)
+                },
             })
         } else {
             None
@@ -383,7 +388,7 @@ impl<O: Ops> Net<O> {
         let mut r = first;
         while r < n {
             let m = s.logit_rows.min(n - r);
-            ops.matmul(&h.output, &s.xn, r * d, m, logits)?;
+            ops.matmul(h.output.as_ref().unwrap_or(&self.embd), &s.xn, r * d, m, logits)?;
             out.extend(ops.read(logits, 0, m * nv)?);
             r += m;
         }

@@ -92,6 +92,13 @@ pub struct Attention {
     pub window: Option<usize>,
 }
 
+/// Batches of fewer tokens than this attend the way llama.cpp's CPU backend
+/// does for them: query and value accumulator rounded to f16 (its
+/// flash-attention kernel's `VKQ16`), keys taken one at a time. Larger
+/// batches attend in f32. Following the reference's precision keeps greedy
+/// output close to the goldens.
+pub const F16_ATTENTION_BELOW: usize = 64;
+
 /// Positions per block of a paged cache.
 pub const BLOCK: usize = 16;
 
@@ -160,7 +167,7 @@ pub trait Ops {
     ) -> Result<(), VulkanError>;
     /// RoPE in place on `x` `(n, n_head * head_dim)`.
     fn rope(&mut self, x: &Self::Buf, r: &Rope) -> Result<(), VulkanError>;
-    /// `gate = act(gate) * up` over `n` values.
+    /// `gate = act(gate) * up` over `n` values (GELU through f16, as llama.cpp's CPU backend).
     fn glu(
         &mut self,
         kind: Glu,

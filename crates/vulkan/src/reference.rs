@@ -1,16 +1,18 @@
 //! [`Reference`]: the [`Ops`] computed at once on the CPU, in plain scalar
-//! code (weights dequantized with `sparetire_quant`'s reference, products and
-//! softmax sums in f64). What the parity harness checks the Vulkan kernels
-//! against.
+//! code: products by `sparetire_quant`'s scalar `vec_dot` against activations
+//! quantized as the CPU quantizes them, norms and softmax sums in f64,
+//! attention as llama.cpp's CPU kernels round it. What the parity harness
+//! checks the Vulkan kernels against.
 
 use std::cell::RefCell;
 
 use half::f16;
-use sparetire_models::layers::mlp::{gelu, silu};
+use sparetire_quant::GgmlType;
+use sparetire_models::layers::mlp::{geglu, silu};
 use sparetire_models::layers::rope::{rope_apply, rope_table, RopeStyle};
 
 use crate::error::VulkanError;
-use crate::ops::{Attention, Binary, Glu, HostWeight, Ints, Ops, Rope, BLOCK};
+use crate::ops::{Attention, Binary, Glu, HostWeight, Ints, Ops, Rope, BLOCK, F16_ATTENTION_BELOW};
 
 /// The CPU reference backend.
 #[derive(Default)]
@@ -20,9 +22,13 @@ pub struct Reference {
 
 /// A reference weight: dequantized to f32, `(rows, cols)`.
 pub struct RefWeight {
+    ty: GgmlType,
     rows: usize,
     cols: usize,
+    /// Dequantized (for row lookups).
     w: Vec<f32>,
+    /// The bytes (for products).
+    data: Vec<u8>,
 }
 
 /// A reference cache: f16 rows.
@@ -42,6 +48,8 @@ impl Reference {
 }
 
 type Buf = RefCell<Vec<f32>>;
+
+
 
 impl Ops for Reference {
     type Buf = Buf;
@@ -74,9 +82,11 @@ impl Ops for Reference {
         sparetire_quant::dequantize_row(w.ty, w.data, &mut out)
             .map_err(|e| VulkanError::Invalid(e.to_string()))?;
         Ok(RefWeight {
+            ty: w.ty,
             rows: w.rows,
             cols: w.cols,
             w: out,
+            data: w.data.to_vec(),
         })
     }
 
@@ -126,14 +136,24 @@ impl Ops for Reference {
         n: usize,
         y: &Buf,
     ) -> Result<(), VulkanError> {
+        // ggml's scalar dot product of each weight row with the activation row
+        // quantized to the weight type's activation format, as the CPU computes it.
+        let err = |e: sparetire_quant::QuantError| VulkanError::Invalid(e.to_string());
         let xs = x.borrow()[x_off..x_off + n * w.cols].to_vec();
+        let at = w.ty.vec_dot_type();
+        let act_bytes = at
+            .row_bytes(w.cols)
+            .ok_or_else(|| VulkanError::Invalid(format!("{} values as {}", w.cols, at.name())))?;
+        let row_bytes = w.data.len() / w.rows.max(1);
+        let mut act = vec![0u8; act_bytes];
         let mut ys = y.borrow_mut();
         for t in 0..n {
-            let xr = &xs[t * w.cols..(t + 1) * w.cols];
+            sparetire_quant::quantize_activation_row(at, &xs[t * w.cols..(t + 1) * w.cols], &mut act)
+                .map_err(err)?;
             for r in 0..w.rows {
-                let wr = &w.w[r * w.cols..(r + 1) * w.cols];
-                let s: f64 = wr.iter().zip(xr).map(|(&a, &b)| a as f64 * b as f64).sum();
-                ys[t * w.rows + r] = s as f32;
+                let wr = &w.data[r * row_bytes..(r + 1) * row_bytes];
+                ys[t * w.rows + r] =
+                    sparetire_quant::reference::vec_dot(w.ty, w.cols, wr, &act).map_err(err)?;
             }
         }
         Ok(())
@@ -207,10 +227,12 @@ impl Ops for Reference {
         let us = up.borrow()[..n].to_vec();
         let mut g = gate.borrow_mut();
         for (x, &u) in g[..n].iter_mut().zip(&us) {
-            *x = match kind {
-                Glu::SwiGlu => silu(*x),
-                Glu::GeGlu => gelu(*x),
-            } * u;
+            if kind == Glu::SwiGlu {
+                *x = silu(*x) * u;
+            }
+        }
+        if kind == Glu::GeGlu {
+            geglu(&mut g[..n], &us);
         }
         Ok(())
     }
@@ -295,12 +317,19 @@ impl Ops for Reference {
         let mut o = out.borrow_mut();
         let (hd, width, kv_w) = (a.head_dim, a.n_head * a.head_dim, k.width);
         let group = a.n_head / a.n_head_kv;
+        let f16acc = a.n < F16_ATTENTION_BELOW;
         for t in 0..a.n {
             let hi = a.pos0 + t;
             let lo = a.window.map_or(0, |w| (hi + 1).saturating_sub(w));
             for h in 0..a.n_head {
                 let qr = &qs[t * width + h * hd..t * width + (h + 1) * hd];
                 let kvo = (h / group) * hd;
+                if f16acc {
+                    let at = |p: usize| Self::slot(&table, p) * kv_w + kvo;
+                    let o = &mut o[t * width + h * hd..t * width + (h + 1) * hd];
+                    attend_f16(qr, &ks, &vs, lo, hi, &at, a.scale, o);
+                    continue;
+                }
                 let scores: Vec<f64> = (lo..=hi)
                     .map(|p| {
                         let at = Self::slot(&table, p) * kv_w + kvo;
@@ -325,5 +354,45 @@ impl Ops for Reference {
             }
         }
         Ok(())
+    }
+}
+
+/// One query head over keys `lo ..= hi` as llama.cpp's CPU flash attention
+/// computes small batches: f16 query, keys one at a time with the running
+/// maximum, the value accumulator rounded to f16 after every step.
+#[allow(clippy::too_many_arguments)] // why: one head's inputs, named as the kernel names them
+fn attend_f16(
+    q: &[f32],
+    ks: &[f16],
+    vs: &[f16],
+    lo: usize,
+    hi: usize,
+    at: &dyn Fn(usize) -> usize,
+    scale: f32,
+    out: &mut [f32],
+) {
+    let r16 = |x: f32| f16::from_f32(x).to_f32();
+    let q16: Vec<f32> = q.iter().map(|&x| r16(x)).collect();
+    let mut acc = vec![0f32; q.len()];
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    for p in lo..=hi {
+        let k = &ks[at(p)..at(p) + q.len()];
+        let s: f32 = q16.iter().zip(k).map(|(&x, y)| x * y.to_f32()).sum::<f32>() * scale;
+        let (mut ms, mut w) = (1f32, 1f32);
+        if s > max {
+            ms = (max - s).exp();
+            max = s;
+            acc.iter_mut().for_each(|a| *a = r16(*a * ms));
+        } else {
+            w = (s - max).exp();
+        }
+        for (a, v) in acc.iter_mut().zip(&vs[at(p)..at(p) + q.len()]) {
+            *a = r16(v.to_f32().mul_add(w, *a));
+        }
+        sum = sum.mul_add(ms, w);
+    }
+    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = a * inv;
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use crate::buffer::Buffer;
 use crate::device::{Gpu, Place};
 use crate::error::VulkanError;
-use crate::kernels::{Kernel, WType, MATMUL_TOKENS};
-use crate::ops::{Attention, Binary, Glu, HostWeight, Ints, Ops, Rope};
+use crate::kernels::{act_kind, Kernel, MatmulVariant, WType, MATMUL_TOKENS};
+use crate::ops::{Attention, Binary, Glu, HostWeight, Ints, Ops, Rope, F16_ATTENTION_BELOW};
 use crate::recorder::Recorder;
 
 /// `u32`s the upload area for ids and block tables holds per submission.
@@ -67,6 +67,12 @@ pub struct VkOps {
     ints: Buffer,
     ints_used: usize,
     staging: Buffer,
+    /// Rounded activations of the product being recorded (see
+    /// [`crate::kernels::act_kind`]) and their block sums.
+    xq: Option<(DeviceBuf, DeviceBuf)>,
+    /// Buffers replaced while recording, kept until the work that uses them ran.
+    retired: Vec<(DeviceBuf, DeviceBuf)>,
+    matmul: MatmulVariant,
 }
 
 /// Workgroups for `n` linear groups: x up to 65535, the rest in y.
@@ -88,14 +94,27 @@ fn u(x: usize) -> Result<u32, VulkanError> {
 }
 
 impl VkOps {
-    /// The ops of `gpu`.
+    /// The ops of `gpu`, with the matrix products it runs best (see [`MatmulVariant`]).
     pub fn new(gpu: &Arc<Gpu>) -> Result<VkOps, VulkanError> {
+        let variant = if gpu.info().kind == crate::instance::KIND_CPU {
+            MatmulVariant::Rows
+        } else {
+            MatmulVariant::Groups
+        };
+        VkOps::with_matmul(gpu, variant)
+    }
+
+    /// The ops of `gpu` with the given matrix-product variant (the parity harness runs both).
+    pub fn with_matmul(gpu: &Arc<Gpu>, matmul: MatmulVariant) -> Result<VkOps, VulkanError> {
         Ok(VkOps {
             gpu: gpu.clone(),
             rec: Recorder::new(gpu)?,
             ints: Buffer::new(gpu, 4 * INTS_CAP as u64, Place::Device, "ids and block tables")?,
             ints_used: 0,
             staging: Buffer::new(gpu, STAGING, Place::Host, "staging")?,
+            xq: None,
+            retired: Vec::new(),
+            matmul,
         })
     }
 
@@ -257,6 +276,7 @@ impl Ops for VkOps {
     fn finish(&mut self) -> Result<(), VulkanError> {
         self.rec.submit()?;
         self.ints_used = 0;
+        self.retired.clear();
         Ok(())
     }
 
@@ -299,6 +319,30 @@ impl Ops for VkOps {
     ) -> Result<(), VulkanError> {
         Self::check_len("matmul input", x.len, x_off + n * w.cols)?;
         Self::check_len("matmul output", y.len, n * w.rows)?;
+        let count = n * w.cols;
+        let (x, x_off) = match act_kind(w.ty.ggml()) {
+            None => (x, x_off),
+            Some(kind) => {
+                if self.xq.as_ref().is_none_or(|(b, _)| b.len < count) {
+                    let grown = (self.buf(count)?, self.buf(count.div_ceil(32))?);
+                    if let Some(old) = self.xq.replace(grown) {
+                        self.retired.push(old);
+                    }
+                }
+                let Some((xq, sums)) = self.xq.as_ref() else {
+                    return Err(VulkanError::Invalid("no activation buffer".into()));
+                };
+                let bs = if kind == 1 { 256 } else { 32 };
+                let push = [u(count)?, u(x_off)?, kind];
+                self.rec.dispatch(
+                    Kernel::QuantAct,
+                    &[&x.buf, &xq.buf, &sums.buf],
+                    &push,
+                    grid(count.div_ceil(bs)),
+                )?;
+                (xq, 0)
+            }
+        };
         for (buf, r0, rows) in &w.parts {
             let push = [
                 u(*rows)?,
@@ -310,13 +354,21 @@ impl Ops for VkOps {
                 u(w.rows)?,
                 u(*r0)?,
             ];
-            let groups = [
-                u((*rows).min(65535))?,
-                u(n.div_ceil(MATMUL_TOKENS))?,
-                u(rows.div_ceil(65535))?,
-            ];
-            self.rec
-                .dispatch(Kernel::Matmul(w.ty), &[buf, &x.buf, &y.buf], &push, groups)?;
+            let tiles = u(n.div_ceil(MATMUL_TOKENS))?;
+            let (kernel, groups) = match self.matmul {
+                MatmulVariant::Groups => (
+                    Kernel::Matmul(w.ty),
+                    [u((*rows).min(65535))?, tiles, u(rows.div_ceil(65535))?],
+                ),
+                MatmulVariant::Rows => (Kernel::MatmulRows(w.ty), [u(rows.div_ceil(64))?, tiles, 1]),
+            };
+            let sums = self.xq.as_ref().map_or(&x.buf, |(_, s)| &s.buf);
+            self.rec.dispatch(
+                kernel,
+                &[buf, &x.buf, &y.buf, sums],
+                &push,
+                groups,
+            )?;
         }
         Ok(())
     }
@@ -502,6 +554,7 @@ impl Ops for VkOps {
             f(a.scale),
             u(a.window.unwrap_or(0))?,
             u(table.off)?,
+            u32::from(a.n < F16_ATTENTION_BELOW),
         ];
         self.rec.dispatch(
             Kernel::Attention,
