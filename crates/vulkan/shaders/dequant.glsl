@@ -11,6 +11,15 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
 }
 #elif defined(TYPE_F16)
 void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
+    if (u * 8 + 8 <= cols) {
+        uint b = row_byte + 16 * u;
+        for (uint i = 0; i < 4; i++) {
+            vec2 h = unpackHalf2x16(RD32(W, b + 4 * i));
+            v[2 * i] = h.x;
+            v[2 * i + 1] = h.y;
+        }
+        return;
+    }
     for (uint i = 0; i < 8; i++) {
         uint e = u * 8 + i;
         v[i] = e < cols ? F16(W, row_byte + 2 * e) : 0.0;
@@ -24,8 +33,10 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     float d = F16(W, base);
     uint q0 = base + 2 + (part & 1) * 8;
     uint shift = (part >> 1) * 4;
+    uint lo = RD32(W, q0);
+    uint hi = RD32(W, q0 + 4);
     for (uint i = 0; i < 8; i++) {
-        v[i] = d * (float((U8(W, q0 + i) >> shift) & 15u) - 8.0);
+        v[i] = d * (float((BYTE8(lo, hi, i) >> shift) & 15u) - 8.0);
     }
 }
 #elif defined(TYPE_Q4_1)
@@ -37,16 +48,19 @@ float block_min(uint row_byte, uint u) {
 void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint base = row_byte + (u >> 2) * 20;
     uint part = u & 3;
-    float d = F16(W, base);
+    vec2 dm = unpackHalf2x16(RD32(W, base));
+    float d = dm.x;
 #ifdef SPLIT_MIN
     float m = 0.0;
 #else
-    float m = F16(W, base + 2);
+    float m = dm.y;
 #endif
     uint q0 = base + 4 + (part & 1) * 8;
     uint shift = (part >> 1) * 4;
+    uint lo = RD32(W, q0);
+    uint hi = RD32(W, q0 + 4);
     for (uint i = 0; i < 8; i++) {
-        v[i] = d * float((U8(W, q0 + i) >> shift) & 15u) + m;
+        v[i] = d * float((BYTE8(lo, hi, i) >> shift) & 15u) + m;
     }
 }
 #elif defined(TYPE_Q5_0)
@@ -55,12 +69,14 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint base = row_byte + (u >> 2) * 22;
     uint part = u & 3;
     float d = F16(W, base);
-    uint qh = U16(W, base + 2) | (U16(W, base + 4) << 16);
+    uint qh = RD32(W, base + 2);
     uint j0 = (part & 1) * 8;
     uint hi = part >> 1;
+    uint w0 = RD32(W, base + 6 + j0);
+    uint w1 = RD32(W, base + 10 + j0);
     for (uint i = 0; i < 8; i++) {
         uint j = j0 + i;
-        uint nib = (U8(W, base + 6 + j) >> (hi * 4)) & 15u;
+        uint nib = (BYTE8(w0, w1, i) >> (hi * 4)) & 15u;
         uint bit = (qh >> (j + hi * 16)) & 1u;
         v[i] = d * (float(nib | (bit << 4)) - 16.0);
     }
@@ -71,8 +87,10 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint base = row_byte + (u >> 2) * 34;
     float d = F16(W, base);
     uint q0 = base + 2 + (u & 3) * 8;
+    uint lo = RD32(W, q0);
+    uint hi = RD32(W, q0 + 4);
     for (uint i = 0; i < 8; i++) {
-        v[i] = d * float(I8(W, q0 + i));
+        v[i] = d * float(int(BYTE8(lo, hi, i) << 24) >> 24);
     }
 }
 #elif defined(TYPE_Q4_K)
@@ -83,8 +101,9 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint e0 = (u & 31) * 8;
     uint s = e0 >> 5;
     uint o = e0 & 31;
-    float d = F16(W, base);
-    float dmin = F16(W, base + 2);
+    vec2 dd = unpackHalf2x16(RD32(W, base));
+    float d = dd.x;
+    float dmin = dd.y;
     uint sc;
     uint mn;
     if (s < 4) {
@@ -98,8 +117,10 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     float dm = dmin * float(mn);
     uint q0 = base + 16 + (s >> 1) * 32 + o;
     uint shift = (s & 1) * 4;
+    uint lo = RD32(W, q0);
+    uint hi = RD32(W, q0 + 4);
     for (uint i = 0; i < 8; i++) {
-        v[i] = ds * float((U8(W, q0 + i) >> shift) & 15u) - dm;
+        v[i] = ds * float((BYTE8(lo, hi, i) >> shift) & 15u) - dm;
     }
 }
 #elif defined(TYPE_Q6_K)
@@ -118,8 +139,12 @@ void dequant8(uint row_byte, uint u, uint cols, out float v[8]) {
     uint qh0 = base + 128 + 32 * n + l0;
     uint nshift = (k >> 1) * 4;
     uint hshift = 2 * k;
+    uint l0w = RD32(W, ql0);
+    uint l1w = RD32(W, ql0 + 4);
+    uint h0w = RD32(W, qh0);
+    uint h1w = RD32(W, qh0 + 4);
     for (uint i = 0; i < 8; i++) {
-        uint q = ((U8(W, ql0 + i) >> nshift) & 15u) | (((U8(W, qh0 + i) >> hshift) & 3u) << 4);
+        uint q = ((BYTE8(l0w, l1w, i) >> nshift) & 15u) | (((BYTE8(h0w, h1w, i) >> hshift) & 3u) << 4);
         v[i] = ds * (float(q) - 32.0);
     }
 }

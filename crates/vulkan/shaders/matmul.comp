@@ -9,6 +9,8 @@
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Wb { uint W[]; };
 layout(std430, binding = 1) readonly buffer Xb { float X[]; };
+// The same activations four at a time (used when rows of X start at multiples of 4).
+layout(std430, binding = 1) readonly buffer X4b { vec4 X4[]; };
 layout(std430, binding = 2) writeonly buffer Yb { float Y[]; };
 // Q4_1: the activations' per-block sums (Q8_1's s), one per 32 values of X.
 layout(std430, binding = 3) readonly buffer Sb { float S[]; };
@@ -21,6 +23,7 @@ layout(push_constant) uniform P {
     uint y_off;
     uint y_stride;
     uint row0;
+    uint vec4_ok;
 } p;
 #include "common.glsl"
 #if defined(TYPE_Q4_1)
@@ -54,20 +57,33 @@ void main() {
 #ifdef SPLIT_MIN
         float mq = 0.25 * block_min(row * p.row_bytes, u);
 #endif
-        for (uint t = 0; t < nt; t++) {
-            uint xb = p.x_off + (t0 + t) * p.cols + e0;
-            float s = 0.0;
-            for (uint i = 0; i < ne; i++) {
-                s += v[i] * X[xb + i];
-            }
+        // Constant trip counts (guards inside) keep acc[] in registers.
+        for (uint t = 0; t < NT; t++) {
+            if (t < nt) {
+                uint xb = p.x_off + (t0 + t) * p.cols + e0;
+                float s = 0.0;
+                if (p.vec4_ok != 0 && ne == 8) {
+                    vec4 a = X4[xb >> 2];
+                    vec4 b = X4[(xb >> 2) + 1];
+                    s = dot(vec4(v[0], v[1], v[2], v[3]), a) + dot(vec4(v[4], v[5], v[6], v[7]), b);
+                } else {
+                    for (uint i = 0; i < 8; i++) {
+                        if (i < ne) {
+                            s += v[i] * X[xb + i];
+                        }
+                    }
+                }
 #ifdef SPLIT_MIN
-            s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
+                s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
 #endif
-            acc[t] += s;
+                acc[t] += s;
+            }
         }
     }
-    for (uint t = 0; t < nt; t++) {
-        Y[p.y_off + (t0 + t) * p.y_stride + p.row0 + row] = acc[t];
+    for (uint t = 0; t < NT; t++) {
+        if (t < nt) {
+            Y[p.y_off + (t0 + t) * p.y_stride + p.row0 + row] = acc[t];
+        }
     }
 }
 #else
@@ -94,16 +110,27 @@ void main() {
         // A quarter of the block's m · s per unit of 8: the block's four units add up to it.
         float mq = 0.25 * block_min(row * p.row_bytes, u);
 #endif
-        for (uint t = 0; t < nt; t++) {
-            uint xb = p.x_off + (t0 + t) * p.cols + e0;
-            float s = 0.0;
-            for (uint i = 0; i < ne; i++) {
-                s += v[i] * X[xb + i];
-            }
+        // Constant trip counts (guards inside) keep acc[] in registers.
+        for (uint t = 0; t < NT; t++) {
+            if (t < nt) {
+                uint xb = p.x_off + (t0 + t) * p.cols + e0;
+                float s = 0.0;
+                if (p.vec4_ok != 0 && ne == 8) {
+                    vec4 a = X4[xb >> 2];
+                    vec4 b = X4[(xb >> 2) + 1];
+                    s = dot(vec4(v[0], v[1], v[2], v[3]), a) + dot(vec4(v[4], v[5], v[6], v[7]), b);
+                } else {
+                    for (uint i = 0; i < 8; i++) {
+                        if (i < ne) {
+                            s += v[i] * X[xb + i];
+                        }
+                    }
+                }
 #ifdef SPLIT_MIN
-            s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
+                s += mq * S[(t0 + t) * (p.cols / 32) + (u >> 2)];
 #endif
-            acc[t] += s;
+                acc[t] += s;
+            }
         }
     }
     for (uint t = 0; t < NT; t++) {

@@ -353,6 +353,7 @@ impl Ops for VkOps {
                 0,
                 u(w.rows)?,
                 u(*r0)?,
+                u32::from(x_off % 4 == 0 && w.cols % 4 == 0),
             ];
             let tiles = u(n.div_ceil(MATMUL_TOKENS))?;
             let (kernel, groups) = match self.matmul {

@@ -3,8 +3,8 @@
 //! tests) and perplexity within 1% of the CPU path.
 //!
 //! Sized for CI, which runs them on Mesa's software device (lavapipe) on two
-//! cores: the first prompts of each golden file for 16 greedy tokens, and two
-//! 128-token windows of the perplexity text. That is enough to catch a wrong
+//! cores, where they take a few minutes: the golden prompts for their first 8
+//! greedy tokens, and a few 128-token windows of the perplexity text. That is enough to catch a wrong
 //! kernel (which derails greedy output within a few tokens and moves
 //! perplexity by far more than 1%) in a few minutes; on a real GPU set
 //! `SPARETIRE_VULKAN_FULL=1` to run every prompt to its end.
@@ -150,13 +150,13 @@ fn greedy(name: &str, golden: &str, n_cases: usize, n_steps: usize, gpu_layers: 
     assert!(identical > 0, "no prompt decoded identically");
 }
 
-/// Perplexity over the first windows of tests/data/ppl/text.txt, device against CPU.
-fn ppl_within_1pct(name: &str, gpu_layers: Option<usize>) {
+/// Perplexity over the first `chunks` windows of tests/data/ppl/text.txt, device against CPU.
+fn ppl_within_1pct(name: &str, chunks: usize, gpu_layers: Option<usize>) {
     let Some((dev, cpu)) = engines(name, gpu_layers) else {
         return;
     };
     let text = std::fs::read_to_string(repo().join("tests/data/ppl/text.txt")).unwrap();
-    let chunks = if full() { None } else { Some(2) };
+    let chunks = if full() { None } else { Some(chunks) };
     let run = |e: &Engine| {
         let p = PplParams {
             n_ctx: 128,
@@ -174,127 +174,43 @@ fn ppl_within_1pct(name: &str, gpu_layers: Option<usize>) {
 
 #[test]
 fn smollm2_greedy_matches_llama_cpp() {
-    greedy("smollm2", "smollm2.json", 3, 16, None);
+    greedy("smollm2", "smollm2.json", usize::MAX, 8, None);
 }
 
+/// Three prompts: every Gemma step multiplies by its 262144-row output matrix.
 #[test]
 fn gemma3_greedy_matches_llama_cpp() {
-    greedy("gemma3-270m", "gemma3-270m.json", 2, 16, None);
+    greedy("gemma3-270m", "gemma3-270m.json", 3, 8, None);
 }
 
+/// `--gpu-layers`: the first 12 of SmolLM2's 30 layers on the device, the
+/// rest and the output on the CPU, the hidden states crossing once per call.
+/// Four steps: the mixed path is neither the CPU's bit-exact arithmetic nor
+/// the device's, and later steps drift into margins of 0.3–0.4.
+#[test]
+fn smollm2_split_layers_greedy_matches_llama_cpp() {
+    greedy("smollm2", "smollm2.json", 3, 4, Some(12));
+}
+
+/// `--gpu-layers` perplexity: one window (the whole-device test above covers
+/// the statistics), within 1% of the CPU.
+#[test]
+fn smollm2_split_layers_perplexity_within_1pct_of_cpu() {
+    ppl_within_1pct("smollm2", 1, Some(12));
+}
+
+/// Four windows (252 scored tokens): with two, the perplexities of two
+/// implementations that are not bit-identical can be 1% apart by chance.
 #[test]
 fn smollm2_perplexity_within_1pct_of_cpu() {
-    ppl_within_1pct("smollm2", None);
+    ppl_within_1pct("smollm2", 4, None);
 }
 
+/// Two windows: Gemma's 262144-entry vocabulary makes every scored row's
+/// logits the costliest part on a software device.
 #[test]
 fn gemma3_perplexity_within_1pct_of_cpu() {
-    ppl_within_1pct("gemma3-270m", None);
+    ppl_within_1pct("gemma3-270m", 2, None);
 }
 
-#[test]
-#[ignore]
-fn diag_logits() {
-    let Some((dev, cpu)) = engines("smollm2", None) else { return };
-    let toks: Vec<u32> = vec![3575, 282, 4649, 314, 504];
-    for (name, e) in [("dev", &dev), ("cpu", &cpu)] {
-        let m = e.model();
-        let mut st = m.new_state(128).unwrap();
-        m.forward(e.pool(), &mut st, &toks, Logits::All).unwrap();
-        let l = st.logits().to_vec();
-        let nv = m.hparams().n_vocab;
-        for t in 0..5 {
-            let r = &l[t * nv..(t + 1) * nv];
-            eprintln!("{name} t{t}: argmax {} {:?}", argmax(r), &r[..4]);
-        }
-    }
-}
 
-#[test]
-#[ignore]
-fn diag_reference_net() {
-    use sparetire_vulkan::net::{Net, Step};
-    use sparetire_vulkan::reference::Reference;
-    let path = store_model("smollm2");
-    let file = Arc::new(GgufFile::open(&path).unwrap());
-    let dec = sparetire_models::arch::llama::load(file).unwrap();
-    let parts = dec.parts();
-    let mut ops = Reference::default();
-    let net = Net::upload(&mut ops, &parts, parts.hp.n_layer, true).unwrap();
-    let kv = net.kv(&mut ops, 4).unwrap();
-    let s = net.scratch(&mut ops, 8).unwrap();
-    let toks: Vec<u32> = vec![504, 3575, 282, 4649, 314];
-    let l = net
-        .forward(&mut ops, &s, &kv, &Step { tokens: &toks, pos0: 0, table: &[0, 1, 2, 3], copies: &[], first_logit: 0 })
-        .unwrap();
-    let nv = parts.hp.n_vocab;
-    for t in 0..toks.len() {
-        let r = &l[t * nv..(t + 1) * nv];
-        eprintln!("ref t{t}: argmax {} {:?}", argmax(r), &r[..4]);
-    }
-}
-
-#[test]
-#[ignore]
-fn diag_layer0() {
-    use sparetire_vulkan::ops::{Attention, Rope};
-    use sparetire_vulkan::reference::Reference;
-    use sparetire_vulkan::Ops;
-    use std::sync::Mutex;
-    let path = store_model("smollm2");
-    let file = Arc::new(GgufFile::open(&path).unwrap());
-    let dec = sparetire_models::arch::llama::load(file.clone()).unwrap();
-    let parts = dec.parts();
-    let hp = parts.hp.clone();
-    let toks: Vec<u32> = vec![504, 3575, 282, 4649, 314];
-    let n = toks.len();
-    let taps: Arc<Mutex<Vec<(String, Vec<f32>)>>> = Arc::new(Mutex::new(vec![]));
-    let t2 = taps.clone();
-    let cpu = sparetire_models::load(file.clone()).unwrap();
-    let mut st = cpu.new_state(64).unwrap();
-    st.set_tap(Some(Box::new(move |name: &str, layer: Option<usize>, x: &[f32]| {
-        if layer == Some(0) {
-            t2.lock().unwrap().push((name.to_string(), x.to_vec()));
-        }
-    })));
-    let pool = sparetire_quant::ThreadPool::new(2);
-    cpu.forward(&pool, &mut st, &toks, Logits::Last).unwrap();
-    let get = |name: &str| taps.lock().unwrap().iter().find(|(n, _)| n == name).unwrap().1.clone();
-    let mut ops = Reference::default();
-    let sparetire_models::decoder::Attn::Gqa(g) = &parts.blocks[0].attn else { panic!() };
-    fn hw<'a>(w: &'a sparetire_models::weights::Weight, file: &'a GgufFile) -> sparetire_vulkan::ops::HostWeight<'a> { sparetire_vulkan::ops::HostWeight { ty: w.ty, rows: w.rows, cols: w.cols, data: w.bytes(file) } }
-    let (d, qd, kvd) = (hp.n_embd, hp.q_dim(), hp.kv_dim());
-    let xn = ops.buf(n * d).unwrap();
-    ops.write(&xn, &get("attn_norm")).unwrap();
-    let q = ops.buf(n * qd).unwrap();
-    let k = ops.buf(n * kvd).unwrap();
-    let v = ops.buf(n * kvd).unwrap();
-    let wq = ops.weight(&hw(&g.wq, &file)).unwrap();
-    let wk = ops.weight(&hw(&g.wk, &file)).unwrap();
-    let wv = ops.weight(&hw(&g.wv, &file)).unwrap();
-    ops.matmul(&wq, &xn, 0, n, &q).unwrap();
-    ops.matmul(&wk, &xn, 0, n, &k).unwrap();
-    ops.matmul(&wv, &xn, 0, n, &v).unwrap();
-    let r = |nh| Rope { n, n_head: nh, head_dim: hp.head_dim, n_rot: hp.n_rot, pos0: 0, base: parts.blocks[0].cfg.rope_base, neox: false };
-    ops.rope(&q, &r(hp.n_head)).unwrap();
-    ops.rope(&k, &r(hp.n_head_kv)).unwrap();
-    let e = |a: &[f32], b: &[f32]| common::nmse(a, b);
-    eprintln!("Qcur {:.3e}", e(&ops.read(&q, 0, n * qd).unwrap(), &get("Qcur")));
-    eprintln!("Kcur {:.3e}", e(&ops.read(&k, 0, n * kvd).unwrap(), &get("Kcur")));
-    eprintln!("Vcur {:.3e}", e(&ops.read(&v, 0, n * kvd).unwrap(), &get("Vcur")));
-    let kc = ops.cache(16, kvd).unwrap();
-    let vc = ops.cache(16, kvd).unwrap();
-    let tab = ops.ints(&[0]).unwrap();
-    ops.write(&q, &get("Qcur")).unwrap();
-    ops.write(&k, &get("Kcur")).unwrap();
-    ops.write(&v, &get("Vcur")).unwrap();
-    ops.kv_store(&k, n, kvd, &kc, tab, 0).unwrap();
-    ops.kv_store(&v, n, kvd, &vc, tab, 0).unwrap();
-    let o = ops.buf(n * qd).unwrap();
-    let a = Attention { n, n_head: hp.n_head, n_head_kv: hp.n_head_kv, head_dim: hp.head_dim, pos0: 0, scale: 1.0 / (hp.head_dim as f32).sqrt(), window: None };
-    ops.attention(&q, &kc, &vc, tab, &a, &o).unwrap();
-    let mine = ops.read(&o, 0, n * qd).unwrap();
-    let want = get("kqv_out");
-    eprintln!("kqv_out {:.3e}", e(&mine, &want));
-    for t in 0..n { eprintln!("t{t} kqv {:.3e}", e(&mine[t*qd..(t+1)*qd], &want[t*qd..(t+1)*qd])); }
-}

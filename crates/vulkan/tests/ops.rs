@@ -454,35 +454,3 @@ fn attention_causal_window_gqa() {
     }
 }
 
-#[test]
-#[ignore]
-fn diag_attention_vs_cpu() {
-    use half::f16;
-    use sparetire_models::layers::attention::{attention, AttnShape, HeadOffsets, KvLayer};
-    let (n, nh, nkv, hd) = (5usize, 9usize, 3usize, 64usize);
-    let kv_w = nkv * hd;
-    let k = Rng(14).vec(n * kv_w, 1.0);
-    let v = Rng(15).vec(n * kv_w, 1.0);
-    let q = Rng(16).vec(n * nh * hd, 3.0);
-    let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
-    let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
-    let shape = AttnShape { n_head: nh, n_head_kv: nkv, head_dim: hd, head_dim_v: hd, values_in_keys: false, scale: 0.125, window: None, offsets: HeadOffsets::default() };
-    let mut out = vec![0f32; n * nh * hd];
-    let pool = sparetire_quant::ThreadPool::new(1);
-    attention(&pool, &shape, &q, KvLayer::contiguous(&k16, &v16, kv_w), 0, n, false, &mut out);
-    let mut ops = Reference::default();
-    let kc = ops.cache(16, kv_w).unwrap();
-    let vc = ops.cache(16, kv_w).unwrap();
-    let tab = ops.ints(&[0]).unwrap();
-    let kb = input(&mut ops, &k);
-    let vb = input(&mut ops, &v);
-    ops.kv_store(&kb, n, kv_w, &kc, tab, 0).unwrap();
-    ops.kv_store(&vb, n, kv_w, &vc, tab, 0).unwrap();
-    let qb = input(&mut ops, &q);
-    let ob = ops.buf(n * nh * hd).unwrap();
-    let a = Attention { n, n_head: nh, n_head_kv: nkv, head_dim: hd, pos0: 0, scale: 0.125, window: None };
-    ops.attention(&qb, &kc, &vc, tab, &a, &ob).unwrap();
-    let mine = read(&mut ops, &ob, n * nh * hd);
-    eprintln!("NMSE ref vs cpu {:.3e}", nmse(&mine, &out));
-    eprintln!("{:?}\n{:?}", &mine[hd * nh..hd * nh + 4], &out[hd * nh..hd * nh + 4]);
-}
