@@ -96,7 +96,9 @@ pub fn place(engine: Engine, path: &Path, a: &DeviceArgs) -> Result<Engine> {
     let (gpu, file) = match (opened, a.device) {
         (Ok(x), _) => x,
         (Err(e), Device::Auto) => {
-            eprintln!("sparetire: --device auto: no usable Vulkan device ({e}); running on the CPU");
+            eprintln!(
+                "sparetire: --device auto: no usable Vulkan device ({e}); running on the CPU"
+            );
             return Ok(engine);
         }
         (Err(e), _) => return Err(anyhow::Error::new(e).context("opening the Vulkan device")),
@@ -135,7 +137,10 @@ pub fn place(engine: Engine, path: &Path, a: &DeviceArgs) -> Result<Engine> {
             eprintln!("sparetire: --device auto: the Vulkan device cannot run this model ({e}); running on the CPU");
             Ok(placed)
         }
-        Some(e) => Err(anyhow::Error::new(e).context(format!("loading the model onto vulkan:{}", info.index))),
+        Some(e) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("loading the model onto vulkan:{}", info.index)))
+        }
     }
 }
 
@@ -191,7 +196,13 @@ pub fn devices(a: DevicesArgs) -> Result<()> {
         let heaps: Vec<String> = d
             .heaps
             .iter()
-            .map(|h| format!("{:.0} MiB{}", mib(h.size), if h.device_local { " (device)" } else { "" }))
+            .map(|h| {
+                format!(
+                    "{:.0} MiB{}",
+                    mib(h.size),
+                    if h.device_local { " (device)" } else { "" }
+                )
+            })
             .collect();
         println!(
             "vulkan:{}{}  {} [{}]\n    driver {}, Vulkan {}\n    memory: {}\n    subgroup size {}, largest buffer {:.0} MiB",

@@ -50,7 +50,10 @@ fn devices_lists_name_driver_memory_and_subgroup_size() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     let list = v.as_array().unwrap();
-    assert!(!list.is_empty(), "no Vulkan device listed (is mesa-vulkan-drivers installed?)");
+    assert!(
+        !list.is_empty(),
+        "no Vulkan device listed (is mesa-vulkan-drivers installed?)"
+    );
     for d in list {
         assert!(d["name"].as_str().is_some_and(|s| !s.is_empty()), "{d}");
         assert!(d["driver"].as_str().is_some_and(|s| !s.is_empty()), "{d}");
@@ -60,7 +63,11 @@ fn devices_lists_name_driver_memory_and_subgroup_size() {
     assert_eq!(list.iter().filter(|d| d["default"] == true).count(), 1);
     let o = run(&["devices"]);
     assert!(o.status.success());
-    assert!(text(&o.stdout).contains("subgroup size"), "{}", text(&o.stdout));
+    assert!(
+        text(&o.stdout).contains("subgroup size"),
+        "{}",
+        text(&o.stdout)
+    );
 }
 
 #[test]
@@ -70,7 +77,9 @@ fn run_on_vulkan_whole_and_split_reports_device_memory() {
     }
     let tiny = data("tiny-llama.gguf");
     for extra in [&[][..], &["--gpu-layers", "1"][..]] {
-        let mut args = vec!["run", "-m", &tiny, "--raw", "--temp", "0", "-n", "6", "--json"];
+        let mut args = vec![
+            "run", "-m", &tiny, "--raw", "--temp", "0", "-n", "6", "--json",
+        ];
         args.extend(["--device", "vulkan"]);
         args.extend(extra);
         args.push("Hello");
@@ -91,7 +100,9 @@ fn bench_json_names_the_device_and_its_memory() {
         return;
     }
     let tiny = data("tiny-llama.gguf");
-    let o = run(&["bench", "-m", &tiny, "--device", "vulkan", "-p", "8", "-n", "2", "-r", "1", "--json"]);
+    let o = run(&[
+        "bench", "-m", &tiny, "--device", "vulkan", "-p", "8", "-n", "2", "-r", "1", "--json",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
     for r in rows.as_array().unwrap() {
@@ -110,7 +121,11 @@ fn device_errors_are_clear() {
     let o = run(&["run", "-m", &tiny, "--device", "vulkan:99", "-n", "1", "hi"]);
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("no Vulkan device 99"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no Vulkan device 99"),
+        "{}",
+        text(&o.stderr)
+    );
     // Usage errors: exit 2.
     let o = run(&["run", "-m", &tiny, "--device", "gpu", "-n", "1", "hi"]);
     assert_eq!(o.status.code(), Some(2));
@@ -118,11 +133,23 @@ fn device_errors_are_clear() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
     // An architecture the device does not run: an error with vulkan, the CPU with auto.
     let moe = data("tiny-qwen3moe.gguf");
-    let o = run(&["run", "-m", &moe, "--device", "vulkan", "--raw", "-n", "1", "hi"]);
+    let o = run(&[
+        "run", "-m", &moe, "--device", "vulkan", "--raw", "-n", "1", "hi",
+    ]);
     no_panic(&o);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("llama and gemma3"), "{}", text(&o.stderr));
-    let o = run(&["run", "-m", &moe, "--device", "auto", "--raw", "-n", "1", "hi"]);
+    assert!(
+        text(&o.stderr).contains("llama and gemma3"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = run(&[
+        "run", "-m", &moe, "--device", "auto", "--raw", "-n", "1", "hi",
+    ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains("running on the CPU"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("running on the CPU"),
+        "{}",
+        text(&o.stderr)
+    );
 }

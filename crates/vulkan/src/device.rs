@@ -72,8 +72,9 @@ impl Gpu {
         let queue_family = families
             .iter()
             .position(|f| f.queue_flags.contains(vk::QueueFlags::COMPUTE))
-            .ok_or_else(|| VulkanError::Unsupported(format!("{} has no compute queue", info.name)))?
-            as u32;
+            .ok_or_else(|| {
+                VulkanError::Unsupported(format!("{} has no compute queue", info.name))
+            })? as u32;
         let priorities = [1.0f32];
         let queues = [vk::DeviceQueueCreateInfo::default()
             .queue_family_index(queue_family)
@@ -144,9 +145,11 @@ impl Gpu {
         place: Place,
         what: &str,
     ) -> Result<vk::DeviceMemory, VulkanError> {
-        let ty = self.memory_type(req.memory_type_bits, place).ok_or_else(|| {
-            VulkanError::Unsupported(format!("no memory type for {what} ({place:?})"))
-        })?;
+        let ty = self
+            .memory_type(req.memory_type_bits, place)
+            .ok_or_else(|| {
+                VulkanError::Unsupported(format!("no memory type for {what} ({place:?})"))
+            })?;
         let info = vk::MemoryAllocateInfo::default()
             .allocation_size(req.size)
             .memory_type_index(ty);
@@ -184,11 +187,11 @@ impl Gpu {
         f: impl FnOnce(&Pipeline) -> R,
     ) -> Result<R, VulkanError> {
         let mut map = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if !map.contains_key(&k) {
-            let p = self.build(k)?;
-            map.insert(k, p);
-        }
-        Ok(f(&map[&k]))
+        let p = match map.entry(k) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(self.build(k)?),
+        };
+        Ok(f(p))
     }
 
     fn build(&self, k: Kernel) -> Result<Pipeline, VulkanError> {
@@ -249,7 +252,12 @@ impl Drop for Gpu {
         // idle covers work still in flight.
         unsafe {
             let _ = d.device_wait_idle();
-            for (_, p) in self.pipelines.get_mut().unwrap_or_else(|e| e.into_inner()).drain() {
+            for (_, p) in self
+                .pipelines
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+            {
                 d.destroy_pipeline(p.pipeline, None);
                 d.destroy_pipeline_layout(p.layout, None);
                 d.destroy_descriptor_set_layout(p.set_layout, None);

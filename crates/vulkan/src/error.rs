@@ -30,7 +30,9 @@ pub enum VulkanError {
         bytes: u64,
     },
     /// The device stopped working (driver reset, GPU hang).
-    #[error("the Vulkan device was lost (driver reset or hang); restart, or run with --device cpu")]
+    #[error(
+        "the Vulkan device was lost (driver reset or hang); restart, or run with --device cpu"
+    )]
     DeviceLost,
     /// Something the device cannot do (a missing queue, a limit too small).
     #[error("the Vulkan device cannot run this: {0}")]

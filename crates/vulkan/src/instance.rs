@@ -87,8 +87,8 @@ impl Vulkan {
     pub fn new() -> Result<Arc<Vulkan>, VulkanError> {
         // SAFETY: loading libvulkan runs its initialisers; it is the system's
         // Vulkan loader, which is made to be loaded this way.
-        let entry = unsafe { ash::Entry::load() }
-            .map_err(|e| VulkanError::NoLoader(e.to_string()))?;
+        let entry =
+            unsafe { ash::Entry::load() }.map_err(|e| VulkanError::NoLoader(e.to_string()))?;
         // SAFETY: a valid entry; the call has no preconditions.
         let api = match unsafe { entry.try_enumerate_instance_version() } {
             Ok(Some(v)) => v,
@@ -106,11 +106,10 @@ impl Vulkan {
             .api_version(vk::API_VERSION_1_2.min(api));
         let info = vk::InstanceCreateInfo::default().application_info(&app);
         // SAFETY: `info` and what it points to live across the call.
-        let instance = unsafe { entry.create_instance(&info, None) }
-            .map_err(|e| match e {
-                vk::Result::ERROR_INCOMPATIBLE_DRIVER => VulkanError::NoDevice,
-                e => VulkanError::call("vkCreateInstance", e),
-            })?;
+        let instance = unsafe { entry.create_instance(&info, None) }.map_err(|e| match e {
+            vk::Result::ERROR_INCOMPATIBLE_DRIVER => VulkanError::NoDevice,
+            e => VulkanError::call("vkCreateInstance", e),
+        })?;
         Ok(Arc::new(Vulkan {
             _entry: entry,
             instance,

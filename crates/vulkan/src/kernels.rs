@@ -96,7 +96,12 @@ pub enum Kernel {
 
 macro_rules! spv {
     ($name:literal) => {
-        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/spv/", $name, ".spv"))
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/shaders/spv/",
+            $name,
+            ".spv"
+        ))
     };
 }
 

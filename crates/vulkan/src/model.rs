@@ -25,6 +25,9 @@ struct SeqDevice {
     kv: Arc<KvLayers<VkOps>>,
 }
 
+/// A device pool and the CPU pool whose block ids it mirrors.
+type PoolEntry = (Weak<KvPool>, Arc<KvLayers<VkOps>>);
+
 /// What forward calls use one at a time.
 struct Inner {
     ops: VkOps,
@@ -41,7 +44,7 @@ pub struct VulkanModel {
     /// the model is split, and answers what the device half does not.
     cpu: Box<dyn Model>,
     /// Device pools by the CPU pool whose block ids they mirror.
-    pools: Mutex<Vec<(Weak<KvPool>, Arc<KvLayers<VkOps>>)>>,
+    pools: Mutex<Vec<PoolEntry>>,
     weight_bytes: u64,
 }
 
@@ -93,7 +96,10 @@ impl VulkanModel {
         gpu: &Arc<Gpu>,
         gpu_layers: Option<usize>,
     ) -> Result<(Net<VkOps>, VkOps, u64), VulkanError> {
-        let name = file.get_str("general.architecture").unwrap_or("").to_owned();
+        let name = file
+            .get_str("general.architecture")
+            .unwrap_or("")
+            .to_owned();
         let decoder = match name.as_str() {
             "llama" => arch::llama::load(file),
             "gemma3" => arch::gemma3::load(file),
@@ -193,7 +199,11 @@ impl Model for VulkanModel {
         logits: Logits,
     ) -> Result<(), ModelError> {
         sparetire_models::check_batch(&self.hp, st, tokens)?;
-        let kv = match st.backend.as_ref().and_then(|b| b.downcast_ref::<SeqDevice>()) {
+        let kv = match st
+            .backend
+            .as_ref()
+            .and_then(|b| b.downcast_ref::<SeqDevice>())
+        {
             Some(d) => d.kv.clone(),
             None => {
                 return Err(ModelError::Invalid(

@@ -124,11 +124,14 @@ pub fn unsupported(p: &DecoderParts<'_>) -> Option<String> {
             hp.arch
         ));
     }
-    if hp.head_dim > 512 || hp.head_dim % 2 != 0 || hp.n_rot > hp.head_dim {
+    if hp.head_dim > 512 || !hp.head_dim.is_multiple_of(2) || hp.n_rot > hp.head_dim {
         return Some(format!("heads of {} dimensions", hp.head_dim));
     }
-    if hp.n_head_kv == 0 || hp.n_head % hp.n_head_kv != 0 {
-        return Some(format!("{} heads over {} KV heads", hp.n_head, hp.n_head_kv));
+    if hp.n_head_kv == 0 || !hp.n_head.is_multiple_of(hp.n_head_kv) {
+        return Some(format!(
+            "{} heads over {} KV heads",
+            hp.n_head, hp.n_head_kv
+        ));
     }
     for b in p.blocks {
         if !matches!(b.attn, Attn::Gqa(_)) || !matches!(b.ffn, Ffn::Dense(_)) {
@@ -388,7 +391,13 @@ impl<O: Ops> Net<O> {
         let mut r = first;
         while r < n {
             let m = s.logit_rows.min(n - r);
-            ops.matmul(h.output.as_ref().unwrap_or(&self.embd), &s.xn, r * d, m, logits)?;
+            ops.matmul(
+                h.output.as_ref().unwrap_or(&self.embd),
+                &s.xn,
+                r * d,
+                m,
+                logits,
+            )?;
             out.extend(ops.read(logits, 0, m * nv)?);
             r += m;
         }

@@ -186,8 +186,13 @@ pub trait Ops {
         out: &Self::Buf,
     ) -> Result<(), VulkanError>;
     /// `out = a * s` over `n` values (`out` may be `a`).
-    fn scale(&mut self, a: &Self::Buf, s: f32, n: usize, out: &Self::Buf)
-        -> Result<(), VulkanError>;
+    fn scale(
+        &mut self,
+        a: &Self::Buf,
+        s: f32,
+        n: usize,
+        out: &Self::Buf,
+    ) -> Result<(), VulkanError>;
     /// Stores `rows` rows of `width` from `src` at positions `pos0 ..` of a
     /// sequence whose block table is `table`.
     fn kv_store(

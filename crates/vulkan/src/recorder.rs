@@ -48,8 +48,8 @@ impl Recorder {
         // SAFETY: a live pool.
         let cmd = unsafe { d.allocate_command_buffers(&info) }.vk("vkAllocateCommandBuffers")?[0];
         // SAFETY: a valid create info.
-        let fence = unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }
-            .vk("vkCreateFence")?;
+        let fence =
+            unsafe { d.create_fence(&vk::FenceCreateInfo::default(), None) }.vk("vkCreateFence")?;
         Ok(Recorder {
             gpu: gpu.clone(),
             pool,
@@ -105,8 +105,7 @@ impl Recorder {
             .max_sets(SETS_PER_POOL)
             .pool_sizes(&sizes);
         // SAFETY: a valid create info.
-        unsafe { self.gpu.device.create_descriptor_pool(&info, None) }
-            .vk("vkCreateDescriptorPool")
+        unsafe { self.gpu.device.create_descriptor_pool(&info, None) }.vk("vkCreateDescriptorPool")
     }
 
     fn descriptor_set(
@@ -212,7 +211,11 @@ impl Recorder {
             .size(size)];
         // SAFETY: both buffers are live and the region lies inside them
         // (callers check); the command buffer is recording.
-        unsafe { self.gpu.device.cmd_copy_buffer(self.cmd, src.buf, dst.buf, &region) };
+        unsafe {
+            self.gpu
+                .device
+                .cmd_copy_buffer(self.cmd, src.buf, dst.buf, &region)
+        };
         self.barrier();
         Ok(())
     }
@@ -225,7 +228,11 @@ impl Recorder {
         self.begin()?;
         // SAFETY: `dst` is live, `off + data.len()` lies inside it and both are
         // multiples of 4 (callers check); the command buffer is recording.
-        unsafe { self.gpu.device.cmd_update_buffer(self.cmd, dst.buf, off, data) };
+        unsafe {
+            self.gpu
+                .device
+                .cmd_update_buffer(self.cmd, dst.buf, off, data)
+        };
         self.barrier();
         Ok(())
     }

@@ -7,9 +7,9 @@
 use std::cell::RefCell;
 
 use half::f16;
-use sparetire_quant::GgmlType;
 use sparetire_models::layers::mlp::{geglu, silu};
 use sparetire_models::layers::rope::{rope_apply, rope_table, RopeStyle};
+use sparetire_quant::GgmlType;
 
 use crate::error::VulkanError;
 use crate::ops::{Attention, Binary, Glu, HostWeight, Ints, Ops, Rope, BLOCK, F16_ATTENTION_BELOW};
@@ -48,8 +48,6 @@ impl Reference {
 }
 
 type Buf = RefCell<Vec<f32>>;
-
-
 
 impl Ops for Reference {
     type Buf = Buf;
@@ -148,8 +146,12 @@ impl Ops for Reference {
         let mut act = vec![0u8; act_bytes];
         let mut ys = y.borrow_mut();
         for t in 0..n {
-            sparetire_quant::quantize_activation_row(at, &xs[t * w.cols..(t + 1) * w.cols], &mut act)
-                .map_err(err)?;
+            sparetire_quant::quantize_activation_row(
+                at,
+                &xs[t * w.cols..(t + 1) * w.cols],
+                &mut act,
+            )
+            .map_err(err)?;
             for r in 0..w.rows {
                 let wr = &w.data[r * row_bytes..(r + 1) * row_bytes];
                 ys[t * w.rows + r] =
@@ -190,8 +192,13 @@ impl Ops for Reference {
     ) -> Result<(), VulkanError> {
         let mut xs = x.borrow_mut();
         for row in xs[..rows * width].chunks_exact_mut(width) {
-            let m = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 * scale as f64));
-            let e: Vec<f64> = row.iter().map(|&v| (v as f64 * scale as f64 - m).exp()).collect();
+            let m = row
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 * scale as f64));
+            let e: Vec<f64> = row
+                .iter()
+                .map(|&v| (v as f64 * scale as f64 - m).exp())
+                .collect();
             let sum: f64 = e.iter().sum();
             for (d, v) in row.iter_mut().zip(e) {
                 *d = (v / sum) as f32;
@@ -246,7 +253,10 @@ impl Ops for Reference {
         n: usize,
         out: &Buf,
     ) -> Result<(), VulkanError> {
-        let (av, bv) = (a.borrow()[..n].to_vec(), b.borrow()[..b_len.min(n)].to_vec());
+        let (av, bv) = (
+            a.borrow()[..n].to_vec(),
+            b.borrow()[..b_len.min(n)].to_vec(),
+        );
         let mut o = out.borrow_mut();
         for (i, d) in o[..n].iter_mut().enumerate() {
             let y = bv[i % bv.len()];
@@ -281,7 +291,10 @@ impl Ops for Reference {
         let mut c = dst.rows.borrow_mut();
         for t in 0..rows {
             let at = Self::slot(&table, pos0 + t) * width;
-            for (d, &v) in c[at..at + width].iter_mut().zip(&s[t * width..(t + 1) * width]) {
+            for (d, &v) in c[at..at + width]
+                .iter_mut()
+                .zip(&s[t * width..(t + 1) * width])
+            {
                 *d = f16::from_f32(v);
             }
         }

@@ -109,7 +109,12 @@ impl VkOps {
         Ok(VkOps {
             gpu: gpu.clone(),
             rec: Recorder::new(gpu)?,
-            ints: Buffer::new(gpu, 4 * INTS_CAP as u64, Place::Device, "ids and block tables")?,
+            ints: Buffer::new(
+                gpu,
+                4 * INTS_CAP as u64,
+                Place::Device,
+                "ids and block tables",
+            )?,
             ints_used: 0,
             staging: Buffer::new(gpu, STAGING, Place::Host, "staging")?,
             xq: None,
@@ -141,7 +146,9 @@ impl VkOps {
             let n = (data.len() - at).min(STAGING as usize);
             self.staging.host()[..n].copy_from_slice(&data[at..at + n]);
             // Copies are in whole words; the tail of the staging word is padding.
-            let n4 = (n as u64).next_multiple_of(4).min(dst.size() - off - at as u64);
+            let n4 = (n as u64)
+                .next_multiple_of(4)
+                .min(dst.size() - off - at as u64);
             self.rec.copy(&self.staging, 0, dst, off + at as u64, n4)?;
             self.rec.submit()?;
             at += n;
@@ -165,7 +172,11 @@ impl Ops for VkOps {
     type Cache = DeviceCache;
 
     fn name(&self) -> String {
-        format!("vulkan:{} ({})", self.gpu.info().index, self.gpu.info().name)
+        format!(
+            "vulkan:{} ({})",
+            self.gpu.info().index,
+            self.gpu.info().name
+        )
     }
 
     fn max_values(&self) -> usize {
@@ -192,8 +203,13 @@ impl Ops for VkOps {
         let mut at = 0;
         while at < len {
             let n = (len - at).min(per);
-            self.rec
-                .copy(&src.buf, 4 * (off + at) as u64, &self.staging, 0, 4 * n as u64)?;
+            self.rec.copy(
+                &src.buf,
+                4 * (off + at) as u64,
+                &self.staging,
+                0,
+                4 * n as u64,
+            )?;
             self.rec.submit()?;
             let host = self.staging.host();
             out.extend(
@@ -210,19 +226,18 @@ impl Ops for VkOps {
         let ty = WType::of(w.ty).ok_or_else(|| {
             VulkanError::Unsupported(format!("weights of type {} on Vulkan", w.ty.name()))
         })?;
-        let row_bytes = w
-            .ty
-            .row_bytes(w.cols)
-            .filter(|&rb| rb * w.rows == w.data.len())
-            .ok_or_else(|| {
-                VulkanError::Invalid(format!(
-                    "a {}x{} {} weight of {} bytes",
-                    w.rows,
-                    w.cols,
-                    w.ty.name(),
-                    w.data.len()
-                ))
-            })?;
+        let row_bytes =
+            w.ty.row_bytes(w.cols)
+                .filter(|&rb| rb * w.rows == w.data.len())
+                .ok_or_else(|| {
+                    VulkanError::Invalid(format!(
+                        "a {}x{} {} weight of {} bytes",
+                        w.rows,
+                        w.cols,
+                        w.ty.name(),
+                        w.data.len()
+                    ))
+                })?;
         let per_part = (self.gpu.max_binding() as usize / row_bytes.max(1)).max(1);
         let mut parts = Vec::new();
         let mut r0 = 0;
@@ -244,8 +259,10 @@ impl Ops for VkOps {
     }
 
     fn cache(&mut self, rows: usize, width: usize) -> Result<DeviceCache, VulkanError> {
-        if width % 2 != 0 {
-            return Err(VulkanError::Invalid(format!("cache rows of odd width {width}")));
+        if !width.is_multiple_of(2) {
+            return Err(VulkanError::Invalid(format!(
+                "cache rows of odd width {width}"
+            )));
         }
         Ok(DeviceCache {
             buf: self.device_buffer(2 * (rows * width) as u64, "the KV cache")?,
@@ -353,7 +370,7 @@ impl Ops for VkOps {
                 0,
                 u(w.rows)?,
                 u(*r0)?,
-                u32::from(x_off % 4 == 0 && w.cols % 4 == 0),
+                u32::from(x_off.is_multiple_of(4) && w.cols.is_multiple_of(4)),
             ];
             let tiles = u(n.div_ceil(MATMUL_TOKENS))?;
             let (kernel, groups) = match self.matmul {
@@ -361,15 +378,13 @@ impl Ops for VkOps {
                     Kernel::Matmul(w.ty),
                     [u((*rows).min(65535))?, tiles, u(rows.div_ceil(65535))?],
                 ),
-                MatmulVariant::Rows => (Kernel::MatmulRows(w.ty), [u(rows.div_ceil(64))?, tiles, 1]),
+                MatmulVariant::Rows => {
+                    (Kernel::MatmulRows(w.ty), [u(rows.div_ceil(64))?, tiles, 1])
+                }
             };
             let sums = self.xq.as_ref().map_or(&x.buf, |(_, s)| &s.buf);
-            self.rec.dispatch(
-                kernel,
-                &[buf, &x.buf, &y.buf, sums],
-                &push,
-                groups,
-            )?;
+            self.rec
+                .dispatch(kernel, &[buf, &x.buf, &y.buf, sums], &push, groups)?;
         }
         Ok(())
     }
@@ -386,8 +401,12 @@ impl Ops for VkOps {
         Self::check_len("rms_norm", x.len.min(out.len), rows * width)?;
         Self::check_len("rms_norm weight", w.len, width)?;
         let push = [u(width)?, u(rows)?, f(eps)];
-        self.rec
-            .dispatch(Kernel::RmsNorm, &[&x.buf, &w.buf, &out.buf], &push, grid(rows))
+        self.rec.dispatch(
+            Kernel::RmsNorm,
+            &[&x.buf, &w.buf, &out.buf],
+            &push,
+            grid(rows),
+        )
     }
 
     fn softmax(
@@ -399,7 +418,8 @@ impl Ops for VkOps {
     ) -> Result<(), VulkanError> {
         Self::check_len("softmax", x.len, rows * width)?;
         let push = [u(width)?, u(rows)?, f(scale)];
-        self.rec.dispatch(Kernel::Softmax, &[&x.buf], &push, grid(rows))
+        self.rec
+            .dispatch(Kernel::Softmax, &[&x.buf], &push, grid(rows))
     }
 
     fn rope(&mut self, x: &DeviceBuf, r: &Rope) -> Result<(), VulkanError> {
@@ -426,8 +446,12 @@ impl Ops for VkOps {
     ) -> Result<(), VulkanError> {
         Self::check_len("glu", gate.len.min(up.len), n)?;
         let push = [u(n)?, u32::from(kind == Glu::GeGlu)];
-        self.rec
-            .dispatch(Kernel::Glu, &[&gate.buf, &up.buf], &push, grid(n.div_ceil(256)))
+        self.rec.dispatch(
+            Kernel::Glu,
+            &[&gate.buf, &up.buf],
+            &push,
+            grid(n.div_ceil(256)),
+        )
     }
 
     fn binary(
@@ -535,9 +559,9 @@ impl Ops for VkOps {
         let width = a.n_head * a.head_dim;
         Self::check_len("attention", q.len.min(out.len), a.n * width)?;
         if a.head_dim > 512
-            || a.head_dim % 2 != 0
+            || !a.head_dim.is_multiple_of(2)
             || a.n_head_kv == 0
-            || a.n_head % a.n_head_kv != 0
+            || !a.n_head.is_multiple_of(a.n_head_kv)
             || k.width != a.n_head_kv * a.head_dim
             || v.width != k.width
         {

@@ -46,7 +46,7 @@ pub struct Rng(pub u64);
 
 impl Rng {
     /// The next value in [-1, 1).
-    pub fn next(&mut self) -> f32 {
+    pub fn uniform(&mut self) -> f32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -55,6 +55,6 @@ impl Rng {
 
     /// `n` values in [-scale, scale).
     pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
+        (0..n).map(|_| self.uniform() * scale).collect()
     }
 }

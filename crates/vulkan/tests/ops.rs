@@ -38,13 +38,12 @@ fn check_with(g: &Arc<Gpu>, c: &impl Case, variant: Option<MatmulVariant>) {
     let got = c.run(&mut ops);
     let e = nmse(&got, &want);
     eprintln!("{:<48} NMSE {e:.3e} (tolerance {:.0e})", c.name(), c.tol());
+    assert!(e <= c.tol(), "{}: NMSE {e:.3e} > {:.0e}", c.name(), c.tol());
     assert!(
-        e <= c.tol(),
-        "{}: NMSE {e:.3e} > {:.0e}",
-        c.name(),
-        c.tol()
+        got.iter().all(|v| v.is_finite()),
+        "{}: non-finite output",
+        c.name()
     );
-    assert!(got.iter().all(|v| v.is_finite()), "{}: non-finite output", c.name());
 }
 
 fn input<O: Ops>(ops: &mut O, v: &[f32]) -> O::Buf {
@@ -111,7 +110,10 @@ impl Matmul {
 
 impl Case for Matmul {
     fn name(&self) -> String {
-        format!("matmul {:?} {}x{} by {}", self.t, self.rows, self.cols, self.n)
+        format!(
+            "matmul {:?} {}x{} by {}",
+            self.t, self.rows, self.cols, self.n
+        )
     }
     fn tol(&self) -> f64 {
         // The same dequantized weights on both sides; only f32 summation order differs.
@@ -155,7 +157,10 @@ struct GetRows {
 
 impl Case for GetRows {
     fn name(&self) -> String {
-        format!("get_rows {:?} {}x{} ids {:?}", self.t, self.rows, self.cols, self.ids)
+        format!(
+            "get_rows {:?} {}x{} ids {:?}",
+            self.t, self.rows, self.cols, self.ids
+        )
     }
     fn tol(&self) -> f64 {
         1e-12
@@ -202,7 +207,10 @@ struct RmsNorm {
 
 impl Case for RmsNorm {
     fn name(&self) -> String {
-        format!("rms_norm {}x{} in place {}", self.rows, self.width, self.in_place)
+        format!(
+            "rms_norm {}x{} in place {}",
+            self.rows, self.width, self.in_place
+        )
     }
     fn tol(&self) -> f64 {
         1e-11
@@ -212,11 +220,13 @@ impl Case for RmsNorm {
         let x = input(ops, &Rng(5).vec(n, 3.0));
         let w = input(ops, &Rng(6).vec(self.width, 1.0));
         if self.in_place {
-            ops.rms_norm(&x, &w, self.rows, self.width, 1e-6, &x).unwrap();
+            ops.rms_norm(&x, &w, self.rows, self.width, 1e-6, &x)
+                .unwrap();
             read(ops, &x, n)
         } else {
             let out = ops.buf(n).unwrap();
-            ops.rms_norm(&x, &w, self.rows, self.width, 1e-6, &out).unwrap();
+            ops.rms_norm(&x, &w, self.rows, self.width, 1e-6, &out)
+                .unwrap();
             read(ops, &out, n)
         }
     }
@@ -225,8 +235,20 @@ impl Case for RmsNorm {
 #[test]
 fn rms_norm() {
     let Some(g) = gpu() else { return };
-    for (rows, width, in_place) in [(1, 576, false), (5, 67, true), (37, 64, true), (3, 640, false)] {
-        check(&g, &RmsNorm { rows, width, in_place });
+    for (rows, width, in_place) in [
+        (1, 576, false),
+        (5, 67, true),
+        (37, 64, true),
+        (3, 640, false),
+    ] {
+        check(
+            &g,
+            &RmsNorm {
+                rows,
+                width,
+                in_place,
+            },
+        );
     }
 }
 
@@ -413,8 +435,14 @@ impl Case for Attn {
         ops.kv_store(&k, total, kv_w, &kc, tab0, 0).unwrap();
         ops.kv_store(&v, total, kv_w, &vc, tab0, 0).unwrap();
         for c in [&kc, &vc] {
-            ops.copy_rows(c, kv_w, spare as usize * BLOCK, self.table[0] as usize * BLOCK, BLOCK)
-                .unwrap();
+            ops.copy_rows(
+                c,
+                kv_w,
+                spare as usize * BLOCK,
+                self.table[0] as usize * BLOCK,
+                BLOCK,
+            )
+            .unwrap();
         }
         let tab = ops.ints(&self.table).unwrap();
         let q = input(ops, &Rng(16).vec(a.n * a.n_head * a.head_dim, 1.0));
@@ -453,4 +481,3 @@ fn attention_causal_window_gqa() {
         check(&g, &Attn { a, table });
     }
 }
-
