@@ -14,6 +14,11 @@
 #
 # Idempotent: each step is skipped when its output already exists.
 # Env: JOBS (parallel build jobs, default: nproc).
+#      LLAMA_ISA=native (default: build/, -march=native: the yardstick for speed) or
+#      LLAMA_ISA=avx2 (build-avx2/: AVX2+FMA+F16C only, whatever the CPU has). The goldens in
+#      tests/golden come from an AVX2 build: on a CPU with AVX-512, llama.cpp's native build
+#      takes other (AVX-512) kernels whose float sums differ, so regenerate goldens with
+#      LLAMA_ISA=avx2 there.
 set -euo pipefail
 
 VERSION=0.3.36
@@ -21,7 +26,13 @@ DIR="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire-ref}"
 PKG="llama_cpp_python-${VERSION}"
 SRC="$DIR/$PKG"
 LLAMA="$SRC/vendor/llama.cpp"
-BIN="$LLAMA/build/bin"
+LLAMA_ISA="${LLAMA_ISA:-native}"
+case "$LLAMA_ISA" in
+    native) BUILD=build; ISA_FLAGS=() ;;
+    avx2) BUILD=build-avx2; ISA_FLAGS=(-DGGML_NATIVE=OFF) ;;
+    *) echo "error: LLAMA_ISA must be native or avx2, not $LLAMA_ISA" >&2; exit 2 ;;
+esac
+BIN="$LLAMA/$BUILD/bin"
 TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-server)
 JOBS="${JOBS:-$(nproc)}"
 
@@ -61,12 +72,12 @@ done
 [ -e "$BIN/libllama.so" ] || built=0
 
 if [ "$built" -eq 0 ]; then
-    echo ">> building llama.cpp in $LLAMA/build (jobs: $JOBS; takes minutes)" >&2
+    echo ">> building llama.cpp ($LLAMA_ISA) in $LLAMA/$BUILD (jobs: $JOBS; takes minutes)" >&2
     (
         cd "$LLAMA"
-        cmake -B build -DCMAKE_BUILD_TYPE=Release \
+        cmake -B "$BUILD" -DCMAKE_BUILD_TYPE=Release "${ISA_FLAGS[@]}" \
             -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_BUILD_SERVER=ON
-        cmake --build build -j"$JOBS" --target "${TARGETS[@]}"
+        cmake --build "$BUILD" -j"$JOBS" --target "${TARGETS[@]}"
     )
 else
     echo ">> llama.cpp already built in $BIN" >&2

@@ -18,8 +18,12 @@
 #         tests/golden/models/smollm2.json,
 #         tests/data/tiny-qwen2.gguf, tests/data/tiny-qwen3.gguf,
 #         tests/golden/models/{tiny-qwen2,tiny-qwen3,gemma3-270m}.json,
-#         tests/data/tiny-{qwen3moe,qwen2moe,deepseek2,deepseek3}.gguf and their goldens,
+#         tests/data/tiny-{qwen3moe,qwen2moe,deepseek2,deepseek3,deepseek2-latent64}.gguf and their
+#         goldens, the quantized-KV-cache goldens ({smollm2,gemma3-270m}-q8_0.json,
+#         tiny-qwen3-q8_0-q4_0.json, tiny-deepseek2-latent64-q8_0.json),
 #         tests/golden/perplexity/*.json (via scripts/gen_ppl_goldens.sh)
+# Goldens come from an AVX2 build of llama.cpp: on a CPU with AVX-512 build one with
+# LLAMA_ISA=avx2 scripts/build_llamacpp.sh and run this with LLAMA_BUILD=build-avx2.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,7 +39,8 @@ else
     echo "error: no llama_cpp_python-0.3.36 under $REF; run scripts/build_llamacpp.sh $REF first" >&2
     exit 1
 fi
-BIN="$PKG/vendor/llama.cpp/build/bin"
+# LLAMA_BUILD=build-avx2 on a CPU with AVX-512 (see scripts/build_llamacpp.sh).
+BIN="$PKG/vendor/llama.cpp/${LLAMA_BUILD:-build}/bin"
 [ -e "$BIN/libllama.so" ] || { echo "error: $BIN/libllama.so missing; run scripts/build_llamacpp.sh" >&2; exit 1; }
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
 export LLAMA_CPP_LIB_PATH="$BIN"
@@ -95,6 +100,23 @@ for arch in qwen3moe qwen2moe deepseek2 deepseek3; do
         "tests/golden/models/tiny-$arch.json" --prompt-set tiny-chatml --threads "$THREADS"
 done
 
+# deepseek2 with a 64-wide latent row, with the default cache and a q8_0 one.
+python3 scripts/gen_random_moe.py --arch deepseek2-latent64 --tokenizer-from "$SMOLLM2_GGUF" \
+    --ggml-lib "$BIN" --out tests/data/tiny-deepseek2-latent64.gguf
+for kv in f16 q8_0; do
+    suffix=""; [ "$kv" = f16 ] || suffix="-$kv"
+    python3 scripts/gen_model_goldens.py tests/data/tiny-deepseek2-latent64.gguf tiny-deepseek2-latent64 \
+        "tests/golden/models/tiny-deepseek2-latent64$suffix.json" --prompt-set tiny-chatml \
+        --threads "$THREADS" --cache-type-k "$kv" --cache-type-v "$kv"
+done
+
+# Quantized KV caches (llama.cpp's -ctk/-ctv): q8_0 on SmolLM2, q8_0 keys + q4_0 values on tiny-qwen3.
+python3 scripts/gen_model_goldens.py "$SMOLLM2_GGUF" smollm2 tests/golden/models/smollm2-q8_0.json \
+    --prompt-set smollm2 --threads "$THREADS" --cache-type-k q8_0 --cache-type-v q8_0
+python3 scripts/gen_model_goldens.py tests/data/tiny-qwen3.gguf tiny-qwen3 \
+    tests/golden/models/tiny-qwen3-q8_0-q4_0.json --prompt-set tiny-chatml --threads "$THREADS" \
+    --cache-type-k q8_0 --cache-type-v q4_0
+
 # Gemma 3 270M (base model, adds BOS).
 GEMMA3_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 GEMMA3_GGUF="${GEMMA3_GGUF:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire/models/gemma3-270m.gguf}"
@@ -102,6 +124,9 @@ if [ -f "$GEMMA3_GGUF" ]; then
     echo "$GEMMA3_SHA256  $GEMMA3_GGUF" | sha256sum -c - >&2
     python3 scripts/gen_model_goldens.py "$GEMMA3_GGUF" gemma3-270m \
         tests/golden/models/gemma3-270m.json --prompt-set base --threads "$THREADS"
+    python3 scripts/gen_model_goldens.py "$GEMMA3_GGUF" gemma3-270m \
+        tests/golden/models/gemma3-270m-q8_0.json --prompt-set base --threads "$THREADS" \
+        --cache-type-k q8_0 --cache-type-v q8_0
 else
     echo "warning: no Gemma 3 270M at $GEMMA3_GGUF (set GEMMA3_GGUF); gemma3-270m.json not regenerated" >&2
 fi

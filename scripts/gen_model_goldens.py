@@ -7,6 +7,7 @@
 (scripts/build_llamacpp.sh prints both paths.) Uses the low-level llama.cpp API through the
 ctypes bindings of llama-cpp-python, with llama.cpp's default context parameters (F16 KV cache,
 flash attention "auto", which resolves to enabled on the CPU backend), as llama-completion does.
+`--cache-type-k/-v q8_0` (…) record a quantized KV cache instead (llama.cpp's -ctk/-ctv).
 
 For every prompt:
   prompt_tokens      llama_tokenize(add_special=true, parse_special=true): BOS only if the GGUF's
@@ -89,8 +90,12 @@ def sha256_file(path):
     return h.hexdigest()
 
 
+# ggml type ids of the KV cache types (--cache-type-k/-v)
+KV_TYPES = {"f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8}
+
+
 class Ref:
-    def __init__(self, model_path, n_ctx, n_threads):
+    def __init__(self, model_path, n_ctx, n_threads, type_k="f16", type_v="f16"):
         L.llama_log_set(_log_cb, ctypes.c_void_p(0))
         L.llama_backend_init()
         mp = L.llama_model_default_params()
@@ -105,6 +110,8 @@ class Ref:
         cp.n_ubatch = n_ctx
         cp.n_threads = n_threads
         cp.n_threads_batch = n_threads
+        cp.type_k = KV_TYPES[type_k]
+        cp.type_v = KV_TYPES[type_v]
         self.cparams = cp
         self.n_ctx = n_ctx
         self.ctx = L.llama_init_from_model(self.model, cp)
@@ -236,6 +243,10 @@ def main():
     ap.add_argument("--n-gen", type=int, default=64)
     ap.add_argument("--top-k", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache-type-k", choices=sorted(KV_TYPES), default="f16",
+                    help="KV cache type of keys (llama.cpp's -ctk)")
+    ap.add_argument("--cache-type-v", choices=sorted(KV_TYPES), default="f16",
+                    help="KV cache type of values (llama.cpp's -ctv)")
     a = ap.parse_args()
 
     if a.prompts:
@@ -244,7 +255,7 @@ def main():
         ps = a.prompt_set or ("tiny" if "tiny" in a.name else "smollm2")
         prompts = PROMPT_SETS[ps]
 
-    ref = Ref(a.model, a.n_ctx, a.threads)
+    ref = Ref(a.model, a.n_ctx, a.threads, a.cache_type_k, a.cache_type_v)
     log = "".join(_log_lines)
     fa = "enabled" if "Flash Attention enabled" in log else (
         "disabled" if "Flash Attention not supported" in log else "auto (unresolved)")
@@ -270,7 +281,10 @@ def main():
             "n_batch": a.n_ctx,
             "n_ubatch": a.n_ctx,
             "flash_attn": fa,
-            "kv_cache": "f16",
+            "kv_cache": "f16" if a.cache_type_k == a.cache_type_v == "f16" else
+                        f"K {a.cache_type_k}, V {a.cache_type_v}",
+            "cache_type_k": a.cache_type_k,
+            "cache_type_v": a.cache_type_v,
             "add_bos": bool(L.llama_vocab_get_add_bos(ref.vocab)),
             "n_gen": a.n_gen,
             "top_k": a.top_k,

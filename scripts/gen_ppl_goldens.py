@@ -63,14 +63,19 @@ def main():
     ap.add_argument("out_json")
     ap.add_argument("--n-ctx", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache-type-k", default="f16", help="llama-perplexity -ctk (default f16)")
+    ap.add_argument("--cache-type-v", default="f16", help="llama-perplexity -ctv (default f16)")
     ap.add_argument("--bin", default=os.environ.get("LLAMA_CPP_LIB_PATH"),
                     help="directory with llama-perplexity (default $LLAMA_CPP_LIB_PATH)")
     a = ap.parse_args()
     if not a.bin:
         sys.exit("need --bin DIR or LLAMA_CPP_LIB_PATH")
 
+    kv = []
+    if (a.cache_type_k, a.cache_type_v) != ("f16", "f16"):
+        kv = ["-ctk", a.cache_type_k, "-ctv", a.cache_type_v]
     cmd = [os.path.join(a.bin, "llama-perplexity"), "-m", a.model, "-f", a.text,
-           "-c", str(a.n_ctx), "-b", str(a.n_ctx), "-t", str(a.threads)]
+           "-c", str(a.n_ctx), "-b", str(a.n_ctx), "-t", str(a.threads)] + kv
     print(">> " + " ".join(cmd), file=sys.stderr)
     p = subprocess.run(cmd, capture_output=True, text=True)
     out = p.stdout + "\n" + p.stderr
@@ -101,7 +106,9 @@ def main():
                                 os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
         "text_sha256": hashlib.sha256(raw).hexdigest(),
         "command": f"llama-perplexity -m {os.path.basename(a.model)} -f {a.text} -c {a.n_ctx} "
-                   f"-b {a.n_ctx} -t {a.threads}",
+                   f"-b {a.n_ctx} -t {a.threads}" + "".join(" " + x for x in kv),
+        "cache_type_k": a.cache_type_k,
+        "cache_type_v": a.cache_type_v,
         "n_ctx": n_ctx,
         "n_batch": n_batch,
         "n_seq": n_seq,

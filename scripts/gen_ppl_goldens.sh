@@ -11,8 +11,9 @@
 #                 skipped with a warning when missing
 #   THREADS       llama.cpp threads (default 2)
 #
-# Writes tests/golden/perplexity/{smollm2,gemma3-270m}{,-c256}.json from tests/data/ppl/text.txt:
-# `llama-perplexity -m MODEL -f tests/data/ppl/text.txt -c N -b N -t THREADS` for N = 128 and 256.
+# Writes tests/golden/perplexity/{smollm2,gemma3-270m}{,-c256,-c256-q8_0}.json from
+# tests/data/ppl/text.txt: `llama-perplexity -m MODEL -f tests/data/ppl/text.txt -c N -b N -t THREADS`
+# for N = 128 and 256, and for 256 with `-ctk q8_0 -ctv q8_0`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,7 +31,8 @@ else
     echo "error: no llama_cpp_python-0.3.36 under $REF; run scripts/build_llamacpp.sh $REF first" >&2
     exit 1
 fi
-BIN="$PKG/vendor/llama.cpp/build/bin"
+# LLAMA_BUILD=build-avx2 on a CPU with AVX-512 (see scripts/build_llamacpp.sh).
+BIN="$PKG/vendor/llama.cpp/${LLAMA_BUILD:-build}/bin"
 [ -x "$BIN/llama-perplexity" ] || { echo "error: $BIN/llama-perplexity missing; run scripts/build_llamacpp.sh" >&2; exit 1; }
 export PYTHONPATH="$PKG${PYTHONPATH:+:$PYTHONPATH}"
 export LLAMA_CPP_LIB_PATH="$BIN"
@@ -54,6 +56,10 @@ run() {  # NAME PATH SHA256
         "tests/golden/perplexity/$name.json" --n-ctx 128 --threads "$THREADS"
     python3 scripts/gen_ppl_goldens.py "$path" "$name" "$TEXT" \
         "tests/golden/perplexity/$name-c256.json" --n-ctx 256 --threads "$THREADS"
+    # A quantized KV cache (llama.cpp rotates its rows first; see crates/models/src/layers/hadamard.rs).
+    python3 scripts/gen_ppl_goldens.py "$path" "$name" "$TEXT" \
+        "tests/golden/perplexity/$name-c256-q8_0.json" --n-ctx 256 --threads "$THREADS" \
+        --cache-type-k q8_0 --cache-type-v q8_0
 }
 run smollm2 "$SMOLLM2_GGUF" "$SMOLLM2_SHA256"
 run gemma3-270m "$GEMMA3_GGUF" "$GEMMA3_SHA256"

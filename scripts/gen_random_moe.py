@@ -182,6 +182,10 @@ CONFIGS = {
     ),
 }
 
+# deepseek2 with a 64-wide latent row (32 compressed + 32 RoPE): whole 32-element blocks, so a
+# quantized KV cache (-ctk q8_0) can hold it (tests/golden/models/MOE.md).
+CONFIGS["deepseek2-latent64"] = dict(CONFIGS["deepseek2"], seed=20261204, qk_rope=32)
+
 NORM_JITTER = 0.1
 QKV_BIAS_STD = 0.5
 

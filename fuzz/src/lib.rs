@@ -193,7 +193,7 @@ pub fn load(data: &[u8]) -> Reached {
             let hp = model.hparams();
             assert!(hp.n_vocab > 0 && hp.n_layer > 0 && hp.n_embd > 0);
             // A small cache only: its size is the caller's choice times the file's dimensions.
-            let _ = model.new_state(4);
+            let _ = model.new_state(4, sparetire_models::KvTypes::F16);
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }

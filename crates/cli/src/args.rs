@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use sparetire_models::{KvType, KvTypes};
 use sparetire_runtime::{Engine, SamplerConfig};
 use sparetire_tokenizer::ChatTemplate;
 
@@ -35,9 +36,82 @@ pub struct ModelArgs {
     /// blocks where the next product quantizes anyway, ~1.9x fewer bytes; q8-f16: ~2.8x, lossy)
     #[arg(long = "tp-wire", value_enum, default_value_t = crate::cluster::Wire::F32)]
     pub tp_wire: crate::cluster::Wire,
+    /// KV cache type of keys (also -ctk): f16, q8_0 (about half the memory), q5_1, q5_0, q4_1, q4_0
+    #[arg(long = "cache-type-k", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
+    pub cache_type_k: KvType,
+    /// KV cache type of values (also -ctv): f16, q8_0, q5_1, q5_0, q4_1, q4_0
+    #[arg(long = "cache-type-v", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
+    pub cache_type_v: KvType,
     /// Where the model runs (--device, --gpu-layers)
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
+}
+
+/// Parses a `--cache-type-k/-v` value.
+pub fn parse_kv_type(s: &str) -> std::result::Result<KvType, String> {
+    s.parse::<KvType>().map_err(|e| e.to_string())
+}
+
+/// llama.cpp's two-letter short flags that clap cannot declare (`-ctk`, `-ctv`),
+/// rewritten to their long forms before parsing (never after a `--`).
+pub fn expand_short_flags(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut after_dashes = false;
+    args.map(|a| {
+        if after_dashes {
+            return a;
+        }
+        match a.to_str() {
+            Some("--") => {
+                after_dashes = true;
+                a
+            }
+            Some("-ctk") => "--cache-type-k".into(),
+            Some("-ctv") => "--cache-type-v".into(),
+            _ => a,
+        }
+    })
+    .collect()
+}
+
+/// Bytes of keys and of values a KV cache of `n_ctx` positions of `engine`'s model takes.
+pub fn kv_bytes(engine: &Engine, n_ctx: usize) -> Result<(usize, usize)> {
+    let hp = engine.model().hparams();
+    let p = sparetire_models::kv_cache::KvPool::for_model(hp, 16, engine.kv_types())?;
+    Ok((
+        p.k_bytes_per_position() * n_ctx,
+        p.v_bytes_per_position() * n_ctx,
+    ))
+}
+
+/// The KV cache as `--json` outputs describe it: `{"type_k", "type_v", "bytes"}`.
+pub fn kv_json(engine: &Engine, n_ctx: usize) -> serde_json::Value {
+    let types = engine.kv_types();
+    let bytes = kv_bytes(engine, n_ctx).ok().map(|(k, v)| k + v);
+    serde_json::json!({"type_k": types.k.name(), "type_v": types.v.name(), "bytes": bytes})
+}
+
+/// The KV cache's size for `n_ctx` positions of `engine`'s model, as llama.cpp reports it.
+pub fn kv_report(engine: &Engine, n_ctx: usize) -> String {
+    let types = engine.kv_types();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    match kv_bytes(engine, n_ctx) {
+        Ok((k, v)) if engine.model().hparams().kv_values => format!(
+            "KV cache {:.2} MiB for {n_ctx} positions (K {}: {:.2} MiB, V {}: {:.2} MiB)",
+            mib(k + v),
+            types.k,
+            mib(k),
+            types.v,
+            mib(v)
+        ),
+        Ok((k, _)) => format!(
+            "KV cache {:.2} MiB for {n_ctx} positions (latent rows as {}; values are read from them)",
+            mib(k),
+            types.k
+        ),
+        Err(e) => format!("KV cache: {e}"),
+    }
 }
 
 impl ModelArgs {
@@ -57,6 +131,20 @@ impl ModelArgs {
             let t = ChatTemplate::new(&src)
                 .with_context(|| format!("chat template {}", tpl.display()))?;
             engine.set_chat_template(t);
+        }
+        let types = KvTypes {
+            k: self.cache_type_k,
+            v: self.cache_type_v,
+        };
+        engine
+            .set_kv_types(types)
+            .with_context(|| format!("--cache-type-k {} --cache-type-v {}", types.k, types.v))?;
+        if !engine.model().hparams().kv_values && types.v != types.k {
+            eprintln!(
+                "sparetire: note: this model caches one latent row per token; values are read from \
+                 it as {}, so --cache-type-v does not apply",
+                types.k
+            );
         }
         let engine = crate::device::place(engine, &path, &self.device)?;
         let engine = crate::cluster::join(engine, self)?;

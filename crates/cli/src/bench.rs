@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::json;
-use sparetire_models::{Logits, Model};
+use sparetire_models::{KvType, KvTypes, Logits, Model};
 use sparetire_runtime::{Engine, PREFILL_CHUNK};
 
 use crate::args::default_threads;
@@ -52,6 +52,12 @@ pub struct BenchArgs {
     /// Repetitions of each test
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     pub reps: usize,
+    /// KV cache types of keys to test, comma-separated (also -ctk): f16, q8_0, q5_1, q5_0, q4_1, q4_0
+    #[arg(long = "cache-type-k", value_delimiter = ',', default_value = "f16", value_parser = crate::args::parse_kv_type)]
+    pub cache_type_k: Vec<KvType>,
+    /// KV cache types of values to test, comma-separated (also -ctv)
+    #[arg(long = "cache-type-v", value_delimiter = ',', default_value = "f16", value_parser = crate::args::parse_kv_type)]
+    pub cache_type_v: Vec<KvType>,
     /// Print a JSON array of rows with llama-bench's field names
     #[arg(long, short = 'o', value_parser = ["json", "md"], default_value = "md", hide = true)]
     pub output: String,
@@ -107,81 +113,102 @@ pub fn main(a: BenchArgs) -> Result<()> {
             "under mpirun, bench takes one thread count per rank (-t N)",
         ));
     }
+    let kv_types: Vec<KvTypes> = a
+        .cache_type_k
+        .iter()
+        .flat_map(|&k| a.cache_type_v.iter().map(move |&v| KvTypes { k, v }))
+        .collect();
+    let show_kv = kv_types.iter().any(|t| !t.is_f16());
     for &t in &threads {
-        let engine =
+        let mut engine =
             Engine::load(&path, t).with_context(|| format!("loading {}", path.display()))?;
+        for types in &kv_types {
+            engine
+                .set_kv_types(*types)
+                .with_context(|| format!("KV cache {types}"))?;
+        }
         let engine = crate::device::place(engine, &path, &a.device)?;
-        let engine =
+        let mut engine =
             crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
         // After joining: under mpirun only rank 0 gets here and prints.
         if std::mem::take(&mut header) {
-            println!("| model | size | params | threads | test | t/s | weight GB/s |");
-            println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+            let kv = if show_kv { " type_k | type_v |" } else { "" };
+            let kv_sep = if show_kv { " --- | --- |" } else { "" };
+            println!("| model | size | params | threads |{kv} test | t/s | weight GB/s |");
+            println!("| --- | ---: | ---: | ---: |{kv_sep} ---: | ---: | ---: |");
         }
-        for &d in &a.depth {
-            let mut tests: Vec<(usize, usize)> = a
-                .n_prompt
-                .iter()
-                .filter(|&&p| p > 0)
-                .map(|&p| (p, 0))
-                .collect();
-            tests.extend(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)));
-            for (np, ng) in tests {
-                let samples = run_test(&engine, d, np, ng, a.reps)?;
-                let n = (np + ng) as f64;
-                let ts: Vec<f64> = samples.iter().map(|&ns| n * 1e9 / ns as f64).collect();
-                let (avg_ts, sd_ts) = mean_sd(&ts);
-                let (avg_ns, sd_ns) =
-                    mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
-                let bw = if ng > 0 {
-                    info.bytes_per_token as f64 * avg_ts / 1e9
-                } else {
-                    0.0
-                };
-                let test = if np > 0 {
-                    format!("pp{np}")
-                } else {
-                    format!("tg{ng}")
-                };
-                let test = if d > 0 {
-                    format!("{test} @ d{d}")
-                } else {
-                    test
-                };
-                if !json {
-                    println!(
-                        "| {} | {:.1} MiB | {:.1} M | {t} | {test} | {avg_ts:.2} ± {sd_ts:.2} | {} |",
+        for &types in &kv_types {
+            engine.set_kv_types(types)?;
+            for &d in &a.depth {
+                let mut tests: Vec<(usize, usize)> = a
+                    .n_prompt
+                    .iter()
+                    .filter(|&&p| p > 0)
+                    .map(|&p| (p, 0))
+                    .collect();
+                tests.extend(a.n_gen.iter().filter(|&&n| n > 0).map(|&n| (0, n)));
+                for (np, ng) in tests {
+                    let samples = run_test(&engine, d, np, ng, a.reps)?;
+                    let n = (np + ng) as f64;
+                    let ts: Vec<f64> = samples.iter().map(|&ns| n * 1e9 / ns as f64).collect();
+                    let (avg_ts, sd_ts) = mean_sd(&ts);
+                    let (avg_ns, sd_ns) =
+                        mean_sd(&samples.iter().map(|&x| x as f64).collect::<Vec<_>>());
+                    let bw = if ng > 0 {
+                        info.bytes_per_token as f64 * avg_ts / 1e9
+                    } else {
+                        0.0
+                    };
+                    let test = if np > 0 {
+                        format!("pp{np}")
+                    } else {
+                        format!("tg{ng}")
+                    };
+                    let test = if d > 0 {
+                        format!("{test} @ d{d}")
+                    } else {
+                        test
+                    };
+                    if !json {
+                        let kv = if show_kv {
+                            format!(" {} | {} |", types.k, types.v)
+                        } else {
+                            String::new()
+                        };
+                        println!(
+                        "| {} | {:.1} MiB | {:.1} M | {t} |{kv} {test} | {avg_ts:.2} ± {sd_ts:.2} | {} |",
                         info.name,
                         info.size as f64 / (1 << 20) as f64,
                         info.n_params as f64 / 1e6,
                         if ng > 0 { format!("{bw:.1}") } else { "-".into() }
                     );
+                    }
+                    rows.push(json!({
+                        "model_filename": path.display().to_string(),
+                        "model_type": info.model_type,
+                        "model_size": info.size,
+                        "model_n_params": info.n_params,
+                        "n_batch": PREFILL_CHUNK,
+                        "n_ubatch": PREFILL_CHUNK,
+                        "n_threads": t,
+                        "type_k": types.k.name(),
+                        "type_v": types.v.name(),
+                        "n_prompt": np,
+                        "n_gen": ng,
+                        "n_depth": d,
+                        "avg_ns": avg_ns as u64,
+                        "stddev_ns": sd_ns as u64,
+                        "avg_ts": avg_ts,
+                        "stddev_ts": sd_ts,
+                        "samples_ns": samples,
+                        "samples_ts": ts,
+                        "weight_bytes_per_token": info.bytes_per_token,
+                        "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
+                        "device": crate::device::report().map_or_else(|| "cpu".to_owned(), |r| r.0),
+                        "device_memory_bytes": crate::device::report().map(|r| r.2),
+                    }));
                 }
-                rows.push(json!({
-                    "model_filename": path.display().to_string(),
-                    "model_type": info.model_type,
-                    "model_size": info.size,
-                    "model_n_params": info.n_params,
-                    "n_batch": PREFILL_CHUNK,
-                    "n_ubatch": PREFILL_CHUNK,
-                    "n_threads": t,
-                    "type_k": "f16",
-                    "type_v": "f16",
-                    "n_prompt": np,
-                    "n_gen": ng,
-                    "n_depth": d,
-                    "avg_ns": avg_ns as u64,
-                    "stddev_ns": sd_ns as u64,
-                    "avg_ts": avg_ts,
-                    "stddev_ts": sd_ts,
-                    "samples_ns": samples,
-                    "samples_ts": ts,
-                    "weight_bytes_per_token": info.bytes_per_token,
-                    "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
-                    "device": crate::device::report().map_or_else(|| "cpu".to_owned(), |r| r.0),
-                    "device_memory_bytes": crate::device::report().map(|r| r.2),
-                }));
             }
         }
     }
@@ -262,7 +289,7 @@ fn run_test(
 ) -> Result<Vec<u64>> {
     let model = engine.model();
     let n_vocab = model.hparams().n_vocab as u64;
-    let mut state = model.new_state(depth + n_prompt + n_gen + 1)?;
+    let mut state = model.new_state(depth + n_prompt + n_gen + 1, engine.kv_types())?;
     // Deterministic pseudo-random tokens (llama-bench uses random ones too).
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     let mut tok = move || {

@@ -38,6 +38,7 @@ pub fn main(a: ChatArgs) -> Result<()> {
     let sampler = a.sampling.config().map_err(|e| usage(e.to_string()))?;
     let (engine, _) = a.model.load()?;
     let n_ctx = a.model.n_ctx(&engine);
+    eprintln!("sparetire: {}", crate::args::kv_report(&engine, n_ctx));
     let params = GenParams {
         max_tokens: usize::try_from(a.n_predict).ok(),
         sampler,

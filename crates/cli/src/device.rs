@@ -83,6 +83,16 @@ pub fn place(engine: Engine, path: &Path, a: &DeviceArgs) -> Result<Engine> {
         Device::Vulkan(i) => i,
         Device::Auto => None,
     };
+    if !engine.kv_types().is_f16() {
+        let why = "the Vulkan backend caches keys and values as f16 only";
+        if a.device == Device::Auto {
+            eprintln!("sparetire: --device auto: {why}; running on the CPU");
+            return Ok(engine);
+        }
+        return Err(crate::usage(format!(
+            "{why}: use --cache-type-k/-v f16 with --device vulkan"
+        )));
+    }
     if a.gpu_layers == Some(0) {
         eprintln!("sparetire: --gpu-layers 0: every layer runs on the CPU");
         return Ok(engine);

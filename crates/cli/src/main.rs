@@ -64,7 +64,7 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(args::expand_short_flags(std::env::args_os()));
     let result = match cli.command {
         Cmd::Run(a) => run::main(a),
         Cmd::Chat(a) => chat::main(a),

@@ -44,6 +44,7 @@ pub fn main(a: PerplexityArgs) -> Result<()> {
     }
     let (engine, _) = a.model.load()?;
     let n_ctx = a.model.ctx_size.map(|c| c as usize).unwrap_or(512);
+    eprintln!("sparetire: {}", crate::args::kv_report(&engine, n_ctx));
     let mut save = a
         .save_logits
         .as_deref()
@@ -76,6 +77,7 @@ pub fn main(a: PerplexityArgs) -> Result<()> {
         "n_tokens": r.n_tokens,
         "n_scored": r.stats.count,
         "chunk_ppls": r.running,
+        "kv_cache": crate::args::kv_json(&engine, n_ctx),
     });
     if let Some(k) = &r.kl {
         doc["kl"] = serde_json::json!({

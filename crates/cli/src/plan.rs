@@ -188,9 +188,10 @@ fn from_file(f: std::sync::Arc<sparetire_formats::gguf::GgufFile>) -> Result<Mod
         .weight_bytes()
         .map_or(dense_active, |w| w.per_token as f64);
     let block = sparetire_models::kv_cache::BLOCK_SIZE;
-    let kv_bytes_per_token = sparetire_models::kv_cache::KvPool::for_model(&hp, block)?
-        .block_bytes() as f64
-        / block as f64;
+    let kv_bytes_per_token =
+        sparetire_models::kv_cache::KvPool::for_model(&hp, block, sparetire_models::KvTypes::F16)?
+            .block_bytes() as f64
+            / block as f64;
     // The feed-forward activation tensor parallelism gathers: a MoE layer's chosen experts.
     let key = |k: &str| f.get_u64(&format!("{}.{k}", hp.arch)).map(|v| v as usize);
     let n_ff = match (key("expert_used_count"), key("expert_feed_forward_length")) {

@@ -68,6 +68,7 @@ pub fn main(a: RunArgs) -> Result<()> {
     let sampler = a.sampling.config().map_err(|e| usage(e.to_string()))?;
     let (engine, load_ms) = a.model.load()?;
     let n_ctx = a.model.n_ctx(&engine);
+    eprintln!("sparetire: {}", crate::args::kv_report(&engine, n_ctx));
 
     let tokens = if a.raw {
         engine.tokenize_raw(&prompt)?

@@ -374,6 +374,133 @@ fn perplexity_matches_llama_cpp_gemma3() {
     check_perplexity("gemma3-270m", "gemma3-270m.json");
 }
 
+/// Mean KL divergence of a `-ctk q8_0 -ctv q8_0` run of `model` from its f16-cache run (and the
+/// two JSON results), over `tests/data/ppl/text.txt` at `-c 256`.
+fn q8_0_kv_kl(model: &str) -> (f64, Value, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("f16.logits").display().to_string();
+    let text = root().join("tests/data/ppl/text.txt").display().to_string();
+    let args = [
+        "perplexity",
+        "-m",
+        model,
+        "-f",
+        &text,
+        "-c",
+        "256",
+        "--json",
+    ];
+    let f16 = ok_json(&[&args[..], &["--save-logits", base.as_str()]].concat());
+    let q8 = ok_json(
+        &[
+            &args[..],
+            &[
+                "-ctk",
+                "q8_0",
+                "--cache-type-v",
+                "q8_0",
+                "--kl-base",
+                base.as_str(),
+            ],
+        ]
+        .concat(),
+    );
+    (q8["kl"]["mean"].as_f64().unwrap(), f16, q8)
+}
+
+/// `-ctk q8_0 -ctv q8_0` on a shipped model: llama-perplexity's result with the same cache (its
+/// rows rotated and quantized the same way: the same digits), 34/64 of the f16 cache's bytes,
+/// and a mean KL divergence from the f16 cache's logits below `max_kl`.
+fn check_quantized_kv_cache(model: &str, golden: &str, max_kl: f64) {
+    let g: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/golden/perplexity").join(golden)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(g["n_ctx"], 256);
+    assert_eq!(
+        (g["cache_type_k"].as_str(), g["cache_type_v"].as_str()),
+        (Some("q8_0"), Some("q8_0"))
+    );
+    let (kl, f16, q8) = q8_0_kv_kl(model);
+    let (ours, theirs) = (q8["ppl"].as_f64().unwrap(), g["ppl"].as_f64().unwrap());
+    eprintln!(
+        "{model} q8_0 KV: PPL {ours:.4} vs llama.cpp {theirs:.4}; f16 {:.4}; {}",
+        f16["ppl"], q8["kl"]
+    );
+    assert!(
+        (ours / theirs - 1.0).abs() < 1e-4,
+        "{model}: PPL {ours} vs llama.cpp {theirs}"
+    );
+    assert!(kl > 0.0 && kl < max_kl, "{model}: mean KL {kl}");
+    assert_eq!(q8["kv_cache"]["type_k"], "q8_0");
+    assert_eq!(f16["kv_cache"]["type_v"], "f16");
+    let bytes = |v: &Value| v["kv_cache"]["bytes"].as_f64().unwrap();
+    assert_eq!(
+        bytes(&q8) / bytes(&f16),
+        34.0 / 64.0,
+        "q8_0 stores 34 bytes per 32 values"
+    );
+}
+
+#[test]
+fn quantized_kv_cache_matches_llama_cpp_smollm2() {
+    check_quantized_kv_cache("smollm2", "smollm2-c256-q8_0.json", 0.01);
+}
+
+/// Gemma 3's shipped file is at its noise floor here: any perturbation of its activations, down
+/// to one ulp of the attention output, moves the 8-bit activation rounding of every later
+/// product and costs a KL of about 0.010 (docs/PERFORMANCE.md, "Quantized KV cache"), so the KV
+/// cache's own cost is measured on F32 weights below.
+#[test]
+fn quantized_kv_cache_matches_llama_cpp_gemma3() {
+    check_quantized_kv_cache("gemma3-270m", "gemma3-270m-c256-q8_0.json", 0.02);
+}
+
+/// The q8_0 cache's own cost, on each model's F32 expansion (`quantize --type F32`): F32
+/// weights take f32 activations, so nothing but the cache perturbs the logits.
+#[test]
+fn quantized_kv_cache_costs_under_0_01_kl_on_f32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    for model in ["smollm2", "gemma3-270m"] {
+        let f32 = dir.path().join(format!("{model}-f32.gguf"));
+        let f32 = f32.to_str().unwrap();
+        let o = run(&[
+            "quantize",
+            model,
+            f32,
+            "--type",
+            "F32",
+            "--allow-requantize",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (kl, _, q8) = q8_0_kv_kl(f32);
+        eprintln!("{model} (F32 weights) q8_0 KV: {}", q8["kl"]);
+        assert!(kl < 0.005, "{model}: mean KL {kl}");
+        assert!(q8["kl"]["top1_agreement"].as_f64().unwrap() > 0.97);
+        std::fs::remove_file(f32).unwrap();
+    }
+}
+
+#[test]
+fn a_kv_cache_type_the_heads_do_not_fit_is_a_clear_error() {
+    // tiny-llama's heads are 16 wide: not a whole 32-element block.
+    let o = run(&["run", "-m", &tiny(), "-ctk", "q8_0", "-n", "1", "hi"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("q8_0") && e.contains("16") && e.contains("32"),
+        "{e}"
+    );
+    no_panic(&o);
+    let o = run(&["run", "-m", &tiny(), "--cache-type-v", "q3_k", "hi"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("q8_0"),
+        "the valid types are listed: {}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn perplexity_kl_against_itself_is_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,4 +707,33 @@ fn plan_predicts_both_layouts_and_checks_its_input() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = run(&["plan", "-m", &tiny(), "--mem-bw", "-3"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// `bench --json`: one row per cache type and test, with llama-bench's field names.
+#[test]
+fn bench_rows_follow_llama_bench_for_each_cache_type() {
+    let qwen3 = root()
+        .join("tests/data/tiny-qwen3.gguf")
+        .display()
+        .to_string();
+    let rows = ok_json(&[
+        "bench", "-m", &qwen3, "-p", "8", "-n", "4", "-r", "2", "-t", "1", "-ctk", "f16,q8_0",
+        "--json",
+    ]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    for (row, (k, np, ng)) in
+        rows.iter()
+            .zip([("f16", 8, 0), ("f16", 0, 4), ("q8_0", 8, 0), ("q8_0", 0, 4)])
+    {
+        assert_eq!(row["type_k"], k);
+        assert_eq!(row["type_v"], "f16");
+        assert_eq!(
+            (row["n_prompt"].as_u64(), row["n_gen"].as_u64()),
+            (Some(np), Some(ng))
+        );
+        assert_eq!(row["n_threads"], 1);
+        assert!(row["avg_ts"].as_f64().unwrap() > 0.0);
+        assert_eq!(row["samples_ts"].as_array().unwrap().len(), 2);
+    }
 }

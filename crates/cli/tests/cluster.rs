@@ -148,6 +148,28 @@ fn expert_parallel_greedy_output_equals_one_process() {
     }
 }
 
+/// A quantized KV cache under mpirun: every rank stores its layers' or heads' rows rotated and
+/// quantized as one process does, so the output is still one process's.
+#[test]
+fn quantized_kv_cache_under_mpirun_equals_one_process() {
+    for model in ["smollm2", "gemma3-270m"] {
+        let mut args = greedy_args(model);
+        args.extend(["-ctk", "q8_0", "-ctv", "q4_0"].map(String::from));
+        let want = text(
+            &Command::new(env!("CARGO_BIN_EXE_sparetire"))
+                .args(&args)
+                .output()
+                .unwrap(),
+        );
+        for split in ["pp", "tp"] {
+            let mut a = args.clone();
+            a.extend(["--split".into(), split.into()]);
+            let o = mpirun(2).args(&a).output().unwrap();
+            assert_eq!(text(&o), want, "{model}, --split {split}");
+        }
+    }
+}
+
 #[test]
 fn pipeline_perplexity_equals_one_process() {
     let file = root().join("tests/data/ppl/text.txt").display().to_string();

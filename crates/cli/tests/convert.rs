@@ -130,7 +130,9 @@ fn check(name: &str) {
             .chain(&case.greedy_tokens)
             .copied()
             .collect();
-        let mut st = model.new_state(256).unwrap();
+        let mut st = model
+            .new_state(256, sparetire_models::KvTypes::F16)
+            .unwrap();
         model.forward(&pool, &mut st, &all, Logits::All).unwrap();
         let logits = st.logits();
         for (i, (ids, vals)) in case

@@ -586,6 +586,39 @@ fn a_small_kv_cache_preempts_and_still_gives_solo_tokens() {
     );
 }
 
+/// `--cache-type-k/-v q8_0`: the same `--kv-memory` holds 64/34 as many positions, and
+/// completions still equal `sparetire run --raw --batch-invariant` with the same cache.
+#[test]
+fn a_quantized_kv_cache_fits_more_and_serves_like_the_cli() {
+    let prompt = "The history of the printing press begins in the fifteenth century, when";
+    let kv = ["-ctk", "q8_0", "-ctv", "q8_0"];
+    let o = Command::new(env!("CARGO_BIN_EXE_sparetire"))
+        .args([
+            "run",
+            "-m",
+            "smollm2",
+            "--raw",
+            "--temp",
+            "0",
+            "-n",
+            "16",
+            "--batch-invariant",
+        ])
+        .args(kv)
+        .args(["-p", prompt])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = String::from_utf8(o.stdout).unwrap();
+    let f16 = start(&["-m", "smollm2", "--kv-memory", "8"]);
+    let q8 = start(&[&["-m", "smollm2", "--kv-memory", "8"][..], &kv[..]].concat());
+    let cap = |s: &Server| metric(s, "sparetire_kv_cache_capacity_tokens");
+    // 8 MiB: 22 f16 blocks of SmolLM2 (352 positions), 42 q8_0 ones (672).
+    assert_eq!((cap(&f16), cap(&q8)), (352.0, 672.0));
+    assert!(metric(&q8, "sparetire_kv_cache_bytes") <= 8.0 * 1048576.0);
+    assert_eq!(greedy(&q8, prompt, 16), want.trim_end_matches('\n'));
+}
+
 /// `/v1/completions` computes exactly like `sparetire run --raw --batch-invariant`, also on
 /// Gemma 3 (whose Q4_K/Q6_K weights and long prompts take batch-size-dependent kernels in
 /// llama.cpp's routing), alone or batched with other requests.

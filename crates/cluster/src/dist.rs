@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{HParams, Logits, Model, ModelError, Seq, State};
+use sparetire_models::{HParams, KvTypes, Logits, Model, ModelError, Seq, State};
 use sparetire_quant::ThreadPool;
 
 use crate::protocol::{Msg, SeqPlan};
@@ -70,8 +70,8 @@ impl Model for DistModel {
         self.inner.hparams()
     }
 
-    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
-        self.inner.new_state(n_ctx)
+    fn new_state(&self, n_ctx: usize, kv: KvTypes) -> Result<State, ModelError> {
+        self.inner.new_state(n_ctx, kv)
     }
 
     fn new_state_in(
@@ -110,6 +110,7 @@ impl Model for DistModel {
                 tokens: s.tokens.to_vec(),
                 logits: s.logits,
                 arithmetic: s.state.arithmetic,
+                kv_types: s.state.kv.pool().types(),
             })
             .collect();
         let fatal = |e: ClusterError| -> ! {
@@ -291,7 +292,7 @@ pub fn follow(
                     let mut st = match states.remove(&p.id) {
                         Some(st) => st,
                         None => model
-                            .new_state(p.n_ctx)
+                            .new_state(p.n_ctx, p.kv_types)
                             .map_err(|source| ClusterError::Model { rank: r, source })?,
                     };
                     if st.n_past < p.n_past {

@@ -1,6 +1,6 @@
 //! What rank 0 tells the other ranks, as bytes for [`crate::Comm::broadcast`].
 
-use sparetire_models::{Arithmetic, Logits};
+use sparetire_models::{Arithmetic, KvType, KvTypes, Logits};
 
 use crate::ClusterError;
 
@@ -19,6 +19,8 @@ pub struct SeqPlan {
     pub logits: Logits,
     /// How products compute its tokens.
     pub arithmetic: Arithmetic,
+    /// How its KV cache stores rows (a follower makes its state with them).
+    pub kv_types: KvTypes,
 }
 
 /// A message from rank 0.
@@ -59,6 +61,8 @@ impl Msg {
                         Arithmetic::Reference => 0,
                         Arithmetic::PerToken => 1,
                     });
+                    out.push(kv_code(s.kv_types.k));
+                    out.push(kv_code(s.kv_types.v));
                     u64(&mut out, s.tokens.len() as u64);
                     for t in &s.tokens {
                         out.extend_from_slice(&t.to_le_bytes());
@@ -98,6 +102,14 @@ impl Msg {
                         1 => Arithmetic::PerToken,
                         _ => return Err(bad("arithmetic")),
                     };
+                    let mut kv = || {
+                        let c = r.u8().ok_or_else(short)?;
+                        KvType::ALL
+                            .get(usize::from(c))
+                            .copied()
+                            .ok_or_else(|| bad("KV cache type"))
+                    };
+                    let kv_types = KvTypes { k: kv()?, v: kv()? };
                     let nt = r.len(bytes.len() / 4).ok_or_else(short)?;
                     let mut tokens = Vec::with_capacity(nt);
                     for _ in 0..nt {
@@ -110,6 +122,7 @@ impl Msg {
                         tokens,
                         logits,
                         arithmetic,
+                        kv_types,
                     });
                 }
                 Msg::Forward(seqs)
@@ -121,6 +134,11 @@ impl Msg {
         }
         Ok(msg)
     }
+}
+
+/// A cache type on the wire: its index in [`KvType::ALL`].
+fn kv_code(t: KvType) -> u8 {
+    KvType::ALL.iter().position(|&x| x == t).unwrap_or(0) as u8
 }
 
 struct Reader<'a> {
@@ -168,6 +186,10 @@ mod tests {
                     tokens: vec![1, 2, 65535],
                     logits: Logits::All,
                     arithmetic: Arithmetic::PerToken,
+                    kv_types: KvTypes {
+                        k: KvType::Q8_0,
+                        v: KvType::Q4_0,
+                    },
                 },
                 SeqPlan {
                     id: 4,
@@ -176,6 +198,7 @@ mod tests {
                     tokens: vec![9],
                     logits: Logits::None,
                     arithmetic: Arithmetic::Reference,
+                    kv_types: KvTypes::F16,
                 },
             ]),
         ];

@@ -22,7 +22,7 @@ fn model_path() -> PathBuf {
 /// sequences; returns every logits vector rank 0 saw.
 fn drive(model: &dyn Model, pool: &ThreadPool) -> Vec<Vec<f32>> {
     let mut seen = Vec::new();
-    let mut st = model.new_state(64).unwrap();
+    let mut st = model.new_state(64, sparetire_models::KvTypes::F16).unwrap();
     model
         .forward(pool, &mut st, &[1, 20, 30, 40, 50], Logits::Last)
         .unwrap();
@@ -35,7 +35,7 @@ fn drive(model: &dyn Model, pool: &ThreadPool) -> Vec<Vec<f32>> {
     st.truncate(3);
     model.forward(pool, &mut st, &[7, 8], Logits::All).unwrap();
     seen.push(st.logits().to_vec());
-    let mut other = model.new_state(64).unwrap();
+    let mut other = model.new_state(64, sparetire_models::KvTypes::F16).unwrap();
     let mut seqs = [
         sparetire_models::Seq {
             state: &mut st,

@@ -26,8 +26,10 @@ use sparetire_quant::{GgmlType, ThreadPool};
 
 use crate::expert_parallel::{experts_of, ExpertParallel};
 use crate::hparams::HParams;
-use crate::kv_cache::{KvCache, KvPool};
+use crate::kv_cache::{check_types, KvCache, KvPool};
+use crate::kv_type::KvTypes;
 use crate::layers::attention::{attention, AttnShape, HeadOffsets};
+use crate::layers::hadamard::{key_rotation, rotate, value_rotation};
 use crate::layers::mla::{Mla, MlaQuery};
 use crate::layers::mlp::{geglu, swiglu, Mlp};
 use crate::layers::moe::Moe;
@@ -586,12 +588,14 @@ impl Model for Decoder {
         self.output.name == self.tok_embd.name
     }
 
-    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+    fn new_state(&self, n_ctx: usize, kv: KvTypes) -> Result<State, ModelError> {
+        check_types(&self.hp, kv)?;
         let pool = KvPool::with_values(
             self.hp.n_layer,
             self.local().n_head_kv * self.hp.head_dim,
             n_ctx.div_ceil(crate::kv_cache::BLOCK_SIZE),
             self.hp.kv_values,
+            kv,
         )?;
         Ok(State::new(KvCache::in_pool(pool, n_ctx)))
     }
@@ -626,6 +630,7 @@ impl Model for Decoder {
                 "the KV pool was made for another model's shape".into(),
             ));
         }
+        check_types(&self.hp, pool.types())?;
         Ok(State::new(KvCache::in_pool(pool, n_ctx)))
     }
 
@@ -922,6 +927,14 @@ impl Decoder {
                         }
                         if kv_dim > 0 {
                             let rows = row0 * kv_dim..(row0 + len) * kv_dim;
+                            // A quantized cache stores rotated rows (llama.cpp's attention rotation).
+                            let types = s.state.kv.pool().types();
+                            if let Some(n) = key_rotation(types.k, hd) {
+                                rotate(&mut k[rows.clone()], n);
+                            }
+                            if let Some(n) = value_rotation(types.v, hd) {
+                                rotate(&mut v[rows.clone()], n);
+                            }
                             s.state.kv.store(il, pos0, &k[rows.clone()], &v[rows]);
                         }
                     }
@@ -949,6 +962,9 @@ impl Decoder {
                                                               // (A tensor-parallel rank may hold no heads at all.)
                     for (s, &(row0, len, pos0)) in seqs.iter().zip(&spans).filter(|_| q_dim > 0) {
                         let rows = row0 * q_dim..(row0 + len) * q_dim;
+                        if let Some(n) = key_rotation(s.state.kv.pool().types().k, hd) {
+                            rotate(&mut q[rows.clone()], n);
+                        }
                         s.state.kv.with_layer(il, |kv| {
                             attention(
                                 pool,
@@ -963,6 +979,11 @@ impl Decoder {
                         });
                     }
                     tap(taps, "kqv_out", Some(il), attn);
+                    for (s, &(row0, len, _)) in seqs.iter().zip(&spans) {
+                        if let Some(n) = value_rotation(s.state.kv.pool().types().v, hd) {
+                            rotate(&mut attn[row0 * q_dim..(row0 + len) * q_dim], n);
+                        }
+                    }
                     let out = sized(&mut b.out, n * d); // (n, d) "attn_out"
                     if let Some(tp) = &self.tp {
                         // Every rank needs every head's output; each computes some rows.

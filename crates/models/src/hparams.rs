@@ -25,6 +25,9 @@ pub struct HParams {
     pub n_head_kv: usize,
     /// Per-head key width (`{arch}.attention.key_length`, default `n_embd / n_head`).
     pub head_dim: usize,
+    /// Per-head value width (`{arch}.attention.value_length`, default `head_dim`); with
+    /// latent attention, the part of each cached latent row that serves as values.
+    pub head_dim_v: usize,
     /// Dimensions rotated by RoPE (`{arch}.rope.dimension_count`, default `head_dim`).
     pub n_rot: usize,
     /// RoPE base frequency (`{arch}.rope.freq_base`, default 10000).
@@ -165,6 +168,7 @@ impl HParams {
             n_head,
             n_head_kv,
             head_dim,
+            head_dim_v: v_dim,
             n_rot,
             rope_base,
             rms_eps,

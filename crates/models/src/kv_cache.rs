@@ -16,13 +16,19 @@
 //! A single sequence (`sparetire run`) gets a private pool just big enough
 //! for its context; the server shares one pool, sized from `-c`, among all
 //! running requests.
+//!
+//! Rows are f16 by default, or quant blocks ([`KvTypes`], `--cache-type-k/-v`):
+//! storage is counted in 16-bit units (every block type is an even number of
+//! bytes), so f16 rows stay aligned for reading as floats.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use half::f16;
 use sha2::{Digest, Sha256};
+use sparetire_quant::quantize_activation_row;
 
 use crate::block_alloc::{BlockAllocator, BlockId, BlockKey, BlockStats};
+use crate::kv_type::{KvType, KvTypes};
 use crate::layers::attention::KvLayer;
 use crate::ModelError;
 
@@ -31,38 +37,47 @@ pub const BLOCK_SIZE: usize = 16;
 
 /// Block storage and bookkeeping shared by the sequences of one model.
 ///
-/// Keys and values are f16 like llama.cpp's default cache type (half the
-/// memory of f32, rounded the way the reference rounds).
+/// Keys and values are f16 by default, like llama.cpp's default cache type
+/// (half the memory of f32, rounded the way the reference rounds), or the
+/// quant blocks of [`KvPool::types`].
 pub struct KvPool {
     n_layer: usize,
     kv_dim: usize,
     /// Whether value rows are stored (false: keys only, for latent attention).
     values: bool,
+    types: KvTypes,
+    /// 16-bit units of one key row and of one value row.
+    k_units: usize,
+    v_units: usize,
     n_blocks: usize,
     inner: Mutex<PoolInner>,
 }
 
 struct PoolInner {
-    k: Vec<f16>,
-    v: Vec<f16>,
+    k: Vec<u16>,
+    v: Vec<u16>,
     blocks: BlockAllocator,
 }
 
 impl KvPool {
-    /// A pool of `n_blocks` blocks for a model with `n_layer` layers of
-    /// `kv_dim` key (and value) features. Fails cleanly if the size overflows.
+    /// A pool of `n_blocks` blocks of f16 rows for a model with `n_layer`
+    /// layers of `kv_dim` key (and value) features. Fails cleanly if the size
+    /// overflows.
     pub fn new(n_layer: usize, kv_dim: usize, n_blocks: usize) -> Result<Arc<KvPool>, ModelError> {
-        KvPool::with_values(n_layer, kv_dim, n_blocks, true)
+        KvPool::with_values(n_layer, kv_dim, n_blocks, true, KvTypes::F16)
     }
 
-    /// Like [`KvPool::new`], storing value rows only if `values` (without,
-    /// each position costs one `kv_dim` row per layer: multi-head latent
-    /// attention caches the compressed latent and reads values out of it).
+    /// Like [`KvPool::new`] with rows of `types`, storing value rows only if
+    /// `values` (without, each position costs one `kv_dim` key row per layer:
+    /// multi-head latent attention caches the compressed latent and reads
+    /// values out of it, as the key type). `kv_dim` must be a whole number of
+    /// blocks of each type.
     pub fn with_values(
         n_layer: usize,
         kv_dim: usize,
         n_blocks: usize,
         values: bool,
+        types: KvTypes,
     ) -> Result<Arc<KvPool>, ModelError> {
         let too_large = || {
             ModelError::Invalid(format!(
@@ -73,26 +88,46 @@ impl KvPool {
         if n_blocks > BlockId::MAX as usize {
             return Err(too_large());
         }
-        let n = n_layer
-            .checked_mul(n_blocks)
-            .and_then(|x| x.checked_mul(BLOCK_SIZE))
-            .and_then(|x| x.checked_mul(kv_dim))
-            .filter(|&n| n <= isize::MAX as usize / 4)
-            .ok_or_else(too_large)?;
+        // Latent attention reads its values out of the key rows, as keys.
+        let types = if values {
+            types
+        } else {
+            KvTypes {
+                k: types.k,
+                v: types.k,
+            }
+        };
+        let units = |t: KvType| -> Result<usize, ModelError> {
+            t.check_head(kv_dim, "rows")?;
+            Ok(t.row_bytes(kv_dim).ok_or_else(too_large)? / 2)
+        };
+        let (k_units, v_units) = (units(types.k)?, units(types.v)?);
+        let slab = |units: usize| {
+            n_layer
+                .checked_mul(n_blocks)
+                .and_then(|x| x.checked_mul(BLOCK_SIZE))
+                .and_then(|x| x.checked_mul(units))
+                .filter(|&n| n <= isize::MAX as usize / 4)
+                .ok_or_else(too_large)
+        };
+        let (nk, nv) = (slab(k_units)?, slab(v_units)?);
         Ok(Arc::new(KvPool {
             n_layer,
             kv_dim,
             values,
+            types,
+            k_units,
+            v_units,
             n_blocks,
             inner: Mutex::new(PoolInner {
-                k: zeroed(n),
-                v: zeroed(if values { n } else { 0 }),
+                k: vec![0u16; nk],
+                v: vec![0u16; if values { nv } else { 0 }],
                 blocks: BlockAllocator::new(n_blocks),
             }),
         }))
     }
 
-    /// A pool holding at least `n_positions` positions.
+    /// An f16 pool holding at least `n_positions` positions.
     pub fn with_positions(
         n_layer: usize,
         kv_dim: usize,
@@ -101,19 +136,33 @@ impl KvPool {
         KvPool::new(n_layer, kv_dim, n_positions.div_ceil(BLOCK_SIZE))
     }
 
-    /// A pool of at least `n_positions` positions for a model of shape `hp`.
-    pub fn for_model(hp: &crate::HParams, n_positions: usize) -> Result<Arc<KvPool>, ModelError> {
+    /// A pool of at least `n_positions` positions of `types` rows for a
+    /// model of shape `hp` (every head; a tensor-parallel rank's pool is
+    /// made by its model's `new_state`). Fails with a clear error if the
+    /// model's heads are not whole blocks of the types.
+    pub fn for_model(
+        hp: &crate::HParams,
+        n_positions: usize,
+        types: KvTypes,
+    ) -> Result<Arc<KvPool>, ModelError> {
+        check_types(hp, types)?;
         KvPool::with_values(
             hp.n_layer,
             hp.kv_dim(),
             n_positions.div_ceil(BLOCK_SIZE),
             hp.kv_values,
+            types,
         )
     }
 
     /// Whether value rows are stored apart from the keys.
     pub fn has_values(&self) -> bool {
         self.values
+    }
+
+    /// The element types of the key and value rows.
+    pub fn types(&self) -> KvTypes {
+        self.types
     }
 
     /// Whether the pool's rows fit a model of `n_layer` layers of `kv_dim` features.
@@ -133,11 +182,22 @@ impl KvPool {
 
     /// Bytes of one block (keys and values, every layer).
     pub fn block_bytes(&self) -> usize {
-        (1 + usize::from(self.values))
-            * self.n_layer
-            * BLOCK_SIZE
-            * self.kv_dim
-            * std::mem::size_of::<f16>()
+        let units = self.k_units + if self.values { self.v_units } else { 0 };
+        self.n_layer * BLOCK_SIZE * units * 2
+    }
+
+    /// Bytes of one position's keys (every layer).
+    pub fn k_bytes_per_position(&self) -> usize {
+        self.n_layer * self.k_units * 2
+    }
+
+    /// Bytes of one position's values (every layer; 0 without value rows).
+    pub fn v_bytes_per_position(&self) -> usize {
+        if self.values {
+            self.n_layer * self.v_units * 2
+        } else {
+            0
+        }
     }
 
     /// Bytes of the whole pool (reserved; the OS commits pages as they are first written).
@@ -161,14 +221,45 @@ impl KvPool {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Element offset of row `row` (0..BLOCK_SIZE) of `block` in `layer`.
-    fn at(&self, layer: usize, block: BlockId, row: usize) -> usize {
-        ((layer * self.n_blocks + block as usize) * BLOCK_SIZE + row) * self.kv_dim
+    /// Offset in units of row `row` (0..BLOCK_SIZE) of `block` in `layer`,
+    /// for rows of `units` 16-bit units.
+    fn at(&self, layer: usize, block: BlockId, row: usize, units: usize) -> usize {
+        ((layer * self.n_blocks + block as usize) * BLOCK_SIZE + row) * units
     }
 
-    /// Elements of one layer's slab.
-    fn layer_len(&self) -> usize {
-        self.n_blocks * BLOCK_SIZE * self.kv_dim
+    /// Units of one layer's slab of rows of `units`.
+    fn layer_len(&self, units: usize) -> usize {
+        self.n_blocks * BLOCK_SIZE * units
+    }
+}
+
+/// Checks that the heads of a model shaped `hp` are whole blocks of `types`
+/// (latent attention: its cached row, whose values are read as keys).
+pub fn check_types(hp: &crate::HParams, types: KvTypes) -> Result<(), ModelError> {
+    types.k.check_head(hp.head_dim, "keys")?;
+    if hp.kv_values {
+        types.v.check_head(hp.head_dim_v, "values")
+    } else {
+        // The values are the leading features of the latent row, read as the key type.
+        types.k.check_head(hp.head_dim_v, "the latent's values")
+    }
+}
+
+/// Writes the f32 `src` row into the cache row `dst` as `ty`, the way
+/// llama.cpp's CPU backend converts a row it copies into its cache.
+fn encode_row(ty: KvType, src: &[f32], dst: &mut [u16]) {
+    match ty {
+        KvType::F16 => {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = f16::from_f32(s).to_bits();
+            }
+        }
+        _ => {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(dst);
+            // The row is whole blocks (checked when the pool was made).
+            quantize_activation_row(ty.ggml(), src, bytes)
+                .expect("KV rows are whole blocks of their type");
+        }
     }
 }
 
@@ -215,9 +306,17 @@ impl KvCache {
         Ok(KvCache::in_pool(pool, n_ctx))
     }
 
-    /// A cache for `n_ctx` positions of a model shaped `hp` in a private pool of its own.
-    pub fn for_model(hp: &crate::HParams, n_ctx: usize) -> Result<KvCache, ModelError> {
-        Ok(KvCache::in_pool(KvPool::for_model(hp, n_ctx)?, n_ctx))
+    /// A cache for `n_ctx` positions of `types` rows of a model shaped `hp`
+    /// in a private pool of its own.
+    pub fn for_model(
+        hp: &crate::HParams,
+        n_ctx: usize,
+        types: KvTypes,
+    ) -> Result<KvCache, ModelError> {
+        Ok(KvCache::in_pool(
+            KvPool::for_model(hp, n_ctx, types)?,
+            n_ctx,
+        ))
     }
 
     /// An empty cache of up to `n_ctx` positions whose blocks come from `pool`.
@@ -308,13 +407,16 @@ impl KvCache {
                 let Some(new) = p.blocks.alloc() else {
                     return Err(full(&p, &self.table));
                 };
-                let n = (from % BLOCK_SIZE) * pool.kv_dim;
+                let rows = from % BLOCK_SIZE;
                 let inner = &mut *p;
                 for layer in 0..pool.n_layer {
-                    let (src, dst) = (pool.at(layer, old, 0), pool.at(layer, new, 0));
-                    inner.k.copy_within(src..src + n, dst);
+                    let u = pool.k_units;
+                    let (src, dst) = (pool.at(layer, old, 0, u), pool.at(layer, new, 0, u));
+                    inner.k.copy_within(src..src + rows * u, dst);
                     if pool.values {
-                        inner.v.copy_within(src..src + n, dst);
+                        let u = pool.v_units;
+                        let (src, dst) = (pool.at(layer, old, 0, u), pool.at(layer, new, 0, u));
+                        inner.v.copy_within(src..src + rows * u, dst);
                     }
                 }
                 inner.blocks.release(old);
@@ -331,33 +433,28 @@ impl KvCache {
     }
 
     /// Stores the key and value rows of `layer` for positions `pos0..`, one
-    /// row of `kv_dim` per position. The positions must have been made
-    /// writable by [`Self::prepare`].
+    /// row of `kv_dim` per position, converted to the pool's types. The
+    /// positions must have been made writable by [`Self::prepare`]. Without
+    /// value rows (latent attention) `v` is ignored and may be empty.
     pub fn store(&mut self, layer: usize, pos0: usize, k: &[f32], v: &[f32]) {
         let pool = &*self.pool;
         let kv_dim = pool.kv_dim;
         if kv_dim == 0 {
             return;
         }
+        let (ku, vu) = (pool.k_units, pool.v_units);
         let mut p = pool.lock();
         let inner = &mut *p;
-        // Without stored values, `v` may be empty: pair each key row with nothing.
-        let no_values = vec![0f32; kv_dim];
-        let v_rows = v
-            .chunks_exact(kv_dim)
-            .chain(std::iter::repeat(&no_values[..]));
-        for (i, (kr, vr)) in k.chunks_exact(kv_dim).zip(v_rows).enumerate() {
+        for (i, kr) in k.chunks_exact(kv_dim).enumerate() {
             let pos = pos0 + i;
             let b = self.table[pos / BLOCK_SIZE];
             debug_assert!(!inner.blocks.is_shared(b), "write into a shared block");
-            let at = pool.at(layer, b, pos % BLOCK_SIZE);
-            for (d, &s) in inner.k[at..at + kv_dim].iter_mut().zip(kr) {
-                *d = f16::from_f32(s);
-            }
+            let at = pool.at(layer, b, pos % BLOCK_SIZE, ku);
+            encode_row(pool.types.k, kr, &mut inner.k[at..at + ku]);
             if pool.values {
-                for (d, &s) in inner.v[at..at + kv_dim].iter_mut().zip(vr) {
-                    *d = f16::from_f32(s);
-                }
+                let vr = &v[i * kv_dim..(i + 1) * kv_dim];
+                let at = pool.at(layer, b, pos % BLOCK_SIZE, vu);
+                encode_row(pool.types.v, vr, &mut inner.v[at..at + vu]);
             }
         }
     }
@@ -423,14 +520,19 @@ impl KvCache {
     pub fn with_layer<R>(&self, layer: usize, f: impl FnOnce(KvLayer<'_>) -> R) -> R {
         let pool = &*self.pool;
         let p = pool.lock();
-        let span = layer * pool.layer_len()..(layer + 1) * pool.layer_len();
-        let v_span = if pool.values { span.clone() } else { 0..0 };
-        f(KvLayer::paged(
-            &p.k[span],
+        let (kl, vl) = (pool.layer_len(pool.k_units), pool.layer_len(pool.v_units));
+        let v_span = if pool.values {
+            layer * vl..(layer + 1) * vl
+        } else {
+            0..0
+        };
+        f(KvLayer::raw(
+            &p.k[layer * kl..(layer + 1) * kl],
             &p.v[v_span],
-            &self.table,
+            Some(&self.table),
             BLOCK_SIZE,
             pool.kv_dim,
+            pool.types,
         ))
     }
 }
@@ -445,13 +547,6 @@ impl Drop for KvCache {
             p.blocks.release(b);
         }
     }
-}
-
-/// `n` zero f16 values, allocated zeroed (calloc): the OS hands out pages as
-/// they are first written, so a large pool costs memory only as it fills.
-fn zeroed(n: usize) -> Vec<f16> {
-    use half::vec::HalfBitsVecExt;
-    vec![0u16; n].reinterpret_into()
 }
 
 #[cfg(test)]
@@ -473,7 +568,7 @@ mod tests {
     }
 
     fn key_row(c: &KvCache, layer: usize, pos: usize) -> Vec<f32> {
-        c.with_layer(layer, |l| l.k_row(pos).iter().map(|x| x.to_f32()).collect())
+        c.with_layer(layer, |l| l.k_f32(pos))
     }
 
     #[test]
@@ -534,6 +629,47 @@ mod tests {
             vec![1200.0, 1201.0],
             "a's block untouched"
         );
+    }
+
+    #[test]
+    fn quantized_rows_are_smaller_and_come_back_close() {
+        let (n_layer, kv_dim) = (2, 64);
+        let f16_pool = KvPool::new(n_layer, kv_dim, 4).unwrap();
+        for (ty, ratio) in [(KvType::Q8_0, 34.0 / 64.0), (KvType::Q4_0, 18.0 / 64.0)] {
+            let pool = KvPool::with_values(n_layer, kv_dim, 4, true, KvTypes::both(ty)).unwrap();
+            let r = pool.block_bytes() as f64 / f16_pool.block_bytes() as f64;
+            assert!((r - ratio).abs() < 1e-12, "{ty}: {r}");
+            assert_eq!(pool.k_bytes_per_position(), pool.v_bytes_per_position());
+            let mut c = KvCache::in_pool(pool.clone(), 64);
+            let rows: Vec<f32> = (0..20 * kv_dim)
+                .map(|i| ((i * 7919) % 201) as f32 / 100.0 - 1.0)
+                .collect();
+            c.prepare(20).unwrap();
+            for layer in 0..n_layer {
+                c.store(layer, 0, &rows, &rows);
+            }
+            c.commit(&(0..20).collect::<Vec<u32>>());
+            // A shared block is copied with its quantized rows.
+            let mut d = KvCache::in_pool(pool.clone(), 64);
+            assert_eq!(d.reuse_prefix(&(0..20).collect::<Vec<u32>>(), 19), 16);
+            d.truncate(10);
+            d.prepare(11).unwrap();
+            // Q4_0 clips the side opposite its largest value at 7 of 8 steps (up to 1/8 off).
+            let tol = if ty == KvType::Q8_0 { 0.01 } else { 0.13 };
+            for pos in [0, 9, 15, 19] {
+                let want = &rows[pos * kv_dim..(pos + 1) * kv_dim];
+                let got = c.with_layer(1, |l| (l.k_f32(pos), l.v_f32(pos)));
+                for (g, w) in got.0.iter().chain(&got.1).zip(want.iter().chain(want)) {
+                    assert!((g - w).abs() < tol, "{ty} pos {pos}: {g} vs {w}");
+                }
+                if pos < 10 {
+                    assert_eq!(d.with_layer(1, |l| l.k_f32(pos)), got.0, "copied block");
+                }
+            }
+        }
+        // Rows that are not whole blocks are refused, not truncated.
+        let err = KvPool::with_values(1, 48, 4, true, KvTypes::both(KvType::Q8_0));
+        assert!(err.is_err());
     }
 
     #[test]

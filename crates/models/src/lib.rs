@@ -18,6 +18,7 @@ mod error;
 pub mod expert_parallel;
 pub mod hparams;
 pub mod kv_cache;
+pub mod kv_type;
 pub mod layers;
 mod state;
 pub mod tensor_parallel;
@@ -32,6 +33,7 @@ pub use sparetire_quant::Arithmetic;
 
 pub use error::ModelError;
 pub use hparams::HParams;
+pub use kv_type::{KvType, KvTypes};
 pub use state::{State, Tap};
 
 /// Weight traffic of one decoded token.
@@ -71,8 +73,10 @@ pub trait Model: Send + Sync {
     /// Its hyperparameters.
     fn hparams(&self) -> &HParams;
 
-    /// A fresh sequence state holding up to `n_ctx` positions.
-    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError>;
+    /// A fresh sequence state holding up to `n_ctx` positions, its KV cache
+    /// storing rows as `kv` (f16 by default; see [`KvTypes`]). Fails with a
+    /// clear error if the model's heads are not whole blocks of those types.
+    fn new_state(&self, n_ctx: usize, kv: KvTypes) -> Result<State, ModelError>;
 
     /// A fresh sequence state of up to `n_ctx` positions whose KV blocks come
     /// from `pool` (shared with other sequences; see [`kv_cache::KvPool::for_model`]).

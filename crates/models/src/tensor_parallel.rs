@@ -130,6 +130,7 @@ mod tests {
             n_head,
             n_head_kv,
             head_dim,
+            head_dim_v: head_dim,
             n_rot: head_dim,
             rope_base: 10000.0,
             rms_eps: 1e-5,

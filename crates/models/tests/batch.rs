@@ -22,13 +22,15 @@ fn forward_batch_matches_one_sequence_at_a_time() {
     // Alone: prompt, then one decode step each.
     let mut alone = Vec::new();
     for p in prompts {
-        let mut st = model.new_state(64).unwrap();
+        let mut st = model.new_state(64, sparetire_models::KvTypes::F16).unwrap();
         model.forward(&pool, &mut st, p, Logits::Last).unwrap();
         model.forward(&pool, &mut st, &[42], Logits::Last).unwrap();
         alone.push(st.logits().to_vec());
     }
     // Together: the three prompts in one batch, then the three decode steps in one batch.
-    let mut states: Vec<_> = (0..3).map(|_| model.new_state(64).unwrap()).collect();
+    let mut states: Vec<_> = (0..3)
+        .map(|_| model.new_state(64, sparetire_models::KvTypes::F16).unwrap())
+        .collect();
     {
         let mut seqs: Vec<Seq> = states
             .iter_mut()
@@ -78,7 +80,9 @@ fn per_token_arithmetic_is_batch_invariant_on_gemma3() {
     let (model, want) = per_token_invariance(&path, &prompt, &other);
     // The reference arithmetic does depend on the batch here (which is why the server does not use it).
     let pool = ThreadPool::new(2);
-    let mut reference = model.new_state(256).unwrap();
+    let mut reference = model
+        .new_state(256, sparetire_models::KvTypes::F16)
+        .unwrap();
     model
         .forward(&pool, &mut reference, &prompt, Logits::Last)
         .unwrap();
@@ -119,7 +123,9 @@ fn per_token_invariance(
     let model = load(Arc::new(GgufFile::open(path).unwrap())).unwrap();
     let pool = ThreadPool::new(2);
     let new = || {
-        let mut st = model.new_state(256).unwrap();
+        let mut st = model
+            .new_state(256, sparetire_models::KvTypes::F16)
+            .unwrap();
         st.arithmetic = Arithmetic::PerToken;
         st
     };
@@ -168,7 +174,7 @@ fn per_token_invariance(
         .unwrap();
     assert_eq!(chunked.logits(), &want[..], "{name}: chunked and batched");
     // Prefix blocks published by one sequence and taken by another in a shared pool.
-    let kv = KvPool::for_model(model.hparams(), 512).unwrap();
+    let kv = KvPool::for_model(model.hparams(), 512, sparetire_models::KvTypes::F16).unwrap();
     let mut first = model.new_state_in(kv.clone(), 256).unwrap();
     first.arithmetic = Arithmetic::PerToken;
     model
@@ -197,7 +203,9 @@ fn pipeline_stages_compose_to_the_whole_network() {
     let pool = ThreadPool::new(2);
     let n_layer = model.hparams().n_layer;
     let prompt: Vec<u32> = (0..40u32).map(|i| 100 + i * 7).collect();
-    let mut whole = model.new_state(128).unwrap();
+    let mut whole = model
+        .new_state(128, sparetire_models::KvTypes::F16)
+        .unwrap();
     model
         .forward(&pool, &mut whole, &prompt, Logits::Last)
         .unwrap();
@@ -207,7 +215,13 @@ fn pipeline_stages_compose_to_the_whole_network() {
         .unwrap();
     let want_decode = whole.logits().to_vec();
     let cuts = [0, 7, 19, n_layer];
-    let mut states: Vec<_> = (0..3).map(|_| model.new_state(128).unwrap()).collect();
+    let mut states: Vec<_> = (0..3)
+        .map(|_| {
+            model
+                .new_state(128, sparetire_models::KvTypes::F16)
+                .unwrap()
+        })
+        .collect();
     for (tokens, want) in [(&prompt[..], &want_prefill), (&[9u32][..], &want_decode)] {
         let mut hidden: Option<Vec<f32>> = None;
         for (k, st) in states.iter_mut().enumerate() {

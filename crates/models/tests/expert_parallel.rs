@@ -60,7 +60,9 @@ fn gatherers(size: usize) -> Vec<Arc<dyn Gatherer>> {
 fn drive(model: &dyn Model) -> Vec<f32> {
     let pool = ThreadPool::new(1);
     let prompt: Vec<u32> = (0..40u32).map(|i| 10 + i * 53 % 1000).collect();
-    let mut st = model.new_state(128).unwrap();
+    let mut st = model
+        .new_state(128, sparetire_models::KvTypes::F16)
+        .unwrap();
     model.forward(&pool, &mut st, &prompt, Logits::All).unwrap();
     let mut out = st.logits().to_vec();
     for t in [7u32, 300] {

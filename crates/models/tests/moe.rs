@@ -74,7 +74,7 @@ fn the_latent_kv_cache_holds_kv_lora_plus_rope_per_token_and_layer() {
         let v_mla = f.get_u64("deepseek2.attention.value_length_mla").unwrap() as usize;
         let model = load(f).unwrap();
         let hp = model.hparams().clone();
-        let st = model.new_state(64).unwrap();
+        let st = model.new_state(64, sparetire_models::KvTypes::F16).unwrap();
         let per_token = st.kv.pool().block_bytes() / BLOCK_SIZE;
         // f16: two bytes per value, one latent row per layer, no separate values.
         assert_eq!(per_token, hp.n_layer * (kv_lora + rope) * 2, "{name}");

@@ -10,13 +10,33 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::Digest;
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{load, Logits};
+use sparetire_models::{load, KvType, KvTypes, Logits};
 use sparetire_quant::ThreadPool;
 
 #[derive(Deserialize)]
 struct Golden {
     file_sha256: String,
+    #[serde(default)]
+    settings: Settings,
     cases: Vec<Case>,
+}
+
+/// The llama.cpp context settings the goldens record (only what changes our side).
+#[derive(Deserialize, Default)]
+struct Settings {
+    /// KV cache types (`-ctk`/`-ctv`); absent in goldens of the default f16 cache.
+    cache_type_k: Option<String>,
+    cache_type_v: Option<String>,
+}
+
+impl Settings {
+    fn kv_types(&self) -> KvTypes {
+        let t = |s: &Option<String>| s.as_deref().map_or(KvType::F16, |s| s.parse().unwrap());
+        KvTypes {
+            k: t(&self.cache_type_k),
+            v: t(&self.cache_type_v),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -70,6 +90,7 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
     let file = Arc::new(GgufFile::open(model_path).unwrap());
     let model = load(file).unwrap();
     let pool = ThreadPool::new(2);
+    let kv = golden.settings.kv_types();
     let n_vocab = model.hparams().n_vocab;
     let mut r = Report {
         positions: 0,
@@ -89,7 +110,7 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
             .chain(&case.greedy_tokens)
             .copied()
             .collect();
-        let mut st = model.new_state(512).unwrap();
+        let mut st = model.new_state(512, kv).unwrap();
         model.forward(&pool, &mut st, &all, Logits::All).unwrap();
         let logits = st.logits();
         assert_eq!(case.teacher_top_ids.len(), all.len());
@@ -112,7 +133,7 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
             }
         }
         // Greedy: prompt as one batch, then one token at a time.
-        let mut st = model.new_state(512).unwrap();
+        let mut st = model.new_state(512, kv).unwrap();
         model
             .forward(&pool, &mut st, &case.prompt_tokens, Logits::Last)
             .unwrap();
@@ -217,6 +238,39 @@ fn smollm2_matches_llama_cpp() {
     assert_parity(&r, 0.05);
 }
 
+/// A q8_0 KV cache: its rows rotated (Walsh–Hadamard over each 64-wide head), quantized, and
+/// attended to through the single-row path, as llama.cpp does.
+#[test]
+fn smollm2_with_q8_0_kv_cache_matches_llama_cpp() {
+    let r = check_model(
+        &common::store_model("smollm2"),
+        &golden_path("smollm2-q8_0"),
+    );
+    assert_parity(&r, 0.05);
+}
+
+/// q8_0 keys and q4_0 values on 32-wide heads (too narrow for llama.cpp's rotation).
+#[test]
+fn tiny_qwen3_with_quantized_kv_cache_matches_llama_cpp() {
+    let r = check_model(
+        &common::repo_root().join("tests/data/tiny-qwen3.gguf"),
+        &golden_path("tiny-qwen3-q8_0-q4_0"),
+    );
+    assert_parity(&r, 0.01);
+}
+
+/// Latent attention with a 64-wide latent row, with the default cache and with a q8_0 one
+/// (llama.cpp quantizes the latent rows and reads the values out of them as q8_0 too).
+#[test]
+fn tiny_deepseek2_latent64_matches_llama_cpp_with_f16_and_q8_0_caches() {
+    assert_parity(&tiny("tiny-deepseek2-latent64"), 0.01);
+    let r = check_model(
+        &common::repo_root().join("tests/data/tiny-deepseek2-latent64.gguf"),
+        &golden_path("tiny-deepseek2-latent64-q8_0"),
+    );
+    assert_parity(&r, 0.01);
+}
+
 #[test]
 fn tiny_qwen2_matches_llama_cpp() {
     assert_parity(&tiny("tiny-qwen2"), 0.01);
@@ -245,6 +299,16 @@ fn tiny_deepseek2_matches_llama_cpp() {
 #[test]
 fn tiny_deepseek3_matches_llama_cpp() {
     assert_parity(&tiny("tiny-deepseek3"), 0.01);
+}
+
+/// Gemma 3 with a q8_0 KV cache: keys rotated over whole 256-wide heads, values in 64s.
+#[test]
+fn gemma3_with_q8_0_kv_cache_matches_llama_cpp() {
+    let r = check_model(
+        &common::store_model("gemma3-270m"),
+        &golden_path("gemma3-270m-q8_0"),
+    );
+    assert_parity(&r, 0.05);
 }
 
 #[test]
@@ -278,7 +342,9 @@ fn diag_per_position() {
         .chain(&case.greedy_tokens)
         .copied()
         .collect();
-    let mut st = model.new_state(512).unwrap();
+    let mut st = model
+        .new_state(512, sparetire_models::KvTypes::F16)
+        .unwrap();
     model.forward(&pool, &mut st, &all, Logits::All).unwrap();
     for i in 0..all.len() {
         let row = &st.logits()[i * nv..(i + 1) * nv];
@@ -314,7 +380,9 @@ fn diag_incremental() {
         .chain(&case.greedy_tokens)
         .copied()
         .collect();
-    let mut st = model.new_state(512).unwrap();
+    let mut st = model
+        .new_state(512, sparetire_models::KvTypes::F16)
+        .unwrap();
     for (i, &t) in all[..10].iter().enumerate() {
         model.forward(&pool, &mut st, &[t], Logits::Last).unwrap();
         let row = st.logits();
@@ -327,7 +395,9 @@ fn diag_incremental() {
                 .collect::<Vec<_>>()
         );
     }
-    let mut st = model.new_state(512).unwrap();
+    let mut st = model
+        .new_state(512, sparetire_models::KvTypes::F16)
+        .unwrap();
     model
         .forward(&pool, &mut st, &all[..8], Logits::All)
         .unwrap();
@@ -390,7 +460,9 @@ fn dump_activations(name: &str, model_path: &Path, modes: &[(&str, usize, usize)
         let dir = root.join(mode);
         std::fs::create_dir_all(&dir).unwrap();
         let step = Arc::new(AtomicUsize::new(0));
-        let mut st = model.new_state(512).unwrap();
+        let mut st = model
+            .new_state(512, sparetire_models::KvTypes::F16)
+            .unwrap();
         let s2 = step.clone();
         st.set_tap(Some(Box::new(move |name, layer, x| {
             let l = layer.map_or(String::new(), |l| format!("-{l}"));

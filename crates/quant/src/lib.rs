@@ -35,6 +35,6 @@ mod types;
 pub use error::QuantError;
 pub use matmul::{matmul, matmul_with, Arithmetic, WeightView, MATMUL_HELD_BACK};
 pub use reference::{dequantize_row, quantize_activation_row, quantize_row};
-pub use simd::vec_dot;
+pub use simd::{vec_dot, vec_dot_kernel, VecDotFn};
 pub use threads::ThreadPool;
 pub use types::GgmlType;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::{Arithmetic, Logits, Model, State};
+use sparetire_models::{Arithmetic, KvTypes, Logits, Model, State};
 use sparetire_quant::ThreadPool;
 use sparetire_tokenizer::{ChatMessage, ChatTemplate, Tokenizer};
 
@@ -27,6 +27,8 @@ pub struct Engine {
     /// only when a chat is rendered, so raw completion still works).
     template: Result<ChatTemplate, String>,
     pool: ThreadPool,
+    /// How sessions' KV caches store their rows.
+    kv_types: KvTypes,
 }
 
 impl Engine {
@@ -54,6 +56,7 @@ impl Engine {
             tokenizer,
             template,
             pool: ThreadPool::new(n_threads.max(1)),
+            kv_types: KvTypes::F16,
         })
     }
 
@@ -95,6 +98,20 @@ impl Engine {
     /// The thread pool.
     pub fn pool(&self) -> &ThreadPool {
         &self.pool
+    }
+
+    /// Sets how the KV caches of new sessions (and perplexity runs) store
+    /// their rows (`--cache-type-k/-v`); fails with a clear error if the
+    /// model's heads are not whole blocks of those types.
+    pub fn set_kv_types(&mut self, types: KvTypes) -> Result<(), RuntimeError> {
+        sparetire_models::kv_cache::check_types(self.model.hparams(), types)?;
+        self.kv_types = types;
+        Ok(())
+    }
+
+    /// How new sessions' KV caches store their rows.
+    pub fn kv_types(&self) -> KvTypes {
+        self.kv_types
     }
 
     /// Replaces the chat template (e.g. from `--chat-template FILE`).
@@ -147,7 +164,7 @@ impl Engine {
         }
         Ok(Session {
             engine: self,
-            state: self.model.new_state(n_ctx)?,
+            state: self.model.new_state(n_ctx, self.kv_types)?,
             tokens: Vec::new(),
         })
     }

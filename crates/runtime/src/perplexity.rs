@@ -154,7 +154,7 @@ pub fn perplexity(
     let mut running = Vec::with_capacity(n_chunks);
     let mut logprobs = vec![0f32; n_vocab];
     let mut base_lp = vec![0f32; n_vocab];
-    let mut state = model.new_state(n_ctx)?;
+    let mut state = model.new_state(n_ctx, engine.kv_types())?;
     for chunk in 0..n_chunks {
         let window = &tokens[chunk * n_ctx..(chunk + 1) * n_ctx];
         let mut input = window.to_vec();

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub kv_capacity: AtomicU64,
     /// KV blocks in the pool.
     pub kv_blocks_total: AtomicU64,
+    /// Bytes the pool's blocks take (keys and values of every layer, in their cache types).
+    pub kv_bytes: AtomicU64,
     /// KV blocks held by running sequences.
     pub kv_blocks_held: AtomicU64,
     /// KV blocks nobody holds that keep a reusable prefix.
@@ -163,6 +165,11 @@ impl Metrics {
                 "sparetire_kv_cache_capacity_tokens",
                 "KV-cache positions in the shared pool.",
                 get(&self.kv_capacity) as f64,
+            ),
+            (
+                "sparetire_kv_cache_bytes",
+                "Bytes of the shared KV cache (every block, in the --cache-type-k/-v types).",
+                get(&self.kv_bytes) as f64,
             ),
             (
                 "sparetire_prefix_cache_hit_ratio",

@@ -127,16 +127,20 @@ impl Worker {
             let (engine, n_ctx) = load().unwrap_or_else(|e| fail(e));
             let n_slots = n_slots.max(1);
             let hp = engine.model().hparams();
+            let types = engine.kv_types();
             let pool = match budget {
-                KvBudget::FullContexts => KvPool::for_model(hp, n_ctx.saturating_mul(n_slots)),
+                KvBudget::FullContexts => {
+                    KvPool::for_model(hp, n_ctx.saturating_mul(n_slots), types)
+                }
                 KvBudget::Bytes(b) => {
-                    let per_block = KvPool::for_model(hp, 1).map(|p| p.block_bytes());
+                    let per_block = KvPool::for_model(hp, 1, types).map(|p| p.block_bytes());
                     per_block.and_then(|pb| {
                         sparetire_models::kv_cache::KvPool::with_values(
                             hp.n_layer,
                             hp.kv_dim(),
                             b / pb.max(1),
                             hp.kv_values,
+                            types,
                         )
                     })
                 }
@@ -172,14 +176,18 @@ impl Worker {
             metrics
                 .kv_blocks_free
                 .store(pool.n_blocks() as u64, Ordering::Relaxed);
+            metrics
+                .kv_bytes
+                .store(pool.memory_bytes() as u64, Ordering::Relaxed);
             ready2.store(true, Ordering::Release);
             eprintln!(
-                "sparetire: model ready ({} parallel sequences of up to {n_ctx} tokens; KV cache {} blocks of {} = {} positions, {:.1} MiB)",
+                "sparetire: model ready ({} parallel sequences of up to {n_ctx} tokens; KV cache {} blocks of {} = {} positions, {:.1} MiB, {})",
                 slots.len(),
                 pool.n_blocks(),
                 sparetire_models::kv_cache::BLOCK_SIZE,
                 pool.n_positions(),
                 pool.memory_bytes() as f64 / (1 << 20) as f64,
+                pool.types(),
             );
             Batcher {
                 engine: &engine,

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use sparetire_formats::gguf::GgufFile;
 use sparetire_models::kv_cache::{KvCache, KvPool, BLOCK_SIZE};
-use sparetire_models::{arch, HParams, Logits, Model, ModelError, Seq, State, WeightBytes};
+use sparetire_models::{
+    arch, HParams, KvTypes, Logits, Model, ModelError, Seq, State, WeightBytes,
+};
 use sparetire_quant::ThreadPool;
 
 use crate::device::Gpu;
@@ -60,6 +62,18 @@ pub struct LoadError {
 impl std::fmt::Debug for LoadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LoadError({:?})", self.error)
+    }
+}
+
+/// The device caches f16 rows only.
+fn f16_only(kv: KvTypes) -> Result<(), ModelError> {
+    if kv.is_f16() {
+        Ok(())
+    } else {
+        Err(ModelError::Device(format!(
+            "the Vulkan backend caches keys and values as f16, not {}/{} (use --cache-type-k/-v f16, or --device cpu)",
+            kv.k, kv.v
+        )))
     }
 }
 
@@ -171,18 +185,20 @@ impl Model for VulkanModel {
         &self.hp
     }
 
-    fn new_state(&self, n_ctx: usize) -> Result<State, ModelError> {
+    fn new_state(&self, n_ctx: usize, kv: KvTypes) -> Result<State, ModelError> {
+        f16_only(kv)?;
         let st = if self.all_on_device() {
             // Bookkeeping only: a pool of no layers stores nothing.
             let pool = KvPool::new(0, self.hp.kv_dim(), n_ctx.div_ceil(BLOCK_SIZE))?;
             State::new(KvCache::in_pool(pool, n_ctx))
         } else {
-            self.cpu.new_state(n_ctx)?
+            self.cpu.new_state(n_ctx, kv)?
         };
         self.with_device(st)
     }
 
     fn new_state_in(&self, pool: Arc<KvPool>, n_ctx: usize) -> Result<State, ModelError> {
+        f16_only(pool.types())?;
         let st = if self.all_on_device() {
             State::new(KvCache::in_pool(pool, n_ctx))
         } else {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::Digest;
 use sparetire_formats::gguf::GgufFile;
-use sparetire_models::Logits;
+use sparetire_models::{KvTypes, Logits};
 use sparetire_runtime::{perplexity, Engine, PplParams};
 use sparetire_vulkan::VulkanModel;
 
@@ -126,7 +126,7 @@ fn greedy(name: &str, golden: &str, n_cases: usize, n_steps: usize, gpu_layers: 
     let mut failed = Vec::new();
     let (mut identical, mut near) = (0, 0);
     for case in golden.cases.iter().take(n_cases) {
-        let mut st = model.new_state(512).unwrap();
+        let mut st = model.new_state(512, KvTypes::F16).unwrap();
         model
             .forward(dev.pool(), &mut st, &case.prompt_tokens, Logits::Last)
             .unwrap();

@@ -1,10 +1,15 @@
-//! Scaled dot-product attention with grouped-query heads over an f16 KV cache.
+//! Scaled dot-product attention with grouped-query heads over the KV cache
+//! (f16 rows, or quant blocks for a quantized cache).
 
 use std::sync::Mutex;
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
-use sparetire_quant::ThreadPool;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
+use sparetire_quant::{
+    dequantize_row, quantize_activation_row, vec_dot_kernel, ThreadPool, VecDotFn,
+};
+
+use crate::kv_type::{KvType, KvTypes};
 
 #[cfg(target_arch = "x86_64")]
 use super::ggml_f32::has_avx2_fma;
@@ -51,32 +56,38 @@ pub struct HeadOffsets {
 /// smaller ones (every decode step) its f16 one (`GGML_FA_TILE_Q`).
 pub const F32_PATH_MIN_TOKENS: usize = 64;
 
-/// One layer's keys and values: rows of `n_head_kv * head_dim` f16 values,
-/// one per position, either contiguous or in the blocks of a paged cache.
+/// One layer's keys and values: rows of `n_head_kv * head_dim` elements, one
+/// per position, either contiguous or in the blocks of a paged cache, stored
+/// as f16 or as quant blocks ([`KvTypes`]) in 16-bit units.
 #[derive(Clone, Copy)]
 pub struct KvLayer<'a> {
-    keys: &'a [f16],
-    values: &'a [f16],
+    keys: &'a [u16],
+    values: &'a [u16],
     /// Block table (position `p` is row `p % block` of block `table[p / block]`),
     /// or `None` for contiguous rows.
     table: Option<&'a [u32]>,
     block: usize,
     kv_dim: usize,
+    types: KvTypes,
+    /// 16-bit units of a key row and of a value row.
+    k_units: usize,
+    v_units: usize,
 }
 
 impl<'a> KvLayer<'a> {
-    /// Contiguous rows: position `p` at `p * kv_dim`.
+    /// Contiguous f16 rows: position `p` at `p * kv_dim`.
     pub fn contiguous(keys: &'a [f16], values: &'a [f16], kv_dim: usize) -> Self {
-        KvLayer {
-            keys,
-            values,
-            table: None,
-            block: 1,
+        KvLayer::raw(
+            keys.reinterpret_cast(),
+            values.reinterpret_cast(),
+            None,
+            1,
             kv_dim,
-        }
+            KvTypes::F16,
+        )
     }
 
-    /// Rows in blocks of `block` positions, `table` naming each block.
+    /// f16 rows in blocks of `block` positions, `table` naming each block.
     pub fn paged(
         keys: &'a [f16],
         values: &'a [f16],
@@ -84,32 +95,100 @@ impl<'a> KvLayer<'a> {
         block: usize,
         kv_dim: usize,
     ) -> Self {
+        KvLayer::raw(
+            keys.reinterpret_cast(),
+            values.reinterpret_cast(),
+            Some(table),
+            block,
+            kv_dim,
+            KvTypes::F16,
+        )
+    }
+
+    /// Rows of `kv_dim` elements stored as `types` (`kv_dim` a whole number
+    /// of their blocks), contiguous or paged by `table` in blocks of `block`.
+    pub fn raw(
+        keys: &'a [u16],
+        values: &'a [u16],
+        table: Option<&'a [u32]>,
+        block: usize,
+        kv_dim: usize,
+        types: KvTypes,
+    ) -> Self {
+        let units = |t: KvType| t.row_bytes(kv_dim).unwrap_or(0) / 2;
         KvLayer {
             keys,
             values,
-            table: Some(table),
+            table,
             block,
             kv_dim,
+            types,
+            k_units: units(types.k),
+            v_units: units(types.v),
         }
+    }
+
+    /// The element types of the rows.
+    pub fn types(&self) -> KvTypes {
+        self.types
     }
 
     #[inline(always)]
-    fn offset(&self, pos: usize) -> usize {
+    fn offset(&self, pos: usize, units: usize) -> usize {
         match self.table {
-            None => pos * self.kv_dim,
-            Some(t) => (t[pos / self.block] as usize * self.block + pos % self.block) * self.kv_dim,
+            None => pos * units,
+            Some(t) => (t[pos / self.block] as usize * self.block + pos % self.block) * units,
         }
     }
 
-    /// The key row of position `pos`.
-    pub fn k_row(&self, pos: usize) -> &'a [f16] {
-        &self.keys[self.offset(pos)..][..self.kv_dim]
+    /// The stored key row of position `pos`.
+    pub fn k_raw(&self, pos: usize) -> &'a [u16] {
+        &self.keys[self.offset(pos, self.k_units)..][..self.k_units]
     }
 
-    /// The value row of position `pos`.
-    pub fn v_row(&self, pos: usize) -> &'a [f16] {
-        &self.values[self.offset(pos)..][..self.kv_dim]
+    /// The stored value row of position `pos`.
+    pub fn v_raw(&self, pos: usize) -> &'a [u16] {
+        &self.values[self.offset(pos, self.v_units)..][..self.v_units]
     }
+
+    /// The key row of position `pos` of an f16 key cache.
+    pub fn k_row(&self, pos: usize) -> &'a [f16] {
+        debug_assert_eq!(self.types.k, KvType::F16);
+        self.k_raw(pos).reinterpret_cast()
+    }
+
+    /// The value row of position `pos` of an f16 value cache.
+    pub fn v_row(&self, pos: usize) -> &'a [f16] {
+        debug_assert_eq!(self.types.v, KvType::F16);
+        self.v_raw(pos).reinterpret_cast()
+    }
+
+    /// The key row of position `pos` widened to f32, whatever its type.
+    pub fn k_f32(&self, pos: usize) -> Vec<f32> {
+        widen(self.types.k, self.k_raw(pos), self.kv_dim)
+    }
+
+    /// The value row of position `pos` widened to f32, whatever its type.
+    pub fn v_f32(&self, pos: usize) -> Vec<f32> {
+        widen(self.types.v, self.v_raw(pos), self.kv_dim)
+    }
+}
+
+/// A stored row of `n` elements of `ty` as f32.
+fn widen(ty: KvType, row: &[u16], n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n];
+    match ty {
+        KvType::F16 => {
+            let row: &[f16] = row.reinterpret_cast();
+            row.convert_to_f32_slice(&mut out)
+        }
+        _ => {
+            // The row is whole blocks of its type (checked when the cache was made).
+            dequantize_row(ty.ggml(), bytemuck::cast_slice(row), &mut out)
+                .expect("cache rows are whole blocks")
+        }
+    }
+    out
 }
 
 /// Causal attention for `n_tok` new tokens at positions `pos0..pos0 + n_tok`
@@ -125,7 +204,8 @@ impl<'a> KvLayer<'a> {
 /// bit-identical to its: batches of [`F32_PATH_MIN_TOKENS`] or more take its
 /// tiled f32 path ([`attend_f32`]); smaller batches round `q` to f16 and
 /// accumulate the weighted values in an f16 buffer with an online softmax
-/// ([`attend_f16`]). The keys a query sees are the cells `lo..=p` of the
+/// ([`attend_row`], which also serves quantized caches at every batch
+/// size, as llama.cpp's does). The keys a query sees are the cells `lo..=p` of the
 /// cache, which must be laid out like llama.cpp's (position `i` in cell `i`).
 #[allow(clippy::too_many_arguments)] // why: the shapes are the interface; a struct would only rename them
 pub fn attention(
@@ -147,7 +227,8 @@ pub fn attention(
     // once for all query rows (llama.cpp repacks per tile pair).
     // Keys before the first query's window are seen by no query of this batch.
     let visible_from = shape.window.map_or(0, |w| (pos0 + 1).saturating_sub(w));
-    let wide = (!per_token && n_tok >= F32_PATH_MIN_TOKENS)
+    // llama.cpp tiles only f16 (or f32) caches; quantized ones always take the single-row path.
+    let wide = (!per_token && n_tok >= F32_PATH_MIN_TOKENS && kv.types().is_f16())
         .then(|| WideKv::new(&kv, n_keys, shape, visible_from));
     let job = Job {
         shape,
@@ -222,7 +303,7 @@ impl Job<'_> {
         } else {
             n_head / n_head_kv
         };
-        let mut sc = Scratch::new(head_dim, head_dim_v);
+        let mut sc = Scratch::new(head_dim, head_dim_v, self.kv.types().k);
         let first = items.start;
         for item in items {
             let (t, h) = (item / n_head, item % n_head);
@@ -242,16 +323,17 @@ impl Job<'_> {
                         head_dim_v,
                         values_in_keys,
                     };
-                    attend_f16(qrow, &kv, lo, p, scale, &mut sc, o);
+                    attend_row(qrow, &kv, lo, p, scale, &mut sc, o);
                 }
             }
         }
     }
 }
 
-/// One KV head's rows inside the f16 cache of a layer.
+/// One KV head's rows inside a layer's cache.
 struct KvHead<'a> {
     kv: KvLayer<'a>,
+    /// Where the head starts in a key row, in elements.
     offset: usize,
     head_dim: usize,
     /// Where the head's value row starts in a row of values.
@@ -262,16 +344,53 @@ struct KvHead<'a> {
 }
 
 impl KvHead<'_> {
-    fn k(&self, j: usize) -> &[f16] {
+    /// The head's f16 key row at position `j`.
+    fn k16(&self, j: usize) -> &[f16] {
         &self.kv.k_row(j)[self.offset..][..self.head_dim]
     }
-    fn v(&self, j: usize) -> &[f16] {
+
+    /// The head's quantized key row at position `j`, as bytes.
+    fn kq(&self, j: usize) -> &[u8] {
+        block_span(
+            self.kv.types().k,
+            self.kv.k_raw(j),
+            self.offset,
+            self.head_dim,
+        )
+    }
+
+    /// The head's f16 value row at position `j`.
+    fn v16(&self, j: usize) -> &[f16] {
         if self.values_in_keys {
             &self.kv.k_row(j)[self.offset..][..self.head_dim_v]
         } else {
             &self.kv.v_row(j)[self.v_offset..][..self.head_dim_v]
         }
     }
+
+    /// The head's quantized value row at position `j`, as bytes.
+    fn vq(&self, j: usize) -> &[u8] {
+        if self.values_in_keys {
+            block_span(
+                self.kv.types().k,
+                self.kv.k_raw(j),
+                self.offset,
+                self.head_dim_v,
+            )
+        } else {
+            let ty = self.kv.types().v;
+            block_span(ty, self.kv.v_raw(j), self.v_offset, self.head_dim_v)
+        }
+    }
+}
+
+/// The bytes of elements `start..start + len` of a stored row of quant blocks
+/// (both whole blocks: heads are checked to be when the cache is made).
+#[inline(always)]
+fn block_span(ty: KvType, row: &[u16], start: usize, len: usize) -> &[u8] {
+    let (bs, ts) = (ty.block_size(), ty.ggml().type_size());
+    let bytes: &[u8] = bytemuck::cast_slice(row);
+    &bytes[start / bs * ts..][..len / bs * ts]
 }
 
 /// Keys per tile of llama.cpp's tiled path (`GGML_FA_TILE_KV`). Tiles start
@@ -354,10 +473,22 @@ struct Scratch {
     acc: Vec<f32>,
     acc16: Vec<f16>,
     weights: [f32; KV_TILE],
+    /// The query quantized to the key type's activation format, and the key
+    /// type's dot product (quantized key caches only).
+    q_quant: Vec<u8>,
+    k_dot: Option<VecDotFn>,
 }
 
 impl Scratch {
-    fn new(head_dim: usize, head_dim_v: usize) -> Self {
+    fn new(head_dim: usize, head_dim_v: usize, k_type: KvType) -> Self {
+        let act = k_type.ggml().vec_dot_type();
+        let (q_quant, k_dot) = match k_type {
+            KvType::F16 => (Vec::new(), None),
+            _ => (
+                vec![0u8; act.row_bytes(head_dim).unwrap_or(0)],
+                vec_dot_kernel(k_type.ggml()).ok(),
+            ),
+        };
         Scratch {
             q16: vec![0.0; head_dim],
             k32: vec![0.0; head_dim],
@@ -365,6 +496,8 @@ impl Scratch {
             acc: vec![0.0; head_dim_v],
             acc16: vec![f16::ZERO; head_dim_v],
             weights: [0.0; KV_TILE],
+            q_quant,
+            k_dot,
         }
     }
 }
@@ -438,12 +571,17 @@ fn attend_f32(
 }
 
 /// One query head against keys `lo..=hi` the way llama.cpp's single-row
-/// flash attention (`..._f16_one_chunk`) does it: `q` rounded to f16, scores
-/// by `ggml_vec_dot_f16` ([`dot_f16`]), online softmax with libm `expf`, and
-/// the weighted values accumulated in f16 (rounded after every key).
+/// flash attention (`..._f16_one_chunk`) does it, for every cache type:
+///
+/// - scores: with f16 keys, `q` rounded to f16 and `ggml_vec_dot_f16`
+///   ([`dot_f16`]); with quantized keys, `q` quantized to the key type's
+///   activation format (Q8_0 or Q8_1) and the type's integer dot product;
+/// - online softmax with libm `expf`;
+/// - values: with f16 values, accumulated in an f16 buffer (rounded after
+///   every key); with quantized values, widened to f32 and accumulated in f32.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)] // why: a kernel's operands
-fn attend_f16(
+fn attend_row(
     q: &[f32],
     kv: &KvHead,
     lo: usize,
@@ -452,30 +590,58 @@ fn attend_f16(
     sc: &mut Scratch,
     out: &mut [f32],
 ) {
-    for (d, &s) in sc.q16.iter_mut().zip(q) {
-        *d = f16::from_f32(s).to_f32();
-    }
-    // `acc` always holds the f16 accumulator's values, widened.
+    let types = kv.kv.types();
+    let v_type = if kv.values_in_keys { types.k } else { types.v };
+    let v_f16 = v_type == KvType::F16;
+    let k_dot = match types.k {
+        KvType::F16 => {
+            for (d, &s) in sc.q16.iter_mut().zip(q) {
+                *d = f16::from_f32(s).to_f32();
+            }
+            None
+        }
+        kt => {
+            // The query row is whole blocks (heads are checked when the cache is made).
+            quantize_activation_row(kt.ggml().vec_dot_type(), q, &mut sc.q_quant)
+                .expect("query heads are whole blocks");
+            sc.k_dot
+        }
+    };
+    // With f16 values `acc` always holds the f16 accumulator's values, widened.
     sc.acc.fill(0.0);
     let mut sum = 0f32;
     let mut max = f32::NEG_INFINITY;
     for j in lo..=hi {
-        kv.k(j).convert_to_f32_slice(&mut sc.k32);
-        let s = dot_f16(&sc.k32, &sc.q16) * scale;
+        let s = match k_dot {
+            None => {
+                kv.k16(j).convert_to_f32_slice(&mut sc.k32);
+                dot_f16(&sc.k32, &sc.q16)
+            }
+            Some(dot) => dot(kv.head_dim, kv.kq(j), &sc.q_quant),
+        } * scale;
         let (mut ms, mut vs) = (1.0f32, 1.0f32);
         if s > max {
             ms = (max - s).exp();
             max = s;
             sc.acc.iter_mut().for_each(|a| *a *= ms);
-            round_to_f16(&mut sc.acc, &mut sc.acc16);
+            if v_f16 {
+                round_to_f16(&mut sc.acc, &mut sc.acc16);
+            }
         } else {
             vs = (s - max).exp();
         }
-        kv.v(j).convert_to_f32_slice(&mut sc.v32);
+        if v_f16 {
+            kv.v16(j).convert_to_f32_slice(&mut sc.v32);
+        } else {
+            dequantize_row(v_type.ggml(), kv.vq(j), &mut sc.v32)
+                .expect("value heads are whole blocks");
+        }
         for (a, &v) in sc.acc.iter_mut().zip(&sc.v32) {
             *a = v.mul_add(vs, *a);
         }
-        round_to_f16(&mut sc.acc, &mut sc.acc16);
+        if v_f16 {
+            round_to_f16(&mut sc.acc, &mut sc.acc16);
+        }
         // why: GCC contracts ggml's `S = S*ms + vs` into an FMA.
         sum = sum.mul_add(ms, vs);
     }
@@ -624,6 +790,84 @@ mod tests {
                 portable, out,
                 "n_tok {n_tok}: portable and dispatched kernels differ"
             );
+        }
+    }
+
+    /// Quantized caches (any key and value type, mixed with f16) agree with
+    /// plain attention over the dequantized rows, at every batch size, and a
+    /// batch is bit-identical to its queries one at a time (llama.cpp runs
+    /// quantized caches through the single-row path only).
+    #[test]
+    fn quantized_caches_match_naive_attention_over_their_rows() {
+        let pool = ThreadPool::new(2);
+        let shape = AttnShape {
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            head_dim_v: 64,
+            values_in_keys: false,
+            scale: 0.125,
+            window: Some(90),
+            offsets: HeadOffsets::default(),
+        };
+        let (pos0, n_tok) = (20, 70);
+        let n_keys = pos0 + n_tok;
+        let kv_dim = shape.n_head_kv * shape.head_dim;
+        let q_dim = shape.n_head * shape.head_dim;
+        let q: Vec<f32> = pseudo(n_tok * q_dim, 7).iter().map(|x| x * 2.0).collect();
+        let k = pseudo(n_keys * kv_dim, 8);
+        let v = pseudo(n_keys * kv_dim, 9);
+        let encode = |ty: KvType, rows: &[f32]| -> Vec<u16> {
+            let units = ty.row_bytes(kv_dim).unwrap() / 2;
+            let mut out = vec![0u16; n_keys * units];
+            for (src, dst) in rows.chunks(kv_dim).zip(out.chunks_mut(units)) {
+                match ty {
+                    KvType::F16 => {
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d = f16::from_f32(s).to_bits();
+                        }
+                    }
+                    _ => quantize_activation_row(ty.ggml(), src, bytemuck::cast_slice_mut(dst))
+                        .unwrap(),
+                }
+            }
+            out
+        };
+        for (kt, vt, tol) in [
+            (KvType::Q8_0, KvType::Q8_0, 2e-2),
+            (KvType::Q4_0, KvType::Q4_1, 6e-2),
+            (KvType::F16, KvType::Q5_0, 2e-2),
+            (KvType::Q5_1, KvType::F16, 3e-2),
+        ] {
+            let types = KvTypes { k: kt, v: vt };
+            let (kr, vr) = (encode(kt, &k), encode(vt, &v));
+            let kv = KvLayer::raw(&kr, &vr, None, 1, kv_dim, types);
+            let k32: Vec<f32> = (0..n_keys).flat_map(|p| kv.k_f32(p)).collect();
+            let v32: Vec<f32> = (0..n_keys).flat_map(|p| kv.v_f32(p)).collect();
+            let mut out = vec![0f32; n_tok * q_dim];
+            attention(&pool, &shape, &q, kv, pos0, n_tok, false, &mut out);
+            for t in 0..n_tok {
+                let p = pos0 + t;
+                let lo = shape.window.map_or(0, |w| (p + 1).saturating_sub(w));
+                let mut one = vec![0f32; q_dim];
+                let qt = &q[t * q_dim..(t + 1) * q_dim];
+                attention(&pool, &shape, qt, kv, p, 1, false, &mut one);
+                assert_eq!(
+                    &out[t * q_dim..(t + 1) * q_dim],
+                    &one[..],
+                    "{types} token {t}"
+                );
+                for h in 0..shape.n_head {
+                    let hd = shape.head_dim;
+                    let want = naive(&qt[h * hd..][..hd], &k32, &v32, &shape, h, lo, p);
+                    for (g, w) in one[h * hd..][..hd].iter().zip(&want) {
+                        assert!(
+                            (*g as f64 - w).abs() < tol,
+                            "{types} t {t} h {h}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
         }
     }
 

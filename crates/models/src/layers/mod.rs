@@ -2,6 +2,7 @@
 
 pub mod attention;
 pub mod ggml_f32;
+pub mod hadamard;
 pub mod mla;
 pub mod mlp;
 pub mod moe;

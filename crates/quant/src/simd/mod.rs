@@ -197,6 +197,20 @@ pub fn vec_dot(ty: GgmlType, n: usize, w: &[u8], act: &[u8]) -> Result<f32, Quan
     Ok(f(n, w, act))
 }
 
+/// A dot-product kernel: `f(n, w, act)` is the dot product of a weight row of `n` elements with
+/// an activation row of `n` elements of the weight type's `vec_dot_type()`, exactly as
+/// [`vec_dot`] computes it. It does not check lengths (it panics on short buffers).
+pub type VecDotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The kernel [`vec_dot`] runs for weights of `ty` on this CPU, for callers that take many dot
+/// products of rows whose lengths they have checked once (attention over a quantized KV cache).
+pub fn vec_dot_kernel(ty: GgmlType) -> Result<VecDotFn, QuantError> {
+    if ty == GgmlType::Q8_1 || ty == GgmlType::Q8_K {
+        return Err(QuantError::Unsupported { ty, op: "vec_dot" });
+    }
+    best_kernel(ty).ok_or(QuantError::Unsupported { ty, op: "vec_dot" })
+}
+
 /// [`vec_dot`] on a chosen ISA; [`QuantError::Unsupported`] if this CPU cannot run it.
 pub fn vec_dot_with(
     isa: Isa,
