@@ -3,6 +3,8 @@
 //! CI installs). Without a Vulkan device these tests fail unless
 //! `SPARETIRE_SKIP_VULKAN=1` says explicitly to skip them.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -152,4 +154,65 @@ fn device_errors_are_clear() {
         "{}",
         text(&o.stderr)
     );
+}
+
+/// No loader: a clear error for vulkan, the CPU for auto (never a panic).
+/// `SPARETIRE_VULKAN_LOADER` points the backend at a loader file that does not exist.
+#[test]
+fn no_vulkan_loader_is_a_clear_error() {
+    let tiny = data("tiny-llama.gguf");
+    let missing = [("SPARETIRE_VULKAN_LOADER", "/nonexistent/libvulkan.so.1")];
+    let with = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sparetire"))
+            .args(args)
+            .envs(missing)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["devices"][..],
+        &["run", "-m", &tiny, "--device", "vulkan", "-n", "1", "hi"][..],
+    ] {
+        let o = with(args);
+        no_panic(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(
+            text(&o.stderr).contains("no Vulkan loader (libvulkan.so.1) found; install your GPU driver or mesa-vulkan-drivers"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    let o = with(&[
+        "run", "-m", &tiny, "--device", "auto", "--raw", "-n", "1", "hi",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("running on the CPU"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+/// `serve --device vulkan`: slots share the server's KV pool, whose blocks the
+/// device mirrors; two requests with a common prefix (the second reuses the
+/// first's blocks) answer as one request alone does.
+#[test]
+fn serve_on_vulkan_answers_and_reuses_prefixes() {
+    if !have_device() {
+        return;
+    }
+    let tiny = data("tiny-llama.gguf");
+    let s = common::start(&["-m", &tiny, "--device", "vulkan", "--parallel", "2"]);
+    let ask = |prompt: &str| {
+        let body =
+            serde_json::json!({"prompt": prompt, "max_tokens": 8, "temperature": 0}).to_string();
+        let (st, body) = common::request(&s, "POST", "/v1/completions", Some(&body), &[]);
+        assert_eq!(st, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["choices"][0]["text"].as_str().unwrap().to_owned()
+    };
+    let long = "The quick brown fox jumps over the lazy dog and keeps on running far away";
+    let first = ask(long);
+    assert!(!first.is_empty());
+    assert_eq!(ask(long), first, "the same request after a prefix hit");
 }

@@ -83,12 +83,18 @@ fn c_text(raw: &[std::ffi::c_char]) -> String {
 }
 
 impl Vulkan {
-    /// Opens the loader and creates an instance (Vulkan 1.1, no layers or extensions).
+    /// Opens the loader (the system's `libvulkan.so.1`, or the file
+    /// `SPARETIRE_VULKAN_LOADER` names) and creates an instance (Vulkan 1.1, no
+    /// layers or extensions).
     pub fn new() -> Result<Arc<Vulkan>, VulkanError> {
-        // SAFETY: loading libvulkan runs its initialisers; it is the system's
-        // Vulkan loader, which is made to be loaded this way.
-        let entry =
-            unsafe { ash::Entry::load() }.map_err(|e| VulkanError::NoLoader(e.to_string()))?;
+        let entry = match std::env::var_os("SPARETIRE_VULKAN_LOADER") {
+            // SAFETY: loading a Vulkan loader runs its initialisers; the user
+            // named this file as one.
+            Some(path) => unsafe { ash::Entry::load_from(path) },
+            // SAFETY: as above, for the system's loader.
+            None => unsafe { ash::Entry::load() },
+        }
+        .map_err(|e| VulkanError::NoLoader(e.to_string()))?;
         // SAFETY: a valid entry; the call has no preconditions.
         let api = match unsafe { entry.try_enumerate_instance_version() } {
             Ok(Some(v)) => v,
