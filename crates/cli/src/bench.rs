@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// Measure the machine's memory read bandwidth instead
     #[arg(long)]
     pub memory: bool,
+    /// Where the model runs (--device, --gpu-layers)
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
     /// Under mpirun: how ranks share the model (pp or tp)
     #[arg(long = "split", value_enum, default_value_t = crate::cluster::Split::Pp)]
     pub split: crate::cluster::Split,
@@ -124,6 +127,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
                 .set_kv_types(*types)
                 .with_context(|| format!("KV cache {types}"))?;
         }
+        let engine = crate::device::place(engine, &path, &a.device)?;
         let mut engine =
             crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
@@ -202,6 +206,8 @@ pub fn main(a: BenchArgs) -> Result<()> {
                         "weight_bytes_per_token": info.bytes_per_token,
                         "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
                         "peak_rss_bytes": peak_rss_bytes(),
+                        "device": crate::device::report().map_or_else(|| "cpu".to_owned(), |r| r.0),
+                        "device_memory_bytes": crate::device::report().map(|r| r.2),
                     }));
                 }
             }
