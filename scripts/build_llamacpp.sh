@@ -33,6 +33,32 @@ case "$LLAMA_ISA" in
     *) echo "error: LLAMA_ISA must be native or avx2, not $LLAMA_ISA" >&2; exit 2 ;;
 esac
 BIN="$LLAMA/$BUILD/bin"
+
+# A CPU may list AMX while its kernel (or hypervisor) does not enable the tile state
+# (XTILEDATA): llama.cpp's native build then dies with SIGILL in its AMX kernels. Build
+# without AMX there, the fastest llama.cpp that runs on such a machine.
+amx_unusable() {
+    grep -qw amx_int8 /proc/cpuinfo 2>/dev/null || return 1
+    local t; t=$(mktemp -d)
+    cat >"$t/amx.c" <<'C'
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    unsigned long mask = 0;
+    if (syscall(SYS_arch_prctl, 0x1022 /* ARCH_GET_XCOMP_SUPP */, &mask) != 0) return 1;
+    return (mask & (1UL << 18)) ? 0 : 1; /* XTILEDATA */
+}
+C
+    local ok=1
+    gcc -O1 "$t/amx.c" -o "$t/amx" 2>/dev/null && "$t/amx" && ok=0
+    rm -rf "$t"
+    [ $ok -ne 0 ]
+}
+if [ "$LLAMA_ISA" = native ] && amx_unusable; then
+    echo ">> this CPU lists AMX but the kernel does not enable its tile data: building without AMX" >&2
+    NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    ISA_FLAGS+=("-DCMAKE_C_FLAGS=$NO_AMX" "-DCMAKE_CXX_FLAGS=$NO_AMX")
+fi
 TARGETS=(llama-bench llama-perplexity llama-completion llama-tokenize llama-quantize llama-server)
 JOBS="${JOBS:-$(nproc)}"
 

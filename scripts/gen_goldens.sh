@@ -117,6 +117,12 @@ python3 scripts/gen_model_goldens.py tests/data/tiny-qwen3.gguf tiny-qwen3 \
     tests/golden/models/tiny-qwen3-q8_0-q4_0.json --prompt-set tiny-chatml --threads "$THREADS" \
     --cache-type-k q8_0 --cache-type-v q4_0
 
+# A 704-token prompt (the start of the perplexity text): greedy steps attend to 705+ cells,
+# where llama.cpp splits the keys among its threads (its split-KV decode path).
+LONG_PROMPT="$(head -c 3200 tests/data/ppl/text.txt)"
+python3 scripts/gen_model_goldens.py "$SMOLLM2_GGUF" smollm2 tests/golden/models/smollm2-long.json \
+    --n-ctx 1024 --n-gen 32 --threads "$THREADS" --prompts "$LONG_PROMPT"
+
 # Gemma 3 270M (base model, adds BOS).
 GEMMA3_SHA256=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
 GEMMA3_GGUF="${GEMMA3_GGUF:-${XDG_CACHE_HOME:-$HOME/.cache}/sparetire/models/gemma3-270m.gguf}"
@@ -127,6 +133,9 @@ if [ -f "$GEMMA3_GGUF" ]; then
     python3 scripts/gen_model_goldens.py "$GEMMA3_GGUF" gemma3-270m \
         tests/golden/models/gemma3-270m-q8_0.json --prompt-set base --threads "$THREADS" \
         --cache-type-k q8_0 --cache-type-v q8_0
+    python3 scripts/gen_model_goldens.py "$GEMMA3_GGUF" gemma3-270m \
+        tests/golden/models/gemma3-270m-long.json --n-ctx 1024 --n-gen 32 --threads "$THREADS" \
+        --prompts "$LONG_PROMPT"
 else
     echo "warning: no Gemma 3 270M at $GEMMA3_GGUF (set GEMMA3_GGUF); gemma3-270m.json not regenerated" >&2
 fi

@@ -42,6 +42,9 @@ pub struct ModelArgs {
     /// KV cache type of values (also -ctv): f16, q8_0, q5_1, q5_0, q4_1, q4_0
     #[arg(long = "cache-type-v", value_name = "TYPE", default_value = "f16", value_parser = parse_kv_type)]
     pub cache_type_v: KvType,
+    /// Where the model runs (--device, --gpu-layers)
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// Parses a `--cache-type-k/-v` value.
@@ -143,6 +146,7 @@ impl ModelArgs {
                 types.k
             );
         }
+        let engine = crate::device::place(engine, &path, &self.device)?;
         let engine = crate::cluster::join(engine, self)?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let hp = engine.model().hparams();

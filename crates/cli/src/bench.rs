@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// Measure the machine's memory read bandwidth instead
     #[arg(long)]
     pub memory: bool,
+    /// Where the model runs (--device, --gpu-layers)
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
     /// Under mpirun: how ranks share the model (pp or tp)
     #[arg(long = "split", value_enum, default_value_t = crate::cluster::Split::Pp)]
     pub split: crate::cluster::Split,
@@ -124,6 +127,7 @@ pub fn main(a: BenchArgs) -> Result<()> {
                 .set_kv_types(*types)
                 .with_context(|| format!("KV cache {types}"))?;
         }
+        let engine = crate::device::place(engine, &path, &a.device)?;
         let mut engine =
             crate::cluster::join_as(engine, a.split, a.rank_weights.as_deref(), a.tp_wire)?;
         let info = ModelInfo::of(&engine, &path);
@@ -201,6 +205,9 @@ pub fn main(a: BenchArgs) -> Result<()> {
                         "samples_ts": ts,
                         "weight_bytes_per_token": info.bytes_per_token,
                         "weight_gbps": if ng > 0 { json!(bw) } else { json!(null) },
+                        "peak_rss_bytes": peak_rss_bytes(),
+                        "device": crate::device::report().map_or_else(|| "cpu".to_owned(), |r| r.0),
+                        "device_memory_bytes": crate::device::report().map(|r| r.2),
                     }));
                 }
             }
@@ -212,8 +219,16 @@ pub fn main(a: BenchArgs) -> Result<()> {
         println!(
             "\nweight GB/s = weight bytes read per generated token x tok/s; compare with `sparetire bench --memory`"
         );
+        if let Some(b) = peak_rss_bytes() {
+            println!("peak RSS: {:.1} MiB", b as f64 / (1 << 20) as f64);
+        }
     }
     Ok(())
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    sparetire_cluster::memory::peak_resident_mib().map(|m| (m * (1 << 20) as f64) as u64)
 }
 
 struct ModelInfo {

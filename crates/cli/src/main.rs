@@ -9,6 +9,7 @@ mod bench_serve;
 mod chat;
 mod cluster;
 mod convert;
+mod device;
 mod inspect;
 mod models;
 mod perplexity;
@@ -58,6 +59,8 @@ enum Cmd {
     List(models::ListArgs),
     /// Remove models from the store
     Rm(models::RmArgs),
+    /// List the Vulkan devices (name, driver, memory, subgroup size) for --device vulkan:N
+    Devices(device::DevicesArgs),
 }
 
 fn main() {
@@ -76,8 +79,10 @@ fn main() {
         Cmd::Pull(a) => pull::main(a),
         Cmd::List(a) => models::list(a),
         Cmd::Rm(a) => models::rm(a),
+        Cmd::Devices(a) => device::devices(a),
     };
     sparetire_cluster::finish();
+    device::print_memory();
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         let code = if e.downcast_ref::<UsageError>().is_some() {

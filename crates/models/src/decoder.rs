@@ -757,6 +757,40 @@ impl Model for Decoder {
     }
 }
 
+/// A decoder's weights and options, for a backend that runs the same network
+/// elsewhere (the Vulkan backend uploads them to a GPU).
+pub struct DecoderParts<'a> {
+    /// The file the weights are in.
+    pub file: &'a Arc<GgufFile>,
+    /// Hyperparameters.
+    pub hp: &'a HParams,
+    /// Options of every layer.
+    pub cfg: &'a DecoderCfg,
+    /// The token embedding `(n_vocab, n_embd)`.
+    pub tok_embd: &'a Weight,
+    /// The blocks.
+    pub blocks: &'a [Block],
+    /// The final RMSNorm weight.
+    pub output_norm: &'a [f32],
+    /// The output projection (the embedding when tied).
+    pub output: &'a Weight,
+}
+
+impl Decoder {
+    /// Its weights and options.
+    pub fn parts(&self) -> DecoderParts<'_> {
+        DecoderParts {
+            file: &self.file,
+            hp: &self.hp,
+            cfg: &self.cfg,
+            tok_embd: &self.tok_embd,
+            blocks: &self.blocks,
+            output_norm: &self.output_norm,
+            output: &self.output,
+        }
+    }
+}
+
 /// The part of the network one call runs (a pipeline stage, or all of it).
 struct StageIo<'a> {
     layers: std::ops::Range<usize>,

@@ -76,6 +76,9 @@ pub enum ModelError {
     /// Another rank of a cluster failed, or the ranks fell out of step.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// A compute device (GPU) failed or cannot run the model.
+    #[error("device: {0}")]
+    Device(String),
     /// An invalid request to the model (e.g. an empty batch).
     #[error("{0}")]
     Invalid(String),

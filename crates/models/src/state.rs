@@ -30,6 +30,9 @@ pub struct State {
     pub(crate) logits: Vec<f32>,
     /// If set, sees the intermediate activations of every forward call.
     pub(crate) tap: Option<Tap>,
+    /// What a backend other than the CPU keeps for this sequence (a GPU's
+    /// view of the KV cache); the model that made the state sets it.
+    pub backend: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl State {
@@ -44,6 +47,7 @@ impl State {
             buf: Buffers::default(),
             logits: Vec::new(),
             tap: None,
+            backend: None,
         }
     }
 

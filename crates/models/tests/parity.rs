@@ -16,6 +16,8 @@ use sparetire_quant::ThreadPool;
 #[derive(Deserialize)]
 struct Golden {
     file_sha256: String,
+    /// The context the goldens ran in (their KV cache's size).
+    n_ctx: usize,
     #[serde(default)]
     settings: Settings,
     cases: Vec<Case>,
@@ -110,7 +112,7 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
             .chain(&case.greedy_tokens)
             .copied()
             .collect();
-        let mut st = model.new_state(512, kv).unwrap();
+        let mut st = model.new_state(golden.n_ctx, kv).unwrap();
         model.forward(&pool, &mut st, &all, Logits::All).unwrap();
         let logits = st.logits();
         assert_eq!(case.teacher_top_ids.len(), all.len());
@@ -133,7 +135,7 @@ fn check_model(model_path: &Path, golden: &str) -> Report {
             }
         }
         // Greedy: prompt as one batch, then one token at a time.
-        let mut st = model.new_state(512, kv).unwrap();
+        let mut st = model.new_state(golden.n_ctx, kv).unwrap();
         model
             .forward(&pool, &mut st, &case.prompt_tokens, Logits::Last)
             .unwrap();
@@ -269,6 +271,28 @@ fn tiny_deepseek2_latent64_matches_llama_cpp_with_f16_and_q8_0_caches() {
         &golden_path("tiny-deepseek2-latent64-q8_0"),
     );
     assert_parity(&r, 0.01);
+}
+
+/// A 704-token prompt, then greedy steps: each step's single query sees 705+ cells, so
+/// llama.cpp splits the keys among its threads and merges the parts (its split-KV path, 2
+/// threads like ours here), and the prompt's batch takes the tiled path over 11 key tiles.
+#[test]
+fn smollm2_long_prompt_matches_llama_cpp() {
+    let r = check_model(
+        &common::store_model("smollm2"),
+        &golden_path("smollm2-long"),
+    );
+    assert_parity(&r, 0.05);
+}
+
+/// The same on Gemma 3, whose sliding-window layers mask keys older than 512 positions.
+#[test]
+fn gemma3_long_prompt_matches_llama_cpp() {
+    let r = check_model(
+        &common::store_model("gemma3-270m"),
+        &golden_path("gemma3-270m-long"),
+    );
+    assert_parity(&r, 0.05);
 }
 
 #[test]

@@ -1,19 +1,21 @@
 //! Scaled dot-product attention with grouped-query heads over the KV cache
-//! (f16 rows, or quant blocks for a quantized cache).
+//! (f16 rows, or quant blocks for a quantized cache): [`attention`] splits the
+//! work over threads the way llama.cpp's CPU flash attention does and runs
+//! the kernels of `attention_kernels.rs` (and, on x86, `attention_x86.rs`).
 
 use std::sync::Mutex;
 
-use half::f16;
-use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
-use sparetire_quant::{
-    dequantize_row, quantize_activation_row, vec_dot_kernel, ThreadPool, VecDotFn,
-};
-
-use crate::kv_type::{KvType, KvTypes};
+use sparetire_quant::ThreadPool;
 
 #[cfg(target_arch = "x86_64")]
+use super::attention_kernels::KV_TILE;
+use super::attention_kernels::{attend_f32, attend_row, Partial, Scratch, WideKv};
+#[cfg(target_arch = "x86_64")]
+use super::attention_x86;
+#[cfg(target_arch = "x86_64")]
 use super::ggml_f32::has_avx2_fma;
-use super::ggml_f32::{dot_f16, reduce8_softmax, v_expf};
+use super::kv_layer::KvHead;
+pub use super::kv_layer::KvLayer;
 
 /// The shape of one attention layer.
 #[derive(Clone, Copy, Debug)]
@@ -56,141 +58,6 @@ pub struct HeadOffsets {
 /// smaller ones (every decode step) its f16 one (`GGML_FA_TILE_Q`).
 pub const F32_PATH_MIN_TOKENS: usize = 64;
 
-/// One layer's keys and values: rows of `n_head_kv * head_dim` elements, one
-/// per position, either contiguous or in the blocks of a paged cache, stored
-/// as f16 or as quant blocks ([`KvTypes`]) in 16-bit units.
-#[derive(Clone, Copy)]
-pub struct KvLayer<'a> {
-    keys: &'a [u16],
-    values: &'a [u16],
-    /// Block table (position `p` is row `p % block` of block `table[p / block]`),
-    /// or `None` for contiguous rows.
-    table: Option<&'a [u32]>,
-    block: usize,
-    kv_dim: usize,
-    types: KvTypes,
-    /// 16-bit units of a key row and of a value row.
-    k_units: usize,
-    v_units: usize,
-}
-
-impl<'a> KvLayer<'a> {
-    /// Contiguous f16 rows: position `p` at `p * kv_dim`.
-    pub fn contiguous(keys: &'a [f16], values: &'a [f16], kv_dim: usize) -> Self {
-        KvLayer::raw(
-            keys.reinterpret_cast(),
-            values.reinterpret_cast(),
-            None,
-            1,
-            kv_dim,
-            KvTypes::F16,
-        )
-    }
-
-    /// f16 rows in blocks of `block` positions, `table` naming each block.
-    pub fn paged(
-        keys: &'a [f16],
-        values: &'a [f16],
-        table: &'a [u32],
-        block: usize,
-        kv_dim: usize,
-    ) -> Self {
-        KvLayer::raw(
-            keys.reinterpret_cast(),
-            values.reinterpret_cast(),
-            Some(table),
-            block,
-            kv_dim,
-            KvTypes::F16,
-        )
-    }
-
-    /// Rows of `kv_dim` elements stored as `types` (`kv_dim` a whole number
-    /// of their blocks), contiguous or paged by `table` in blocks of `block`.
-    pub fn raw(
-        keys: &'a [u16],
-        values: &'a [u16],
-        table: Option<&'a [u32]>,
-        block: usize,
-        kv_dim: usize,
-        types: KvTypes,
-    ) -> Self {
-        let units = |t: KvType| t.row_bytes(kv_dim).unwrap_or(0) / 2;
-        KvLayer {
-            keys,
-            values,
-            table,
-            block,
-            kv_dim,
-            types,
-            k_units: units(types.k),
-            v_units: units(types.v),
-        }
-    }
-
-    /// The element types of the rows.
-    pub fn types(&self) -> KvTypes {
-        self.types
-    }
-
-    #[inline(always)]
-    fn offset(&self, pos: usize, units: usize) -> usize {
-        match self.table {
-            None => pos * units,
-            Some(t) => (t[pos / self.block] as usize * self.block + pos % self.block) * units,
-        }
-    }
-
-    /// The stored key row of position `pos`.
-    pub fn k_raw(&self, pos: usize) -> &'a [u16] {
-        &self.keys[self.offset(pos, self.k_units)..][..self.k_units]
-    }
-
-    /// The stored value row of position `pos`.
-    pub fn v_raw(&self, pos: usize) -> &'a [u16] {
-        &self.values[self.offset(pos, self.v_units)..][..self.v_units]
-    }
-
-    /// The key row of position `pos` of an f16 key cache.
-    pub fn k_row(&self, pos: usize) -> &'a [f16] {
-        debug_assert_eq!(self.types.k, KvType::F16);
-        self.k_raw(pos).reinterpret_cast()
-    }
-
-    /// The value row of position `pos` of an f16 value cache.
-    pub fn v_row(&self, pos: usize) -> &'a [f16] {
-        debug_assert_eq!(self.types.v, KvType::F16);
-        self.v_raw(pos).reinterpret_cast()
-    }
-
-    /// The key row of position `pos` widened to f32, whatever its type.
-    pub fn k_f32(&self, pos: usize) -> Vec<f32> {
-        widen(self.types.k, self.k_raw(pos), self.kv_dim)
-    }
-
-    /// The value row of position `pos` widened to f32, whatever its type.
-    pub fn v_f32(&self, pos: usize) -> Vec<f32> {
-        widen(self.types.v, self.v_raw(pos), self.kv_dim)
-    }
-}
-
-/// A stored row of `n` elements of `ty` as f32.
-fn widen(ty: KvType, row: &[u16], n: usize) -> Vec<f32> {
-    let mut out = vec![0f32; n];
-    match ty {
-        KvType::F16 => {
-            let row: &[f16] = row.reinterpret_cast();
-            row.convert_to_f32_slice(&mut out)
-        }
-        _ => {
-            // The row is whole blocks of its type (checked when the cache was made).
-            dequantize_row(ty.ggml(), bytemuck::cast_slice(row), &mut out)
-                .expect("cache rows are whole blocks")
-        }
-    }
-    out
-}
-
 /// Causal attention for `n_tok` new tokens at positions `pos0..pos0 + n_tok`
 /// whose keys and values are already stored in the cache.
 ///
@@ -221,10 +88,7 @@ pub fn attention(
     let n_head = shape.n_head;
     let head_dim = shape.head_dim_v;
     let n_items = n_tok * n_head;
-    let per = n_items.div_ceil(pool.n_threads().max(1));
     let n_keys = pos0 + n_tok;
-    // The f32 path reads the keys of a tile transposed; widen and lay them out
-    // once for all query rows (llama.cpp repacks per tile pair).
     // Keys before the first query's window are seen by no query of this batch.
     let visible_from = shape.window.map_or(0, |w| (pos0 + 1).saturating_sub(w));
     // llama.cpp tiles only f16 (or f32) caches; quantized ones always take the single-row path.
@@ -237,7 +101,11 @@ pub fn attention(
         wide: wide.as_ref(),
         pos0,
     };
+    if !per_token && n_tok == 1 && kv.types().is_f16() && split_cells(n_keys) >= SPLIT_MIN_CELLS {
+        return job.split_keys(pool, split_cells(n_keys), out);
+    }
     // Each thread takes a contiguous range of (token, head) items, whose outputs are a contiguous range.
+    let per = n_items.div_ceil(pool.n_threads().max(1));
     let chunks: Vec<Mutex<&mut [f32]>> = out[..n_items * head_dim]
         .chunks_mut(per * head_dim)
         .map(Mutex::new)
@@ -248,6 +116,22 @@ pub fn attention(
         let first = ti * per;
         job.run(first..(first + per).min(n_items), &mut chunk);
     });
+}
+
+/// A single query against this many cache cells or more has its keys split
+/// among the threads, each thread's part of every head reduced afterwards
+/// (llama.cpp's `use_split_kv_path`, for f16 caches).
+const SPLIT_MIN_CELLS: usize = 512;
+
+/// llama.cpp's default `n_ubatch`: its sliding-window cache holds
+/// `n_swa + n_ubatch` cells (padded), the positions of a window plus a batch.
+const SWA_CACHE_UBATCH: usize = 512;
+
+/// The cells llama.cpp's attention spans when `n_keys` positions are stored:
+/// its KV view is padded to a multiple of 256 cells (at least 256); the
+/// padding cells are masked, but they place the split path's chunk bounds.
+fn split_cells(n_keys: usize) -> usize {
+    n_keys.next_multiple_of(256).max(256)
 }
 
 /// Everything the threads share in one [`attention`] call.
@@ -263,7 +147,8 @@ struct Job<'a> {
 impl Job<'_> {
     /// Computes the `(token, head)` items `items` into `out`, with the
     /// kernels compiled for FMA when the CPU has it (the arithmetic is the
-    /// same either way; without it `mul_add` is a slow library call).
+    /// same either way; without it `mul_add` is a slow library call), and the
+    /// vectorized f16 kernel where it applies (identical results).
     fn run(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
@@ -271,7 +156,7 @@ impl Job<'_> {
             unsafe { self.run_fma(items, out) };
             return;
         }
-        self.run_body(items, out);
+        self.run_body(items, out, false);
     }
 
     /// [`Self::run_body`] compiled with AVX2 and FMA.
@@ -281,387 +166,248 @@ impl Job<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn run_fma(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
-        self.run_body(items, out);
+        self.run_body(items, out, attention_x86::available());
     }
 
+    /// The KV head query head `h` reads (and its index), and the range of
+    /// keys query `t` sees.
     #[inline(always)]
-    fn run_body(&self, items: std::ops::Range<usize>, out: &mut [f32]) {
-        let AttnShape {
-            n_head,
-            n_head_kv,
-            head_dim,
-            head_dim_v,
-            scale,
-            window,
-            values_in_keys,
-            ..
-        } = *self.shape;
-        let q_dim = n_head * head_dim;
-        let off = self.shape.offsets;
+    fn head(&self, t: usize, h: usize) -> (KvHead<'_>, usize, usize, usize) {
+        let s = self.shape;
+        let off = s.offsets;
         let group = if off.group > 0 {
             off.group
         } else {
-            n_head / n_head_kv
+            s.n_head / s.n_head_kv
         };
+        let kvh = (off.q0 + h) / group - off.kv0;
+        let p = self.pos0 + t;
+        let lo = s.window.map_or(0, |w| (p + 1).saturating_sub(w));
+        let kv = KvHead {
+            kv: self.kv,
+            offset: kvh * s.head_dim,
+            head_dim: s.head_dim,
+            v_offset: kvh * s.head_dim_v,
+            head_dim_v: s.head_dim_v,
+            values_in_keys: s.values_in_keys,
+        };
+        (kv, kvh, lo, p)
+    }
+
+    /// The single-row kernel over keys `lo..=hi` (the vectorized one if
+    /// `fast` and the head suits it), the weighted values left in `sc.acc`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)] // why: a kernel's operands
+    fn row(
+        &self,
+        qrow: &[f32],
+        kv: &KvHead,
+        lo: usize,
+        hi: usize,
+        sc: &mut Scratch,
+        fast: bool,
+    ) -> Partial {
+        #[cfg(target_arch = "x86_64")]
+        if fast && attention_x86::fits(kv) {
+            // SAFETY: `fast` is only set where `attention_x86::available()` holds; `fits`
+            // holds; `qrow` is one head's query; `sc` was made for this shape; the cache
+            // stores every position up to the last query's (the caller's contract).
+            return unsafe {
+                attention_x86::attend_row_f16(qrow, kv, lo, hi, self.shape.scale, sc)
+            };
+        }
+        let _ = fast;
+        attend_row(qrow, kv, lo, hi, self.shape.scale, sc)
+    }
+
+    #[inline(always)]
+    fn run_body(&self, items: std::ops::Range<usize>, out: &mut [f32], fast: bool) {
+        let AttnShape {
+            n_head,
+            head_dim,
+            head_dim_v,
+            scale,
+            ..
+        } = *self.shape;
+        let q_dim = n_head * head_dim;
         let mut sc = Scratch::new(head_dim, head_dim_v, self.kv.types().k);
+        #[cfg(target_arch = "x86_64")]
+        let mut group = self.wide.filter(|_| fast).map(|_| {
+            (
+                [[0f32; KV_TILE]; attention_x86::GROUP],
+                vec![0f32; attention_x86::GROUP * head_dim_v],
+            )
+        });
         let first = items.start;
-        for item in items {
+        let mut item = first;
+        while item < items.end {
             let (t, h) = (item / n_head, item % n_head);
-            let p = self.pos0 + t;
-            let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
-            let kvh = (off.q0 + h) / group - off.kv0;
+            let (kv, kvh, lo, p) = self.head(t, h);
             let qrow = &self.q[t * q_dim + h * head_dim..][..head_dim];
             let o = &mut out[(item - first) * head_dim_v..][..head_dim_v];
             match self.wide {
-                Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
-                None => {
-                    let kv = KvHead {
-                        kv: self.kv,
-                        offset: kvh * head_dim,
-                        head_dim,
-                        v_offset: kvh * head_dim_v,
-                        head_dim_v,
-                        values_in_keys,
+                #[cfg(target_arch = "x86_64")]
+                Some(wide) if group.is_some() => {
+                    // The following heads of this token that read the same KV head.
+                    let mut g = 1;
+                    while g < attention_x86::GROUP
+                        && item + g < items.end
+                        && h + g < n_head
+                        && self.head(t, h + g).1 == kvh
+                    {
+                        g += 1;
+                    }
+                    let (w, acc) = group.as_mut().expect("checked above");
+                    let qs = &self.q[t * q_dim + h * head_dim..][..g * head_dim];
+                    let os = &mut out[(item - first) * head_dim_v..][..g * head_dim_v];
+                    // SAFETY: `fast` means AVX2 and FMA are present; 1 <= g <= GROUP; `qs`,
+                    // `os` and `acc` hold `g` rows; `lo..=p` are keys `wide` was made with.
+                    unsafe {
+                        attention_x86::attend_f32_group(qs, g, wide, kvh, lo, p, scale, w, acc, os)
                     };
-                    attend_row(qrow, &kv, lo, p, scale, &mut sc, o);
+                    item += g;
+                    continue;
                 }
+                Some(wide) => attend_f32(qrow, wide, kvh, lo, p, scale, &mut sc, o),
+                None => self.row(qrow, &kv, lo, p, &mut sc, fast).finish(&sc.acc, o),
             }
-        }
-    }
-}
-
-/// One KV head's rows inside a layer's cache.
-struct KvHead<'a> {
-    kv: KvLayer<'a>,
-    /// Where the head starts in a key row, in elements.
-    offset: usize,
-    head_dim: usize,
-    /// Where the head's value row starts in a row of values.
-    v_offset: usize,
-    head_dim_v: usize,
-    /// Values are the start of the key row (latent attention).
-    values_in_keys: bool,
-}
-
-impl KvHead<'_> {
-    /// The head's f16 key row at position `j`.
-    fn k16(&self, j: usize) -> &[f16] {
-        &self.kv.k_row(j)[self.offset..][..self.head_dim]
-    }
-
-    /// The head's quantized key row at position `j`, as bytes.
-    fn kq(&self, j: usize) -> &[u8] {
-        block_span(
-            self.kv.types().k,
-            self.kv.k_raw(j),
-            self.offset,
-            self.head_dim,
-        )
-    }
-
-    /// The head's f16 value row at position `j`.
-    fn v16(&self, j: usize) -> &[f16] {
-        if self.values_in_keys {
-            &self.kv.k_row(j)[self.offset..][..self.head_dim_v]
-        } else {
-            &self.kv.v_row(j)[self.v_offset..][..self.head_dim_v]
+            item += 1;
         }
     }
 
-    /// The head's quantized value row at position `j`, as bytes.
-    fn vq(&self, j: usize) -> &[u8] {
-        if self.values_in_keys {
-            block_span(
-                self.kv.types().k,
-                self.kv.k_raw(j),
-                self.offset,
-                self.head_dim_v,
-            )
-        } else {
-            let ty = self.kv.types().v;
-            block_span(ty, self.kv.v_raw(j), self.v_offset, self.head_dim_v)
-        }
-    }
-}
-
-/// The bytes of elements `start..start + len` of a stored row of quant blocks
-/// (both whole blocks: heads are checked to be when the cache is made).
-#[inline(always)]
-fn block_span(ty: KvType, row: &[u16], start: usize, len: usize) -> &[u8] {
-    let (bs, ts) = (ty.block_size(), ty.ggml().type_size());
-    let bytes: &[u8] = bytemuck::cast_slice(row);
-    &bytes[start / bs * ts..][..len / bs * ts]
-}
-
-/// Keys per tile of llama.cpp's tiled path (`GGML_FA_TILE_KV`). Tiles start
-/// at cell 0; the softmax is rescaled once per tile, so the tiling shows in
-/// the rounding.
-const KV_TILE: usize = 64;
-
-/// The keys and values of a layer widened to f32 for the tiled path.
-struct WideKv {
-    /// `(n_head_kv, n_tiles, head_dim, KV_TILE)`: each tile's keys transposed,
-    /// zero past the last key.
-    kt: Vec<f32>,
-    /// `(n_keys, n_head_kv * head_dim_v)`, as in the cache.
-    v: Vec<f32>,
-    head_dim: usize,
-    head_dim_v: usize,
-    v_dim: usize,
-    n_tiles: usize,
-}
-
-impl WideKv {
-    /// Widens keys and values from position `from` on; earlier ones are
-    /// outside every query's sliding window and stay zero (never read), so a
-    /// local layer's work is bounded by its window, not by the context.
-    fn new(kv: &KvLayer<'_>, n_keys: usize, shape: &AttnShape, from: usize) -> WideKv {
-        let (hd, hdv, nkv) = (shape.head_dim, shape.head_dim_v, shape.n_head_kv);
-        let (kv_dim, v_dim) = (hd * nkv, hdv * nkv);
-        let from = from.min(n_keys);
-        let n_tiles = n_keys.div_ceil(KV_TILE);
-        // Zeroed allocations: pages below `from` are never touched.
-        let mut v = vec![0f32; n_keys * v_dim];
-        for j in from..n_keys {
-            let dst = &mut v[j * v_dim..(j + 1) * v_dim];
-            if shape.values_in_keys {
-                let k = kv.k_row(j);
-                for (h, d) in dst.chunks_exact_mut(hdv).enumerate() {
-                    k[h * hd..][..hdv].convert_to_f32_slice(d);
-                }
-            } else {
-                kv.v_row(j).convert_to_f32_slice(dst);
+    /// One query against `cells` cache cells the way llama.cpp's split path
+    /// does it: thread `i` of `n` runs every head over cells `i·c..(i+1)·c`
+    /// (`c = ⌈cells / n⌉`, the visible ones of them), then each thread merges
+    /// the parts of heads `i, i + n, …` in cell order.
+    ///
+    /// A sliding-window layer whose keys outgrow llama.cpp's window cache
+    /// (`n_swa + n_ubatch` cells, reused in a ring from then on, so that no
+    /// cell order could match it) splits its visible keys evenly instead of
+    /// leaving all of them to the last thread.
+    fn split_keys(&self, pool: &ThreadPool, cells: usize, out: &mut [f32]) {
+        let (n_head, hdv) = (self.shape.n_head, self.shape.head_dim_v);
+        let nth = pool.n_threads().max(1);
+        let p = self.pos0;
+        let (base, cells) = match self.shape.window {
+            Some(w) if p + 1 > split_cells(w + SWA_CACHE_UBATCH) => {
+                let lo = (p + 1).saturating_sub(w);
+                (lo, p + 1 - lo)
             }
-        }
-        let mut row = vec![0f32; kv_dim];
-        let mut kt = vec![0f32; nkv * n_tiles * hd * KV_TILE];
-        for j in from..n_keys {
-            kv.k_row(j).convert_to_f32_slice(&mut row);
-            let (tile, jj) = (j / KV_TILE, j % KV_TILE);
-            for (kvh, k) in row.chunks_exact(hd).enumerate() {
-                let base = (kvh * n_tiles + tile) * hd * KV_TILE + jj;
-                for (d, &x) in k.iter().enumerate() {
-                    kt[base + d * KV_TILE] = x;
-                }
-            }
-        }
-        WideKv {
-            kt,
-            v,
-            head_dim: hd,
-            head_dim_v: hdv,
-            v_dim,
-            n_tiles,
-        }
-    }
-
-    /// Tile `tile` of KV head `kvh`: `(head_dim, KV_TILE)`.
-    fn k_tile(&self, kvh: usize, tile: usize) -> &[f32] {
-        &self.kt[(kvh * self.n_tiles + tile) * self.head_dim * KV_TILE..][..self.head_dim * KV_TILE]
-    }
-
-    fn v(&self, kvh: usize, j: usize) -> &[f32] {
-        &self.v[j * self.v_dim + kvh * self.head_dim_v..][..self.head_dim_v]
-    }
-}
-
-/// Per-thread buffers of the attention kernels.
-struct Scratch {
-    q16: Vec<f32>,
-    k32: Vec<f32>,
-    v32: Vec<f32>,
-    acc: Vec<f32>,
-    acc16: Vec<f16>,
-    weights: [f32; KV_TILE],
-    /// The query quantized to the key type's activation format, and the key
-    /// type's dot product (quantized key caches only).
-    q_quant: Vec<u8>,
-    k_dot: Option<VecDotFn>,
-}
-
-impl Scratch {
-    fn new(head_dim: usize, head_dim_v: usize, k_type: KvType) -> Self {
-        let act = k_type.ggml().vec_dot_type();
-        let (q_quant, k_dot) = match k_type {
-            KvType::F16 => (Vec::new(), None),
-            _ => (
-                vec![0u8; act.row_bytes(head_dim).unwrap_or(0)],
-                vec_dot_kernel(k_type.ggml()).ok(),
-            ),
+            _ => (0, cells),
         };
-        Scratch {
-            q16: vec![0.0; head_dim],
-            k32: vec![0.0; head_dim],
-            v32: vec![0.0; head_dim_v],
-            acc: vec![0.0; head_dim_v],
-            acc16: vec![f16::ZERO; head_dim_v],
-            weights: [0.0; KV_TILE],
-            q_quant,
-            k_dot,
-        }
-    }
-}
-
-/// One query head against keys `lo..=hi`, all in f32, the way llama.cpp's
-/// `ggml_compute_forward_flash_attn_ext_tiled` computes it: per 64-key tile,
-/// scores as FMA chains over the head dimension, the running max and sum
-/// updated once per tile, weights from ggml's fast [`v_expf`] summed 8 lanes
-/// at a time into an f64, and the weighted values accumulated key by key with
-/// FMAs.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)] // why: a kernel's operands
-fn attend_f32(
-    q: &[f32],
-    kv: &WideKv,
-    kvh: usize,
-    lo: usize,
-    hi: usize,
-    scale: f32,
-    sc: &mut Scratch,
-    out: &mut [f32],
-) {
-    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
-    sc.acc.fill(0.0);
-    for tile in lo / KV_TILE..=hi / KV_TILE {
-        let t0 = tile * KV_TILE;
-        let w = &mut sc.weights;
-        w.fill(0.0);
-        for (&qd, kd) in q.iter().zip(kv.k_tile(kvh, tile).chunks_exact(KV_TILE)) {
-            for (s, &k) in w.iter_mut().zip(kd) {
-                *s = qd.mul_add(k, *s);
+        let chunk = cells.div_ceil(nth);
+        // Per thread, per head: [max, sum, acc...].
+        let width = 2 + hdv;
+        let parts: Vec<Mutex<Vec<f32>>> = (0..nth)
+            .map(|_| Mutex::new(vec![0f32; n_head * width]))
+            .collect();
+        pool.run(|ti, _| {
+            let Some(part) = parts.get(ti) else { return };
+            let mut part = part.lock().unwrap_or_else(|e| e.into_inner());
+            let (c0, c1) = (base + ti * chunk, base + ((ti + 1) * chunk).min(cells));
+            self.split_part(c0, c1, &mut part);
+        });
+        let parts: Vec<Vec<f32>> = parts
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let outs: Vec<Mutex<&mut [f32]>> = out[..n_head * hdv]
+            .chunks_mut(hdv)
+            .map(Mutex::new)
+            .collect();
+        pool.run(|ti, n| {
+            for h in (ti..n_head).step_by(n.max(1)) {
+                let mut o = outs[h].lock().unwrap_or_else(|e| e.into_inner());
+                let chunk_parts = parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(c, _)| c * chunk < cells)
+                    .map(|(_, p)| &p[h * width..(h + 1) * width]);
+                merge_parts(chunk_parts, &mut o);
             }
+        });
+    }
+
+    /// Every head of the query over cells `c0..c1` into `part` (see [`Self::split_keys`]).
+    fn split_part(&self, c0: usize, c1: usize, part: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU supports the features `split_part_fma` is compiled for.
+            unsafe { self.split_part_fma(c0, c1, part) };
+            return;
         }
-        let mut tile_max = f32::NEG_INFINITY;
-        for (jj, s) in w.iter_mut().enumerate() {
-            // keys outside lo..=hi are masked
-            *s = if (lo..=hi).contains(&(t0 + jj)) {
-                *s * scale
+        self.split_part_body(c0, c1, part, false);
+    }
+
+    /// [`Self::split_part_body`] compiled with AVX2 and FMA.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn split_part_fma(&self, c0: usize, c1: usize, part: &mut [f32]) {
+        self.split_part_body(c0, c1, part, attention_x86::available());
+    }
+
+    #[inline(always)]
+    fn split_part_body(&self, c0: usize, c1: usize, part: &mut [f32], fast: bool) {
+        let s = self.shape;
+        let mut sc = Scratch::new(s.head_dim, s.head_dim_v, self.kv.types().k);
+        let width = 2 + s.head_dim_v;
+        for (h, slot) in part.chunks_exact_mut(width).enumerate().take(s.n_head) {
+            let (kv, _, lo, p) = self.head(0, h);
+            // Cells past the query's position are masked, as are those before its window.
+            let (from, to) = (c0.max(lo), c1.min(p + 1));
+            let qrow = &self.q[h * s.head_dim..][..s.head_dim];
+            let r = if from < to {
+                self.row(qrow, &kv, from, to - 1, &mut sc, fast)
             } else {
-                f32::NEG_INFINITY
-            };
-            tile_max = tile_max.max(*s);
-        }
-        let new_max = max.max(tile_max);
-        if new_max > max {
-            let ms = (max - new_max).exp();
-            sc.acc.iter_mut().for_each(|a| *a *= ms);
-            sum *= ms;
-        }
-        max = new_max;
-        // why: ggml_vec_soft_max_f32 returns an f64 sum that is added to the f32 running sum in f64.
-        let mut tile_sum = 0f64;
-        for chunk in w.chunks_exact_mut(8) {
-            chunk.iter_mut().for_each(|x| *x = v_expf(*x - max));
-            tile_sum += reduce8_softmax((&*chunk).try_into().expect("8 lanes")) as f64;
-        }
-        sum = (sum as f64 + tile_sum) as f32;
-        for (jj, &wj) in w.iter().enumerate() {
-            if wj != 0.0 {
-                // a zero weight (masked key) adds nothing to the FMA chain
-                for (a, &v) in sc.acc.iter_mut().zip(kv.v(kvh, t0 + jj)) {
-                    *a = v.mul_add(wj, *a);
+                sc.acc.fill(0.0);
+                Partial {
+                    max: f32::NEG_INFINITY,
+                    sum: 0.0,
                 }
-            }
+            };
+            slot[0] = r.max;
+            slot[1] = r.sum;
+            slot[2..].copy_from_slice(&sc.acc);
         }
-    }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, &a) in out.iter_mut().zip(&sc.acc) {
-        *o = a * inv;
     }
 }
 
-/// One query head against keys `lo..=hi` the way llama.cpp's single-row
-/// flash attention (`..._f16_one_chunk`) does it, for every cache type:
-///
-/// - scores: with f16 keys, `q` rounded to f16 and `ggml_vec_dot_f16`
-///   ([`dot_f16`]); with quantized keys, `q` quantized to the key type's
-///   activation format (Q8_0 or Q8_1) and the type's integer dot product;
-/// - online softmax with libm `expf`;
-/// - values: with f16 values, accumulated in an f16 buffer (rounded after
-///   every key); with quantized values, widened to f32 and accumulated in f32.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)] // why: a kernel's operands
-fn attend_row(
-    q: &[f32],
-    kv: &KvHead,
-    lo: usize,
-    hi: usize,
-    scale: f32,
-    sc: &mut Scratch,
-    out: &mut [f32],
-) {
-    let types = kv.kv.types();
-    let v_type = if kv.values_in_keys { types.k } else { types.v };
-    let v_f16 = v_type == KvType::F16;
-    let k_dot = match types.k {
-        KvType::F16 => {
-            for (d, &s) in sc.q16.iter_mut().zip(q) {
-                *d = f16::from_f32(s).to_f32();
-            }
-            None
+/// Merges one head's parts `[max, sum, acc...]`, in cell order, into `out`
+/// (`ggml_flash_attn_ext_reduce_partials`): parts without weight are skipped,
+/// each rescales the running values to the new maximum, and the result is
+/// divided by the total sum.
+fn merge_parts<'p>(parts: impl Iterator<Item = &'p [f32]>, out: &mut [f32]) {
+    let (mut max, mut sum) = (f32::NEG_INFINITY, 0f32);
+    out.fill(0.0);
+    for p in parts {
+        let (m, s, acc) = (p[0], p[1], &p[2..]);
+        if s == 0.0 {
+            continue;
         }
-        kt => {
-            // The query row is whole blocks (heads are checked when the cache is made).
-            quantize_activation_row(kt.ggml().vec_dot_type(), q, &mut sc.q_quant)
-                .expect("query heads are whole blocks");
-            sc.k_dot
+        let new_max = max.max(m);
+        let (scale_old, scale_new) = ((max - new_max).exp(), (m - new_max).exp());
+        for (o, &a) in out.iter_mut().zip(acc) {
+            // why: GCC contracts `o*scale_old + a*scale_new` into fma(o, scale_old, a*scale_new).
+            *o = o.mul_add(scale_old, a * scale_new);
         }
-    };
-    // With f16 values `acc` always holds the f16 accumulator's values, widened.
-    sc.acc.fill(0.0);
-    let mut sum = 0f32;
-    let mut max = f32::NEG_INFINITY;
-    for j in lo..=hi {
-        let s = match k_dot {
-            None => {
-                kv.k16(j).convert_to_f32_slice(&mut sc.k32);
-                dot_f16(&sc.k32, &sc.q16)
-            }
-            Some(dot) => dot(kv.head_dim, kv.kq(j), &sc.q_quant),
-        } * scale;
-        let (mut ms, mut vs) = (1.0f32, 1.0f32);
-        if s > max {
-            ms = (max - s).exp();
-            max = s;
-            sc.acc.iter_mut().for_each(|a| *a *= ms);
-            if v_f16 {
-                round_to_f16(&mut sc.acc, &mut sc.acc16);
-            }
-        } else {
-            vs = (s - max).exp();
-        }
-        if v_f16 {
-            kv.v16(j).convert_to_f32_slice(&mut sc.v32);
-        } else {
-            dequantize_row(v_type.ggml(), kv.vq(j), &mut sc.v32)
-                .expect("value heads are whole blocks");
-        }
-        for (a, &v) in sc.acc.iter_mut().zip(&sc.v32) {
-            *a = v.mul_add(vs, *a);
-        }
-        if v_f16 {
-            round_to_f16(&mut sc.acc, &mut sc.acc16);
-        }
-        // why: GCC contracts ggml's `S = S*ms + vs` into an FMA.
-        sum = sum.mul_add(ms, vs);
+        sum = sum.mul_add(scale_old, s * scale_new);
+        max = new_max;
     }
-    let inv = if sum == 0.0 { 0.0 } else { 1.0 / sum };
-    for (o, &a) in out.iter_mut().zip(&sc.acc) {
-        *o = a * inv;
+    if sum != 0.0 {
+        let inv = 1.0 / sum;
+        out.iter_mut().for_each(|o| *o *= inv);
     }
-}
-
-/// Rounds `x` to f16 precision (round to nearest even, as F16C's
-/// `vcvtps2ph`), through the buffer `tmp`.
-#[inline(always)]
-fn round_to_f16(x: &mut [f32], tmp: &mut [f16]) {
-    tmp.convert_from_f32_slice(x);
-    tmp.convert_to_f32_slice(x);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv_type::{KvType, KvTypes};
+    use half::f16;
+    use sparetire_quant::quantize_activation_row;
 
     /// Plain softmax attention in f64, for one (token, head).
     fn naive(
@@ -785,7 +531,7 @@ mod tests {
                 pos0,
             };
             let mut portable = vec![0f32; n_tok * q_dim];
-            job.run_body(0..n_tok * shape.n_head, &mut portable);
+            job.run_body(0..n_tok * shape.n_head, &mut portable, false);
             assert_eq!(
                 portable, out,
                 "n_tok {n_tok}: portable and dispatched kernels differ"
@@ -864,6 +610,59 @@ mod tests {
                         assert!(
                             (*g as f64 - w).abs() < tol,
                             "{types} t {t} h {h}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A single query over 512+ cells splits its keys among the threads and
+    /// merges the parts; the result is still attention over every visible key
+    /// (with a window inside and beyond llama.cpp's window cache), on 1–3 threads.
+    #[test]
+    fn split_keys_decode_matches_naive_attention() {
+        for (pos, window) in [
+            (700, None),
+            (1300, None),
+            (700, Some(300)),
+            (1300, Some(300)),
+        ] {
+            let shape = AttnShape {
+                n_head: 3,
+                n_head_kv: 1,
+                head_dim: 64,
+                head_dim_v: 64,
+                values_in_keys: false,
+                scale: 0.125,
+                window,
+                offsets: HeadOffsets::default(),
+            };
+            let n_keys = pos + 1;
+            let kv_dim = shape.head_dim;
+            let q: Vec<f32> = pseudo(3 * 64, 11).iter().map(|x| x * 4.0).collect();
+            let k16: Vec<f16> = pseudo(n_keys * kv_dim, 12)
+                .iter()
+                .map(|&x| f16::from_f32(x * 2.0))
+                .collect();
+            let v16: Vec<f16> = pseudo(n_keys * kv_dim, 13)
+                .iter()
+                .map(|&x| f16::from_f32(x))
+                .collect();
+            let kv = KvLayer::contiguous(&k16, &v16, kv_dim);
+            let k32: Vec<f32> = k16.iter().map(|x| x.to_f32()).collect();
+            let v32: Vec<f32> = v16.iter().map(|x| x.to_f32()).collect();
+            let lo = window.map_or(0, |w| (pos + 1).saturating_sub(w));
+            for threads in 1..=3 {
+                let pool = ThreadPool::new(threads);
+                let mut out = vec![0f32; 3 * 64];
+                attention(&pool, &shape, &q, kv, pos, 1, false, &mut out);
+                for h in 0..3 {
+                    let want = naive(&q[h * 64..][..64], &k32, &v32, &shape, h, lo, pos);
+                    for (g, w) in out[h * 64..][..64].iter().zip(&want) {
+                        assert!(
+                            (*g as f64 - w).abs() < 2e-3,
+                            "pos {pos} window {window:?} threads {threads} head {h}: {g} vs {w}"
                         );
                     }
                 }
