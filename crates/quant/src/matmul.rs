@@ -185,10 +185,13 @@ const _: () = assert!(CHUNK_ROWS == crate::simd::PANEL_ROWS);
 /// Each row of `x` is quantized once to `w.ty.vec_dot_type()` the way llama.cpp's CPU backend
 /// does ([`quantize_activation_row`]), then `y[t][r] = vec_dot(w row r, xq[t])` — computed with
 /// the arithmetic llama.cpp uses for this shape (its `vec_dot` kernels, or llamafile's sgemm for
-/// F32/F16 batches), so results are bit-identical to its AVX2 build (on x86_64 with AVX2; on
-/// aarch64 every product takes the NEON `vec_dot` tiles, see `plan`). Threads take chunks of
-/// rows from a shared counter; within a chunk, tiles of up to four tokens share each weight
-/// block's decoding. No allocation once the per-thread scratch has grown.
+/// F32/F16 batches), so results are bit-identical to its AVX2 build (on x86_64 with AVX2 or
+/// AVX-512; on aarch64 every product takes the NEON `vec_dot` tiles, see `plan`). Threads take
+/// chunks of rows from a shared counter; within a chunk, tiles of up to four tokens share each
+/// weight block's decoding, or, where the ISA has panel kernels (AVX-512) and the batch is big
+/// enough, the chunk is decoded once into a panel that every group of up to eight tokens runs
+/// against (`panels`). Batches are quantized by all threads. No allocation once the per-thread
+/// scratch has grown.
 pub fn matmul(
     pool: &ThreadPool,
     w: &WeightView,

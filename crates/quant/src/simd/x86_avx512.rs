@@ -20,11 +20,15 @@
 //! outputs. The horizontal sum at the end is then plain vertical adds, and the sixteen results
 //! of a token are one store. [`super::Gemm`] describes such a kernel; `matmul` decodes a chunk of
 //! rows once and runs every group of tokens against it (`legacy`: the 32-element quants;
-//! `kquants`: the K-quants' tiled and repacked paths).
+//! `kquants`: the K-quants' tiled and repacked paths; `kquants_dot`: the K-quants in `vec_dot`
+//! order).
 //!
-//! Single-row products (`vec_dot`, the tile and chunk kernels of a few tokens, the path tiles)
-//! stay with the AVX2 kernels: they stream each weight byte once from memory, where the wider
-//! registers buy nothing measurable (docs/PERFORMANCE.md has the numbers).
+//! Products of one token, `vec_dot`, and batches below a panel kernel's minimum (two or three
+//! tokens, measured per kernel) keep the AVX2 kernels, which decode each weight block in
+//! registers for the tokens at hand: decoding a panel costs about what two or three tokens'
+//! products against it cost, so for one token the panels were measured slower
+//! (docs/PERFORMANCE.md has the numbers), and decoding one token is bound by reading the
+//! weights anyway. F32/F16 products keep the AVX2 kernels too.
 //!
 //! Everything here is reached only through [`kernel`], [`tile`], [`chunk`], [`path_tile`],
 //! [`path_chunk`] and [`gemm`], which hand kernels out only when [`available`] confirmed the
