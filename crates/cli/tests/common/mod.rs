@@ -91,9 +91,24 @@ pub fn request(
     }
     req.push_str("\r\n");
     req.push_str(body);
-    conn.write_all(req.as_bytes()).unwrap();
+    // A server may answer (413, say) and close before it has read the whole
+    // body; the write then fails with a broken pipe or a reset, but the
+    // answer is already in our receive buffer, so read it anyway.
+    let write_err = conn.write_all(req.as_bytes()).err();
     let mut raw = Vec::new();
-    conn.read_to_end(&mut raw).unwrap();
+    let mut buf = [0u8; 64 << 10];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if !raw.is_empty() || write_err.is_some() => {
+                assert!(!raw.is_empty(), "write failed ({write_err:?}), then read failed ({e})");
+                break;
+            }
+            Err(e) => panic!("reading the answer to {method} {path}: {e}"),
+        }
+    }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status: u16 = text
         .split(' ')
