@@ -158,10 +158,22 @@ fn errors_are_openai_json_with_the_right_status() {
         &auth,
     );
     assert!(resp.contains("256") && resp.contains("5000"), "{resp}");
-    // Oversized bodies are refused.
-    let big = format!(r#"{{"prompt": "{}"}}"#, "a".repeat(5 << 20));
-    let (st, _) = request(&s, "POST", "/v1/completions", Some(&big), &auth);
-    assert_eq!(st, 413);
+    // Oversized bodies are refused from the declared length, before they are
+    // read: the request announces 5 MiB and sends none of it, so the answer
+    // must come without the body (a server that waited would time out here).
+    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n\r\n",
+        s.addr,
+        5 << 20,
+        auth.join("\r\n")
+    );
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
 #[test]
