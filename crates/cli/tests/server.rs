@@ -174,6 +174,36 @@ fn errors_are_openai_json_with_the_right_status() {
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("\"code\":413") && answer.contains("limit"),
+        "{answer}"
+    );
+    // A body sent without a length is cut at the limit while it is read,
+    // and refused with the same OpenAI-shaped 413.
+    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n{}\r\n\r\n",
+        s.addr,
+        auth.join("\r\n")
+    );
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    // 5 chunks of 1 MiB; the server may stop reading (and close) once it
+    // has seen more than the limit, so write errors are expected.
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..5 {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+        if std::io::Write::write_all(&mut conn, &framed).is_err() {
+            break;
+        }
+    }
+    let _ = std::io::Write::write_all(&mut conn, b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut conn, &mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":413"), "{answer}");
 }
 
 #[test]

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// No such endpoint (404).
     #[error("no such endpoint: {0}; the API has /v1/chat/completions, /v1/completions, /v1/models and /health")]
     NoRoute(String),
+    /// The request body is larger than the server accepts (413); the limit in bytes.
+    #[error("the request body is larger than the {0}-byte limit")]
+    TooLarge(usize),
     /// The queue is full (429).
     #[error("the server is busy: {0} requests are already queued; retry later")]
     Overloaded(usize),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::UnknownModel(_) | ApiError::NoRoute(_) => {
                 (StatusCode::NOT_FOUND, "invalid_request_error")
             }
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error"),
             ApiError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error"),
             ApiError::Loading | ApiError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, "server_error")

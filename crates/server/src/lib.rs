@@ -114,6 +114,21 @@ async fn count_status(State(st): State<Arc<AppState>>, res: Response) -> Respons
     res
 }
 
+/// Refuses a request whose declared `Content-Length` is over
+/// [`MAX_BODY_BYTES`] before any of the body is read, so a client sending a
+/// huge upload gets its 413 at once instead of after the upload.
+async fn refuse_oversized(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > MAX_BODY_BYTES as u64 => ApiError::TooLarge(MAX_BODY_BYTES).into_response(),
+        _ => next.run(req).await,
+    }
+}
+
 async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::NoRoute(uri.path().to_owned()).into_response()
 }
@@ -128,6 +143,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/completions", post(openai::completions))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(axum::middleware::map_response_with_state(
             state.clone(),
             count_status,

@@ -103,7 +103,10 @@ pub fn request(
             Ok(n) => raw.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) if !raw.is_empty() || write_err.is_some() => {
-                assert!(!raw.is_empty(), "write failed ({write_err:?}), then read failed ({e})");
+                assert!(
+                    !raw.is_empty(),
+                    "write failed ({write_err:?}), then read failed ({e})"
+                );
                 break;
             }
             Err(e) => panic!("reading the answer to {method} {path}: {e}"),

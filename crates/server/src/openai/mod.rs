@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, Sse};
@@ -31,22 +32,46 @@ enum Kind {
     Completion,
 }
 
+/// The body, or the error for one that could not be read: a body over the
+/// limit (sent without a length, so the length check could not refuse it
+/// first) is a 413 in OpenAI's shape, anything else a 400.
+fn body_or_error(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(crate::MAX_BODY_BYTES)
+        } else {
+            ApiError::Invalid {
+                message: format!("could not read the request body: {}", e.body_text()),
+                param: None,
+            }
+        }
+    })
+}
+
 /// `POST /v1/chat/completions`
-pub async fn chat(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(st, headers, body, Kind::Chat)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+pub async fn chat(
+    State(st): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body_or_error(body) {
+        Ok(body) => handle(st, headers, body, Kind::Chat).await,
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /v1/completions`
 pub async fn completions(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    handle(st, headers, body, Kind::Completion)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    match body_or_error(body) {
+        Ok(body) => handle(st, headers, body, Kind::Completion).await,
+        Err(e) => Err(e),
+    }
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /v1/models`
