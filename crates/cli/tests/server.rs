@@ -161,16 +161,20 @@ fn errors_are_openai_json_with_the_right_status() {
     // Oversized bodies are refused from the declared length, before they are
     // read: the request announces 5 MiB and sends none of it, so the answer
     // must come without the body (a server that waited would time out here).
-    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    let head = format!(
-        "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}\r\n\r\n",
-        s.addr,
-        5 << 20,
-        auth.join("\r\n")
-    );
-    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    // A raw connection that has sent a completion request's head with `framing`.
+    let post_head = |framing: &str| {
+        let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let head = format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\n{framing}\r\n{}\r\n\r\n",
+            s.addr,
+            auth.join("\r\n")
+        );
+        std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+        conn
+    };
+    let mut conn = post_head(&format!("Content-Length: {}", 5 << 20));
     let mut answer = String::new();
     std::io::Read::read_to_string(&mut conn, &mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
@@ -180,15 +184,7 @@ fn errors_are_openai_json_with_the_right_status() {
     );
     // A body sent without a length is cut at the limit while it is read,
     // and refused with the same OpenAI-shaped 413.
-    let mut conn = std::net::TcpStream::connect(&s.addr).unwrap();
-    conn.set_read_timeout(Some(std::time::Duration::from_secs(60)))
-        .unwrap();
-    let head = format!(
-        "POST /v1/completions HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n{}\r\n\r\n",
-        s.addr,
-        auth.join("\r\n")
-    );
-    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    let mut conn = post_head("Transfer-Encoding: chunked");
     // 5 chunks of 1 MiB; the server may stop reading (and close) once it
     // has seen more than the limit, so write errors are expected.
     let chunk = vec![b' '; 1 << 20];

@@ -54,11 +54,9 @@ pub async fn chat(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(body) {
-        Ok(body) => handle(st, headers, body, Kind::Chat).await,
-        Err(e) => Err(e),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
+    handle(st, headers, body, Kind::Chat)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /v1/completions`
@@ -67,11 +65,9 @@ pub async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match body_or_error(body) {
-        Ok(body) => handle(st, headers, body, Kind::Completion).await,
-        Err(e) => Err(e),
-    }
-    .unwrap_or_else(IntoResponse::into_response)
+    handle(st, headers, body, Kind::Completion)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /v1/models`
@@ -88,9 +84,10 @@ pub async fn models(State(st): State<Arc<AppState>>, headers: HeaderMap) -> Resp
 async fn handle(
     st: Arc<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
     kind: Kind,
 ) -> Result<Response, ApiError> {
+    let body = body_or_error(body)?;
     st.check_key(&headers)?;
     let m = request::object(&body)?;
     let c = request::common(
