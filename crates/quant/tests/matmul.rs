@@ -14,12 +14,13 @@ fn data(seed: u32, n: usize) -> Vec<f32> {
 #[test]
 fn matmul_equals_per_row_vec_dot() {
     // 37 rows: F32/F16 stay on the vec_dot path (llamafile's sgemm wants rows % 4 == 0); 7
-    // tokens: a full tile of 4 and a partial one.
-    let (rows, cols, n_tokens) = (37, 512, 7);
+    // tokens: a full tile of 4 and a partial one; 1 token: the decode kernels (groups of rows,
+    // or one row at a time).
+    let (rows, cols) = (37, 512);
     let weight_types = GgmlType::ALL
         .into_iter()
         .filter(|t| !matches!(t, GgmlType::Q8_1 | GgmlType::Q8_K));
-    for threads in [1, 2, 3] {
+    for (threads, n_tokens) in [(1, 7), (2, 7), (3, 7), (1, 1), (2, 1)] {
         let pool = ThreadPool::new(threads);
         for ty in weight_types.clone() {
             let wf = data(1, rows * cols);

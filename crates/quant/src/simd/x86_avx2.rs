@@ -539,8 +539,12 @@ unsafe fn q8_0_quants(xb: *const u8) -> __m256i {
     load32(xb.add(2))
 }
 
+/// `$one_row`: a single token walks the rows one at a time, one sequential stream for the
+/// hardware prefetcher, instead of four rows at once with software prefetches (measured on
+/// Q8_0's 680-byte Gemma 3 output rows, on an AMD EPYC (Zen 4) guest: 1.8× faster with one
+/// thread, 1.4–2× with two; Q4_0 and Q5_0 lose there, so they keep four rows).
 macro_rules! q8_0_acts_kernels {
-    ($(($doc:literal, $tile:ident, $rows:ident, $bytes:expr, $quants:ident)),* $(,)?) => {$(
+    ($(($doc:literal, $tile:ident, $rows:ident, $bytes:expr, $quants:ident, $one_row:expr)),* $(,)?) => {$(
         #[doc = $doc]
         ///
         /// # Safety
@@ -570,6 +574,14 @@ macro_rules! q8_0_acts_kernels {
             a_stride: usize,
             o: *mut f32,
         ) {
+            if $one_row && T == 1 {
+                for r in 0..n_rows {
+                    q8_0_acts::<1, 1>(nb, w.add(r * w_row), 0, $bytes, a, a_stride, o.add(r), |xb| {
+                        $quants(xb)
+                    });
+                }
+                return;
+            }
             rows_by!(n_rows, T, |r, RR| q8_0_acts::<RR, T>(
                 nb,
                 w.add(r * w_row),
@@ -590,21 +602,24 @@ q8_0_acts_kernels!(
         q4_0_q8_0,
         rows_q4_0,
         18,
-        q4_0_quants
+        q4_0_quants,
+        false
     ),
     (
         "`ggml_vec_dot_q5_0_q8_0` (AVX2).",
         q5_0_q8_0,
         rows_q5_0,
         22,
-        q5_0_quants
+        q5_0_quants,
+        false
     ),
     (
         "`ggml_vec_dot_q8_0_q8_0` (AVX2).",
         q8_0_q8_0,
         rows_q8_0,
         34,
-        q8_0_quants
+        q8_0_quants,
+        true
     ),
 );
 
