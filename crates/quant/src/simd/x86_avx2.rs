@@ -477,18 +477,21 @@ unsafe fn q8_0_acts<const R: usize, const T: usize>(
     }
 }
 
-/// Runs `f::<R>` (a kernel for `R` rows at once) over `n_rows` rows `w_row` bytes apart: four
-/// rows at a time for one token (independent accumulator chains), two for more tokens (each
-/// activation block loaded once per two rows), then one at a time.
+/// Runs `f::<R>` (a kernel for `R` rows at once) over `n_rows` rows `w_row` bytes apart:
+/// `$one` rows at a time for one token (default four: independent accumulator chains), two for
+/// more tokens (each activation block loaded once per two rows), then one at a time.
 macro_rules! rows_by {
-    ($n_rows:expr, $t:expr, |$r:ident, $rr:ident| $call:expr) => {{
+    ($n_rows:expr, $t:expr, |$r:ident, $rr:ident| $call:expr) => {
+        rows_by!($n_rows, $t, 4, |$r, $rr| $call)
+    };
+    ($n_rows:expr, $t:expr, $one:literal, |$r:ident, $rr:ident| $call:expr) => {{
         let n_rows: usize = $n_rows;
         let mut $r = 0usize;
         if $t == 1 {
-            while $r + 4 <= n_rows {
-                const $rr: usize = 4;
+            while n_rows - $r >= $one {
+                const $rr: usize = $one;
                 $call;
-                $r += 4;
+                $r += $one;
             }
         } else {
             while $r + 2 <= n_rows {
@@ -539,12 +542,12 @@ unsafe fn q8_0_quants(xb: *const u8) -> __m256i {
     load32(xb.add(2))
 }
 
-/// `$one_row`: a single token walks the rows one at a time, one sequential stream for the
-/// hardware prefetcher, instead of four rows at once with software prefetches (measured on
-/// Q8_0's 680-byte Gemma 3 output rows, on an AMD EPYC (Zen 4) guest: 1.8× faster with one
-/// thread, 1.4–2× with two; Q4_0 and Q5_0 lose there, so they keep four rows).
+/// `$one`: rows at a time for a single token. Q8_0 takes 1, one sequential stream for the
+/// hardware prefetcher, instead of four rows with software prefetches (measured on its 680-byte
+/// Gemma 3 output rows, on an AMD EPYC (Zen 4) guest: 1.8× faster with one thread, 1.4–2× with
+/// two); Q4_0 and Q5_0 lose with 1 there, so they keep 4.
 macro_rules! q8_0_acts_kernels {
-    ($(($doc:literal, $tile:ident, $rows:ident, $bytes:expr, $quants:ident, $one_row:expr)),* $(,)?) => {$(
+    ($(($doc:literal, $tile:ident, $rows:ident, $bytes:expr, $quants:ident, $one:literal)),* $(,)?) => {$(
         #[doc = $doc]
         ///
         /// # Safety
@@ -574,15 +577,7 @@ macro_rules! q8_0_acts_kernels {
             a_stride: usize,
             o: *mut f32,
         ) {
-            if $one_row && T == 1 {
-                for r in 0..n_rows {
-                    q8_0_acts::<1, 1>(nb, w.add(r * w_row), 0, $bytes, a, a_stride, o.add(r), |xb| {
-                        $quants(xb)
-                    });
-                }
-                return;
-            }
-            rows_by!(n_rows, T, |r, RR| q8_0_acts::<RR, T>(
+            rows_by!(n_rows, T, $one, |r, RR| q8_0_acts::<RR, T>(
                 nb,
                 w.add(r * w_row),
                 w_row,
@@ -603,7 +598,7 @@ q8_0_acts_kernels!(
         rows_q4_0,
         18,
         q4_0_quants,
-        false
+        4
     ),
     (
         "`ggml_vec_dot_q5_0_q8_0` (AVX2).",
@@ -611,7 +606,7 @@ q8_0_acts_kernels!(
         rows_q5_0,
         22,
         q5_0_quants,
-        false
+        4
     ),
     (
         "`ggml_vec_dot_q8_0_q8_0` (AVX2).",
@@ -619,7 +614,7 @@ q8_0_acts_kernels!(
         rows_q8_0,
         34,
         q8_0_quants,
-        true
+        1
     ),
 );
 
